@@ -1,0 +1,67 @@
+import FoundationEssentials
+import JWTKit
+
+/// Issues and verifies the signed, expiring tokens that devices present to a
+/// gate. Every region shares the signing secret, so a token issued anywhere is
+/// valid everywhere (a device that fails over re-authenticates as it is).
+public struct TokenAuthority: Sendable {
+    private let keys: JWTKeyCollection
+
+    /// The shortest secret accepted: HMAC-SHA256 keys shorter than the hash are weak.
+    public static let minimumSecretBytes = 32
+
+    public init(secret: String) async throws(TokenAuthorityError) {
+        guard secret.utf8.count >= Self.minimumSecretBytes else { throw .secretTooShort }
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        self.keys = keys
+    }
+
+    /// A token for `userID`, valid for `lifetime` seconds from `now`.
+    public func issue(userID: String, lifetime: TimeInterval, now: Date = Date()) async throws -> String {
+        let claims = ParleyClaims(
+            sub: SubjectClaim(value: userID),
+            exp: ExpirationClaim(value: now.addingTimeInterval(lifetime)),
+            iat: IssuedAtClaim(value: now)
+        )
+        return try await keys.sign(claims)
+    }
+
+    /// The user a token names, or why it is refused.
+    public func verify(_ token: String) async throws(TokenRejection) -> String {
+        do {
+            let claims = try await keys.verify(token, as: ParleyClaims.self)
+            return claims.sub.value
+        } catch let error as JWTError where error.errorType == .claimVerificationFailure {
+            throw .expired
+        } catch {
+            throw .invalid
+        }
+    }
+}
+
+public enum TokenAuthorityError: Error, Sendable, CustomStringConvertible {
+    case secretTooShort
+
+    public var description: String {
+        "the token secret must be at least \(TokenAuthority.minimumSecretBytes) bytes"
+    }
+}
+
+/// Why a token was refused.
+public enum TokenRejection: Error, Sendable, Equatable {
+    /// Unsigned, forged, malformed or for another key.
+    case invalid
+    /// Correctly signed but past its expiry.
+    case expired
+}
+
+struct ParleyClaims: JWTPayload {
+    var sub: SubjectClaim
+    var exp: ExpirationClaim
+    var iat: IssuedAtClaim
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {
+        try exp.verifyNotExpired()
+    }
+}

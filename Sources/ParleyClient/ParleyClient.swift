@@ -1,0 +1,402 @@
+import Logging
+import ParleyCore
+import ParleyProto
+
+/// The Parley client SDK: one device of one user.
+///
+/// ```swift
+/// let client = ParleyClient(configuration: .init(gates: [.tcp(host: "127.0.0.1", port: 7100)],
+///                                                token: token, deviceID: "phone"))
+/// try await client.connect()
+/// let ack = try await client.send(to: .user("bob"), body: "hi")
+/// for await received in client.events { print(received.event) }
+/// ```
+///
+/// The client keeps a cursor `{origin: user_seq}` of what it has received,
+/// delivers every event exactly once and in order per origin, pulls whatever a
+/// gap in the pushes reveals, reconnects with backoff when the connection
+/// drops, and re-syncs from its cursor. Sends carry a `client_msg_id` and are
+/// retried with the same id, so a retry is stored once.
+public actor ParleyClient {
+    public struct Configuration: Sendable {
+        public var gates: [GateAddress]
+        public var token: String
+        public var deviceID: String
+        public var requestTimeout: Duration = .seconds(10)
+        /// Reconnect (and re-sync) on its own after the connection drops.
+        public var reconnects = true
+        public var syncPageSize: UInt32 = 500
+        public var logger = Logger(label: "parley.client")
+
+        public init(gates: [GateAddress], token: String, deviceID: String) {
+            self.gates = gates
+            self.token = token
+            self.deviceID = deviceID
+        }
+    }
+
+    public enum Recipient: Sendable, Hashable {
+        case user(String)
+        case group(String)
+    }
+
+    /// Every event that concerns this user, once each, in order per origin.
+    public nonisolated let events: AsyncStream<ReceivedEvent>
+    private let emit: AsyncStream<ReceivedEvent>.Continuation
+
+    public let configuration: Configuration
+    public private(set) var cursor: SyncCursor
+    public private(set) var userID: String?
+    /// The last connection-level error the server sent before closing.
+    public private(set) var lastServerError: ServerError?
+    /// How many times a gap in pushes made the client pull.
+    public private(set) var gapsPulled = 0
+
+    private var connection: Connection?
+    private var connecting: Task<Parley_AuthOk, any Error>?
+    private var nextRequestID: UInt64 = 1
+    private var pending: [UInt64: CheckedContinuation<Parley_Frame, any Error>] = [:]
+    private var syncing = false
+    private var syncAgain = false
+    private var stopped = false
+    private var gateIndex = 0
+
+    private struct Connection {
+        let id: UInt64
+        let transport: FrameTransport
+        let reader: Task<Void, Never>
+        var heartbeat: Task<Void, Never>?
+    }
+
+    public init(configuration: Configuration, cursor: SyncCursor = SyncCursor()) {
+        self.configuration = configuration
+        self.cursor = cursor
+        (events, emit) = AsyncStream.makeStream()
+    }
+
+    public var isConnected: Bool { connection != nil }
+
+    /// Connects, authenticates and syncs everything missed since the cursor.
+    @discardableResult
+    public func connect() async throws -> Parley_AuthOk {
+        stopped = false
+        if let connecting { return try await connecting.value }
+        let task = Task { try await self.openConnection() }
+        connecting = task
+        defer { connecting = nil }
+        let ok = try await task.value
+        try await sync()
+        return ok
+    }
+
+    /// Closes the connection and stops reconnecting.
+    public func disconnect() {
+        stopped = true
+        drop(reason: "closed by the client")
+    }
+
+    public func send(to recipient: Recipient, body: String, clientMsgID: String = ParleyClient.newClientMsgID()) async throws -> Parley_SendAck {
+        let frame = Parley_Frame.with {
+            $0.send = .with {
+                $0.clientMsgID = clientMsgID
+                $0.body = body
+                switch recipient {
+                case .user(let user): $0.toUser = user
+                case .group(let group): $0.groupID = group
+                }
+            }
+        }
+        return try await requestWithRetry(frame).sendAck
+    }
+
+    public func markRead(conversationID: String, messageID: String) async throws -> Parley_ReadAck {
+        try await requestWithRetry(.with {
+            $0.markRead = .with {
+                $0.conversationID = conversationID
+                $0.messageID = messageID
+            }
+        }).readAck
+    }
+
+    public func createGroup(name: String, members: [String]) async throws -> Parley_GroupCreatedAck {
+        try await request(.with {
+            $0.createGroup = .with {
+                $0.name = name
+                $0.members = members
+            }
+        }).groupCreated
+    }
+
+    public func history(conversationID: String, before messageID: String = "", limit: UInt32 = 50) async throws -> Parley_HistoryPage {
+        try await requestWithRetry(.with {
+            $0.history = .with {
+                $0.conversationID = conversationID
+                $0.beforeMessageID = messageID
+                $0.limit = limit
+            }
+        }).historyPage
+    }
+
+    public func unreadCounts() async throws -> [String: UInt64] {
+        try await requestWithRetry(.with { $0.unread = Parley_UnreadRequest() }).unreadCounts.byConversation
+    }
+
+    /// Pulls every event after the cursor, page by page.
+    public func sync() async throws {
+        if syncing {
+            syncAgain = true
+            return
+        }
+        syncing = true
+        defer { syncing = false }
+        repeat {
+            syncAgain = false
+            var more = true
+            while more {
+                let batch = try await request(.with {
+                    $0.sync = .with { request in
+                        request.limit = configuration.syncPageSize
+                        request.cursor = cursor.vector.origins.map { origin in
+                            .with { $0.origin = origin; $0.userSeq = cursor.vector[origin] }
+                        }
+                    }
+                }).syncBatch
+                for push in batch.events { accept(push, live: false) }
+                more = batch.more && !batch.events.isEmpty
+            }
+        } while syncAgain
+    }
+
+    /// Sends one request frame and waits for its answer. An `Error` answer throws `ServerError`.
+    public func request(_ frame: Parley_Frame) async throws -> Parley_Frame {
+        guard let connection else { throw ClientConnectionError.notConnected }
+        let answer = try await exchange(frame, on: connection)
+        if case .error(let error) = answer.body { throw ServerError(error) }
+        return answer
+    }
+
+    public static func newClientMsgID() -> String {
+        let high = UInt64.random(in: 0...UInt64.max)
+        let low = UInt64.random(in: 0...UInt64.max)
+        return String(high, radix: 36) + String(low, radix: 36)
+    }
+
+    // MARK: - Connection
+
+    private func openConnection() async throws -> Parley_AuthOk {
+        drop(reason: "reconnecting")
+        var lastError: any Error = ClientConnectionError.notConnected
+        for offset in 0..<configuration.gates.count {
+            let index = (gateIndex + offset) % configuration.gates.count
+            do {
+                let ok = try await open(configuration.gates[index])
+                gateIndex = index
+                return ok
+            } catch let error as ServerError where !error.code.isRetryable {
+                throw error
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    private static let connectionIDs = ConnectionIDs()
+
+    private func open(_ address: GateAddress) async throws -> Parley_AuthOk {
+        let transport = try await FrameTransport.connect(to: address, logger: configuration.logger)
+        let id = Self.connectionIDs.next()
+        let reader = Task { await self.read(transport, connectionID: id) }
+        var connection = Connection(id: id, transport: transport, reader: reader)
+        self.connection = connection
+        let answer: Parley_Frame
+        do {
+            answer = try await exchange(.with {
+                $0.auth = .with {
+                    $0.token = configuration.token
+                    $0.deviceID = configuration.deviceID
+                }
+            }, on: connection)
+        } catch {
+            drop(reason: "sign-in failed")
+            throw error
+        }
+        if case .error(let error) = answer.body {
+            drop(reason: "sign-in refused")
+            throw ServerError(error)
+        }
+        let ok = answer.authOk
+        userID = ok.userID
+        let interval = Duration.milliseconds(Int64(max(200, ok.heartbeatIntervalMs)))
+        connection.heartbeat = Task { [transport] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                transport.send(.with { $0.heartbeat = .with { $0.clientTimeMs = WallClock.milliseconds() } })
+            }
+        }
+        self.connection = connection
+        return ok
+    }
+
+    private func read(_ transport: FrameTransport, connectionID: UInt64) async {
+        var reason = "closed by the server"
+        do {
+            for try await frame in transport.inbound { received(frame) }
+        } catch {
+            reason = "\(error)"
+        }
+        connectionLost(connectionID, reason: reason)
+    }
+
+    private func received(_ frame: Parley_Frame) {
+        if frame.requestID != 0, let waiter = pending.removeValue(forKey: frame.requestID) {
+            waiter.resume(returning: frame)
+            return
+        }
+        switch frame.body {
+        case .push(let push):
+            accept(push, live: true)
+        case .error(let error):
+            lastServerError = ServerError(error)
+        default:
+            break  // heartbeat echoes and answers to abandoned requests
+        }
+    }
+
+    private func connectionLost(_ connectionID: UInt64, reason: String) {
+        guard connection?.id == connectionID else { return }
+        drop(reason: reason)
+        guard configuration.reconnects, !stopped else { return }
+        Task { await self.reconnectWithBackoff() }
+    }
+
+    private func drop(reason: String) {
+        guard let connection else { return }
+        self.connection = nil
+        connection.heartbeat?.cancel()
+        connection.transport.close()
+        let waiters = pending
+        pending = [:]
+        for waiter in waiters.values { waiter.resume(throwing: ClientConnectionError.closed(reason)) }
+    }
+
+    private func reconnectWithBackoff() async {
+        var attempt = 0
+        while !stopped, connection == nil {
+            do {
+                try await connect()
+                return
+            } catch let error as ServerError where !error.code.isRetryable {
+                configuration.logger.error("reconnect refused", metadata: ["error": "\(error)"])
+                return
+            } catch {
+                attempt += 1
+                try? await Task.sleep(for: Backoff.delay(attempt: attempt))
+            }
+        }
+    }
+
+    // MARK: - Requests
+
+    private func exchange(_ frame: Parley_Frame, on connection: Connection) async throws -> Parley_Frame {
+        var frame = frame
+        let id = nextRequestID
+        nextRequestID += 1
+        frame.requestID = id
+        let timeout = configuration.requestTimeout
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.expire(id)
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { waiter in
+            pending[id] = waiter
+            connection.transport.send(frame)
+        }
+    }
+
+    private func expire(_ id: UInt64) {
+        pending.removeValue(forKey: id)?.resume(throwing: ClientConnectionError.timedOut)
+    }
+
+    /// Retries across reconnects: connection failures and `unavailable` answers
+    /// are retried with the same frame (a send keeps its client_msg_id).
+    private func requestWithRetry(_ frame: Parley_Frame, attempts: Int = 8) async throws -> Parley_Frame {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                if connection == nil { try await connect() }
+                return try await request(frame)
+            } catch let error as ServerError where !error.code.isRetryable {
+                throw error
+            } catch {
+                guard attempt < attempts, !stopped else { throw error }
+                try await Task.sleep(for: Backoff.delay(attempt: attempt))
+            }
+        }
+    }
+
+    // MARK: - Events
+
+    private func accept(_ push: Parley_Push, live: Bool) {
+        switch cursor.classify(origin: push.position.origin, userSeq: push.position.userSeq) {
+        case .next:
+            cursor.advance(origin: push.position.origin, userSeq: push.position.userSeq)
+            emit.yield(ReceivedEvent(position: push.position, event: push.event, live: live))
+        case .duplicate:
+            break
+        case .gap:
+            guard live else { break }
+            gapsPulled += 1
+            Task { try? await self.sync() }
+        }
+    }
+}
+
+/// An event as the device received it.
+public struct ReceivedEvent: Sendable {
+    public let position: Parley_UserPosition
+    public let event: Parley_Event
+    /// True for a live push, false when it came through sync.
+    public let live: Bool
+}
+
+/// An `Error` frame from the server.
+public struct ServerError: Error, Sendable, CustomStringConvertible {
+    public let code: ClientErrorCode
+    public let message: String
+
+    init(_ error: Parley_Error) {
+        code = ClientErrorCode(rawValue: error.code)
+        message = error.message
+    }
+
+    public var description: String { "\(code) (\(code.rawValue)): \(message)" }
+}
+
+extension ClientErrorCode {
+    /// Whether retrying the same request later can succeed.
+    var isRetryable: Bool { self == .unavailable || self == .internalError }
+}
+
+/// Exponential backoff with jitter, so reconnecting clients do not stampede.
+enum Backoff {
+    static func delay(attempt: Int) -> Duration {
+        let base = min(5_000.0, 50.0 * Double(1 << min(attempt, 10)))
+        return .milliseconds(Int64(base * Double.random(in: 0.5...1.0)))
+    }
+}
+
+private final class ConnectionIDs: Sendable {
+    private let counter = Mutex<UInt64>(0)
+
+    func next() -> UInt64 {
+        counter.withLock {
+            $0 += 1
+            return $0
+        }
+    }
+}
+
+import Synchronization

@@ -1,0 +1,62 @@
+/// The stable numeric error codes a device can receive (docs/PROTOCOL.md).
+///
+/// A struct rather than an enum so new codes never break callers.
+public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt32
+    /// Whether the gate closes the connection after sending this error.
+    public var closesConnection: Bool { rawValue < 20 }
+
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    // Framing: the connection is closed after these.
+    public static let malformedFrame = ClientErrorCode(rawValue: 1)
+    public static let frameTooLarge = ClientErrorCode(rawValue: 2)
+    public static let unknownFrameType = ClientErrorCode(rawValue: 3)
+    // Authentication: the connection is closed after these.
+    public static let authRequired = ClientErrorCode(rawValue: 10)
+    public static let tokenInvalid = ClientErrorCode(rawValue: 11)
+    public static let tokenExpired = ClientErrorCode(rawValue: 12)
+    public static let idleTimeout = ClientErrorCode(rawValue: 13)
+    // Requests: the connection stays open.
+    public static let unknownUser = ClientErrorCode(rawValue: 20)
+    public static let notMember = ClientErrorCode(rawValue: 21)
+    public static let unknownConversation = ClientErrorCode(rawValue: 22)
+    public static let invalidRequest = ClientErrorCode(rawValue: 23)
+    public static let payloadTooLarge = ClientErrorCode(rawValue: 24)
+    public static let unavailable = ClientErrorCode(rawValue: 30)
+    public static let internalError = ClientErrorCode(rawValue: 50)
+
+    public var description: String {
+        switch self {
+        case .malformedFrame: "malformed_frame"
+        case .frameTooLarge: "frame_too_large"
+        case .unknownFrameType: "unknown_frame_type"
+        case .authRequired: "auth_required"
+        case .tokenInvalid: "token_invalid"
+        case .tokenExpired: "token_expired"
+        case .idleTimeout: "idle_timeout"
+        case .unknownUser: "unknown_user"
+        case .notMember: "not_member"
+        case .unknownConversation: "unknown_conversation"
+        case .invalidRequest: "invalid_request"
+        case .payloadTooLarge: "payload_too_large"
+        case .unavailable: "unavailable"
+        case .internalError: "internal"
+        default: "code_\(rawValue)"
+        }
+    }
+}
+
+/// A request refused with a client error code, thrown by business logic and
+/// turned into an `Error` frame at the edge.
+public struct ClientError: Error, Sendable, CustomStringConvertible {
+    public let code: ClientErrorCode
+    public let message: String
+
+    public init(_ code: ClientErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code) (\(code.rawValue)): \(message)" }
+}

@@ -1,0 +1,83 @@
+import FoundationEssentials
+
+/// One region of a deployment, as described by a file in `regions/`.
+public struct RegionFile: Codable, Sendable {
+    public struct Location: Codable, Sendable {
+        public var latitude: Double
+        public var longitude: Double
+
+        public init(latitude: Double, longitude: Double) {
+            self.latitude = latitude
+            self.longitude = longitude
+        }
+    }
+
+    public struct Gate: Codable, Sendable {
+        /// Where logic delivers pushes to this gate (`host:port`); also its presence id.
+        public var node: String
+        public var tcp: String
+        public var webSocket: String
+
+        public init(node: String, tcp: String, webSocket: String) {
+            self.node = node
+            self.tcp = tcp
+            self.webSocket = webSocket
+        }
+    }
+
+    public struct Server: Codable, Sendable {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public var name: String
+    public var location: Location
+    /// Client networks this region serves first (CIDR), for geo-routing.
+    public var clientNetworks: [String]
+    public var postgres: Server
+    public var redis: Server
+    public var logic: [String]
+    public var gates: [Gate]
+    /// Default durability of sends accepted here: "local" or "geo".
+    public var durability: String
+
+    public init(
+        name: String, location: Location, clientNetworks: [String], postgres: Server, redis: Server,
+        logic: [String], gates: [Gate], durability: String
+    ) {
+        self.name = name
+        self.location = location
+        self.clientNetworks = clientNetworks
+        self.postgres = postgres
+        self.redis = redis
+        self.logic = logic
+        self.gates = gates
+        self.durability = durability
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> RegionFile {
+        try JSONDecoder().decode(RegionFile.self, from: Data(bytes))
+    }
+}
+
+/// The deployment: which regions exist and what they share.
+public struct ClusterFile: Codable, Sendable {
+    public var regions: [String]
+    /// Signs client tokens; shared by every region so tokens are valid everywhere.
+    /// Overridden by the PARLEY_TOKEN_SECRET environment variable.
+    public var tokenSecret: String
+
+    public init(regions: [String], tokenSecret: String) {
+        self.regions = regions
+        self.tokenSecret = tokenSecret
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> ClusterFile {
+        try JSONDecoder().decode(ClusterFile.self, from: Data(bytes))
+    }
+}

@@ -1,0 +1,44 @@
+/// Per origin, the highest contiguous sequence number: a region's applied
+/// vector, an event's causal dependencies, or a device's sync cursor.
+public struct VersionVector: Hashable, Sendable, CustomStringConvertible {
+    public private(set) var entries: [String: UInt64]
+
+    public init(_ entries: [String: UInt64] = [:]) {
+        self.entries = entries.filter { $0.value > 0 }
+    }
+
+    public subscript(origin: String) -> UInt64 {
+        get { entries[origin] ?? 0 }
+        set { entries[origin] = newValue == 0 ? nil : newValue }
+    }
+
+    public var origins: [String] { entries.keys.sorted() }
+
+    /// True when every component is at least the other's (`self ≥ other`).
+    public func dominates(_ other: VersionVector) -> Bool {
+        other.entries.allSatisfy { self[$0.key] >= $0.value }
+    }
+
+    /// Component-wise maximum.
+    public func merged(with other: VersionVector) -> VersionVector {
+        var result = self
+        for (origin, value) in other.entries where value > result[origin] {
+            result[origin] = value
+        }
+        return result
+    }
+
+    /// Component-wise minimum over several vectors (origins absent from one count as 0).
+    public static func minimum(of vectors: [VersionVector]) -> VersionVector {
+        guard let first = vectors.first else { return VersionVector() }
+        var result = first
+        for origin in first.entries.keys {
+            result[origin] = vectors.map { $0[origin] }.min() ?? 0
+        }
+        return result
+    }
+
+    public var description: String {
+        "{" + origins.map { "\($0):\(self[$0])" }.joined(separator: ",") + "}"
+    }
+}

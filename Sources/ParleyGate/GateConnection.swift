@@ -1,0 +1,51 @@
+import NIOCore
+import ParleyCore
+import ParleyProto
+import ParleyWire
+import Synchronization
+
+/// One client connection, whatever its transport: an outbox of frames that a
+/// single writer drains to the socket, the time it was last heard from, and
+/// who it is once authenticated.
+final class GateConnection: Sendable {
+    struct Identity: Hashable, Sendable {
+        let userID: String
+        let deviceID: String
+    }
+
+    let id: UInt64
+    private let outboxInput: AsyncStream<Parley_Frame>.Continuation
+    let outbox: AsyncStream<Parley_Frame>
+    private let lastHeard: Atomic<UInt64>
+    private let identityState = Mutex<Identity?>(nil)
+
+    init(id: UInt64, now: UInt64) {
+        self.id = id
+        self.lastHeard = Atomic(now)
+        (outbox, outboxInput) = AsyncStream.makeStream()
+    }
+
+    var identity: Identity? { identityState.withLock { $0 } }
+
+    func authenticated(as identity: Identity) {
+        identityState.withLock { $0 = identity }
+    }
+
+    func heard(at now: UInt64) { lastHeard.store(now, ordering: .relaxed) }
+
+    func silentFor(now: UInt64) -> UInt64 {
+        let last = lastHeard.load(ordering: .relaxed)
+        return now > last ? now - last : 0
+    }
+
+    func send(_ frame: Parley_Frame) { outboxInput.yield(frame) }
+
+    /// Sends a last error and ends the connection once it is written.
+    func close(with error: ClientError) {
+        outboxInput.yield(.error(error))
+        outboxInput.finish()
+    }
+
+    /// Ends the connection after whatever is already queued.
+    func finish() { outboxInput.finish() }
+}

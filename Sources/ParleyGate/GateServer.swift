@@ -1,0 +1,70 @@
+import Logging
+import ParleyAuth
+import ParleyCore
+import ParleyPresence
+import ParleyRPC
+import ParleyRedis
+import ServiceLifecycle
+
+/// Everything one `parley gate` process needs to know.
+public struct GateConfiguration: Sendable {
+    public var region: String
+    /// Where logic reaches this gate (`Gate` RPC); also its presence node id.
+    public var node: Endpoint
+    public var tcp: Endpoint
+    public var webSocket: Endpoint
+    public var logic: [Endpoint]
+    public var redis: Endpoint
+    public var tokenSecret: String
+    public var maxFrameSize = 64 * 1024
+    public var idleTimeoutMilliseconds: UInt64 = 45_000
+    public var presenceTTLMilliseconds: UInt64 = 45_000
+    public var logicTimeout: Duration = .seconds(5)
+
+    public init(
+        region: String, node: Endpoint, tcp: Endpoint, webSocket: Endpoint,
+        logic: [Endpoint], redis: Endpoint, tokenSecret: String
+    ) {
+        self.region = region
+        self.node = node
+        self.tcp = tcp
+        self.webSocket = webSocket
+        self.logic = logic
+        self.redis = redis
+        self.tokenSecret = tokenSecret
+    }
+}
+
+/// A gate: TCP and WebSocket listeners, the `Gate` RPC for pushes, the idle
+/// sweeper and the logic client pool, as one service group.
+public enum GateServer {
+    public static func run(_ configuration: GateConfiguration, logger: Logger) async throws {
+        let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
+        let pool = RPCClientPool()
+        let registry = ConnectionRegistry()
+        let context = GateContext(
+            node: configuration.node.description,
+            tokens: try await TokenAuthority(secret: configuration.tokenSecret),
+            presence: Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds),
+            registry: registry,
+            logic: LogicRouter(instances: configuration.logic.map(\.description), pool: pool, timeout: configuration.logicTimeout),
+            heartbeatIntervalMilliseconds: configuration.idleTimeoutMilliseconds / 3,
+            logger: logger
+        )
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: pool),
+                    .init(service: RPCServerService(listen: configuration.node, services: [DeliveryService(registry: registry)])),
+                    .init(service: IdleSweeper(registry: registry, idleTimeoutMilliseconds: configuration.idleTimeoutMilliseconds)),
+                    .init(service: TCPListener(listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize, gate: context)),
+                    .init(service: WebSocketListener(listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, gate: context)),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        await redis.close()
+    }
+}

@@ -1,0 +1,53 @@
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import ParleyCore
+import ParleyRPC
+import ParleyWire
+import ServiceLifecycle
+
+/// Accepts WebSocket clients on `/ws`: one binary message per frame, the
+/// same payload as over TCP.
+struct WebSocketListener: Service {
+    let listen: Endpoint
+    let maxFrameSize: Int
+    let gate: GateContext
+
+    func run() async throws {
+        let gate = self.gate
+        let maxFrameSize = self.maxFrameSize
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        router.get("/health") { _, _ in "ok" }
+        router.ws("/ws") { _, _ in
+            .upgrade([:])
+        } onUpgrade: { inbound, outbound, _ in
+            let connection = gate.registry.open(now: WallClock.milliseconds())
+            // Messages up to twice the limit are read so an oversized frame gets
+            // its error code; beyond that the WebSocket layer closes with 1009.
+            let frames = inbound.messages(maxSize: maxFrameSize * 2).map { message throws(FrameError) -> ByteBuffer in
+                guard case .binary(let buffer) = message else { throw .malformed }
+                guard buffer.readableBytes <= maxFrameSize else {
+                    throw .tooLarge(length: buffer.readableBytes, limit: maxFrameSize)
+                }
+                return buffer
+            }
+            await ClientSession(gate: gate, connection: connection).serve(
+                inbound: frames,
+                write: { try await outbound.write(.binary($0)) },
+                closeTransport: { try? await outbound.close(.normalClosure, reason: nil) }
+            )
+        }
+        let app = Application(
+            router: Router(),
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: router,
+                configuration: .init(ws: .init(maxFrameSize: maxFrameSize * 2))
+            ),
+            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "parley-gate"),
+            logger: gate.logger
+        )
+        gate.logger.info("gate accepting WebSocket", metadata: ["listen": "\(listen)"])
+        try await app.run()
+    }
+}

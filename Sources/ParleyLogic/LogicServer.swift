@@ -1,0 +1,77 @@
+import Logging
+import ParleyCore
+import ParleyPresence
+import ParleyRPC
+import ParleyRedis
+import ParleyStore
+import PostgresNIO
+import ServiceLifecycle
+
+/// Everything one `parley logic` process needs to know.
+public struct LogicConfiguration: Sendable {
+    public var region: String
+    public var listen: Endpoint
+    public var postgres: PostgresClient.Configuration
+    public var redis: Endpoint
+    public var presenceTTLMilliseconds: UInt64 = 45_000
+    public var maxBatch = 256
+    public var limits = LogicLimits()
+
+    public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, redis: Endpoint) {
+        self.region = region
+        self.listen = listen
+        self.postgres = postgres
+        self.redis = redis
+    }
+}
+
+/// A logic instance: Postgres pool, group committer, push dispatcher and the
+/// `Logic` RPC server, run as one service group with graceful shutdown.
+public enum LogicServer {
+    public static func run(_ configuration: LogicConfiguration, logger: Logger) async throws {
+        let postgres = PostgresClient(configuration: configuration.postgres, backgroundLogger: logger)
+        let store = RegionStore(client: postgres, origin: configuration.region, clock: HybridLogicalClock(), logger: logger)
+        let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
+        let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
+        let gates = RPCClientPool()
+        let dispatcher = PushDispatcher(presence: presence, gates: gates, logger: logger)
+        let committer = GroupCommitter(store: store, maxBatch: configuration.maxBatch, logger: logger) { events in
+            dispatcher.enqueue(events)
+        }
+        let service = LogicService(
+            region: configuration.region, store: store, committer: committer,
+            limits: configuration.limits, logger: logger
+        )
+        // Requests are served only once the schema is migrated.
+        let server = ServeWhenReady(server: RPCServerService(listen: configuration.listen, services: [service])) {
+            try await store.prepare()
+            logger.info("logic ready", metadata: ["region": "\(configuration.region)", "listen": "\(configuration.listen)"])
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: postgres),
+                    .init(service: gates),
+                    .init(service: dispatcher),
+                    .init(service: committer),
+                    .init(service: server),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        await redis.close()
+    }
+}
+
+/// Starts serving RPCs once `prepare` has succeeded.
+struct ServeWhenReady: Service {
+    let server: RPCServerService
+    let prepare: @Sendable () async throws -> Void
+
+    func run() async throws {
+        try await prepare()
+        try await server.run()
+    }
+}

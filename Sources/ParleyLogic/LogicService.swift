@@ -1,0 +1,182 @@
+import GRPCCore
+import Logging
+import ParleyCore
+import ParleyProto
+import ParleyStore
+import ParleyWire
+
+/// The core business of a region, behind the `Logic` RPC: each client
+/// request arrives already authenticated by a gate and leaves as a response
+/// frame. State changes go through the group committer; reads go to the store.
+struct LogicService: Parley_Logic.SimpleServiceProtocol {
+    let region: String
+    let store: RegionStore
+    let committer: GroupCommitter
+    let limits: LogicLimits
+    let logger: Logger
+
+    func handle(request: Parley_ClientCall, context: ServerContext) async throws -> Parley_Frame {
+        let requestID = request.frame.requestID
+        do {
+            var response = try await answer(request)
+            response.requestID = requestID
+            return response
+        } catch let error as ClientError {
+            return .error(error, requestID: requestID)
+        } catch {
+            logger.error("request failed", metadata: ["user": "\(request.userID)", "error": "\(String(reflecting: error))"])
+            return .error(ClientError(.internalError, "internal error"), requestID: requestID)
+        }
+    }
+
+    private func answer(_ call: Parley_ClientCall) async throws -> Parley_Frame {
+        let user = call.userID
+        switch call.frame.body {
+        case .auth:
+            _ = try await committer.submit(.register(userID: user))
+            return .with {
+                $0.authOk = .with {
+                    $0.userID = user
+                    $0.region = region
+                }
+            }
+        case .send(let send):
+            return try await post(send, from: user, device: call.deviceID)
+        case .sync(let request):
+            return try await sync(request, for: user)
+        case .markRead(let mark):
+            guard let messageID = MessageID(mark.messageID) else {
+                throw ClientError(.invalidRequest, "not a message id: \(mark.messageID)")
+            }
+            let outcome = try await committer.submit(
+                .markRead(reader: user, conversationID: mark.conversationID, messageID: messageID)
+            )
+            let event = try outcome.event()
+            return .with { $0.readAck = .with { $0.event = event.map(\.eventID) ?? Parley_EventId() } }
+        case .createGroup(let create):
+            return try await createGroup(create, owner: user)
+        case .history(let request):
+            let before = request.beforeMessageID.isEmpty ? nil : MessageID(request.beforeMessageID)
+            if !request.beforeMessageID.isEmpty && before == nil {
+                throw ClientError(.invalidRequest, "not a message id: \(request.beforeMessageID)")
+            }
+            let page = try await store.history(
+                userID: user, conversationID: request.conversationID, before: before,
+                limit: limits.pageSize(request.limit)
+            )
+            return .with {
+                $0.historyPage = .with {
+                    $0.messages = page.messages
+                    $0.more = page.more
+                }
+            }
+        case .unread:
+            let counts = try await store.unreadCounts(userID: user)
+            return .with { $0.unreadCounts = .with { $0.byConversation = counts } }
+        case .heartbeat(let beat):
+            return .with { $0.heartbeat = beat }
+        case .authOk, .sendAck, .push, .syncBatch, .readAck, .error, .groupCreated, .historyPage, .unreadCounts:
+            throw ClientError(.invalidRequest, "a device cannot send this frame type")
+        case nil:
+            throw ClientError(.unknownFrameType, "frame carries no known body type")
+        }
+    }
+
+    private func post(_ send: Parley_Send, from user: String, device: String) async throws -> Parley_Frame {
+        guard !send.clientMsgID.isEmpty, send.clientMsgID.utf8.count <= 128 else {
+            throw ClientError(.invalidRequest, "client_msg_id must be 1...128 bytes")
+        }
+        guard !send.body.isEmpty else { throw ClientError(.invalidRequest, "empty message body") }
+        guard send.body.utf8.count <= limits.maxBodyBytes else {
+            throw ClientError(.payloadTooLarge, "message body exceeds \(limits.maxBodyBytes) bytes")
+        }
+        let target: Post.Target
+        switch send.target {
+        case .toUser(let peer): target = .user(peer)
+        case .groupID(let group): target = .group(group)
+        case nil: throw ClientError(.invalidRequest, "send needs to_user or group_id")
+        }
+        let post = Post(sender: user, senderDevice: device, clientMsgID: send.clientMsgID, target: target, body: send.body)
+        let outcome = try await committer.submit(.post(post))
+        let duplicate: Bool
+        if case .duplicate = outcome { duplicate = true } else { duplicate = false }
+        guard let event = try outcome.event() else { throw ClientError(.internalError, "post recorded nothing") }
+        return .with {
+            $0.sendAck = .with {
+                $0.clientMsgID = send.clientMsgID
+                $0.messageID = event.messagePosted.messageID
+                $0.event = event.eventID
+                $0.hlc = event.hlc
+                $0.conversationID = event.messagePosted.conversationID
+                $0.duplicate = duplicate
+            }
+        }
+    }
+
+    private func sync(_ request: Parley_SyncRequest, for user: String) async throws -> Parley_Frame {
+        var cursor = VersionVector()
+        for position in request.cursor { cursor[position.origin] = position.userSeq }
+        let page = try await store.sync(userID: user, after: cursor, limit: limits.pageSize(request.limit))
+        return .with {
+            $0.syncBatch = .with { batch in
+                batch.events = page.events.map { entry in .with { $0.position = entry.position; $0.event = entry.event } }
+                batch.more = page.more
+                batch.cursor = page.cursor.origins.map { origin in
+                    .with { $0.origin = origin; $0.userSeq = page.cursor[origin] }
+                }
+            }
+        }
+    }
+
+    private func createGroup(_ create: Parley_CreateGroup, owner: String) async throws -> Parley_Frame {
+        guard create.name.utf8.count <= 256 else { throw ClientError(.invalidRequest, "group name exceeds 256 bytes") }
+        guard create.members.count <= limits.maxGroupMembers else {
+            throw ClientError(.invalidRequest, "a group has at most \(limits.maxGroupMembers) members")
+        }
+        let groupID = "\(region).\(UInt64.random(in: 1...UInt64.max) >> 1)"
+        let outcome = try await committer.submit(
+            .createGroup(owner: owner, groupID: groupID, name: create.name, members: create.members)
+        )
+        guard let event = try outcome.event() else { throw ClientError(.internalError, "group creation recorded nothing") }
+        return .with {
+            $0.groupCreated = .with {
+                $0.groupID = groupID
+                $0.event = event.eventID
+            }
+        }
+    }
+}
+
+/// Request limits of a logic instance.
+public struct LogicLimits: Sendable {
+    public var maxBodyBytes = 16 * 1024
+    public var maxGroupMembers = 1000
+    public var defaultPage = 200
+    public var maxPage = 1000
+
+    public init() {}
+
+    func pageSize(_ asked: UInt32) -> Int {
+        asked == 0 ? defaultPage : min(Int(asked), maxPage)
+    }
+}
+
+extension CommitOutcome {
+    /// The event this outcome recorded or found, nil when nothing changed; throws a rejection.
+    func event() throws -> Parley_Event? {
+        switch self {
+        case .committed(let event), .duplicate(let event): return event
+        case .unchanged: return nil
+        case .rejected(let error): throw error
+        }
+    }
+}
+
+extension Parley_Event {
+    var eventID: Parley_EventId {
+        .with {
+            $0.origin = origin
+            $0.seq = seq
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import ServiceLifecycle
+import Synchronization
+
+/// gRPC clients by `host:port`, created on first use and kept connected.
+///
+/// A client's connections run inside this pool's `run()`, so the pool must
+/// run (it is a `Service`) for its clients to make progress.
+public final class RPCClientPool: Service, Sendable {
+    public typealias Client = GRPCClient<HTTP2ClientTransport.Posix>
+
+    private let clients = Mutex<[String: Client]>([:])
+    private let started: AsyncStream<Client>
+    private let startClient: AsyncStream<Client>.Continuation
+
+    public init() {
+        (started, startClient) = AsyncStream.makeStream()
+    }
+
+    /// The client for `address` ("host:port").
+    public func client(for address: String) throws -> Client {
+        let (client, isNew) = try clients.withLock { clients -> (Client, Bool) in
+            if let existing = clients[address] { return (existing, false) }
+            let endpoint = try Endpoint(address)
+            let client = GRPCClient(
+                transport: try .http2NIOPosix(
+                    target: .dns(host: endpoint.host, port: endpoint.port),
+                    transportSecurity: .plaintext
+                )
+            )
+            clients[address] = client
+            return (client, true)
+        }
+        if isNew { startClient.yield(client) }
+        return client
+    }
+
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            for await client in started.cancelOnGracefulShutdown() {
+                group.addTask { try? await client.runConnections() }
+            }
+            for client in clients.withLock({ Array($0.values) }) { client.beginGracefulShutdown() }
+        }
+    }
+}
+
+/// A `host:port` address.
+public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    public let host: String
+    public let port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init(_ text: String) throws {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+            throw RPCError(code: .invalidArgument, message: "not a host:port address: \(text)")
+        }
+        self.init(host: String(text[..<colon]), port: port)
+    }
+
+    public var description: String { "\(host):\(port)" }
+}
+
+extension CallOptions {
+    /// Internal RPCs fail fast when a peer is down, so the caller can retry elsewhere.
+    public static func failFast(timeout: Duration) -> CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = timeout
+        options.waitForReady = false
+        return options
+    }
+}

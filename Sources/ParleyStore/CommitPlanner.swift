@@ -1,0 +1,204 @@
+import ParleyCore
+import ParleyProto
+
+/// What a commit needs to know of the stored state, loaded under the origin's
+/// counter lock so it cannot change until the commit ends.
+struct CommitSnapshot {
+    var knownUsers: Set<String> = []
+    var conversations: Set<String> = []
+    var members: [String: Set<String>] = [:]
+    /// Events of posts already stored, by (sender, client_msg_id).
+    var storedPosts: [PostKey: Parley_Event] = [:]
+    /// Conversation and order of messages named by read markers.
+    var messages: [MessageID: (conversationID: String, order: ConversationOrder)] = [:]
+    var readMarkers: [ReaderKey: ConversationOrder] = [:]
+}
+
+struct PostKey: Hashable {
+    var sender: String
+    var clientMsgID: String
+}
+
+struct ReaderKey: Hashable {
+    var conversationID: String
+    var userID: String
+}
+
+/// Turns a batch of commands into events: validates each against the
+/// snapshot (and the batch's own earlier commands), assigns dense `seq` and
+/// increasing `hlc`, and names each event's audience. Pure: no I/O, so it is
+/// tested without a database.
+struct CommitPlanner {
+    let origin: String
+    private(set) var snapshot: CommitSnapshot
+    private(set) var nextSeq: UInt64
+    private(set) var lastHLC: HLC
+    private let proposedHLC: HLC
+    private let deps: [String: UInt64]
+    private(set) var events: [Parley_Event] = []
+    private(set) var outcomes: [CommitOutcome] = []
+
+    init(origin: String, snapshot: CommitSnapshot, appliedSeq: UInt64, lastHLC: HLC, now: HLC, deps: [String: UInt64]) {
+        self.origin = origin
+        self.snapshot = snapshot
+        self.nextSeq = appliedSeq + 1
+        self.lastHLC = lastHLC
+        self.proposedHLC = now
+        self.deps = deps
+    }
+
+    mutating func plan(_ commands: [StoreCommand]) {
+        for command in commands { outcomes.append(plan(command)) }
+    }
+
+    private mutating func plan(_ command: StoreCommand) -> CommitOutcome {
+        switch command {
+        case .register(let userID): planRegister(userID)
+        case .post(let post): planPost(post)
+        case .markRead(let reader, let conversationID, let messageID):
+            planMarkRead(reader: reader, conversationID: conversationID, messageID: messageID)
+        case .createGroup(let owner, let groupID, let name, let members):
+            planCreateGroup(owner: owner, groupID: groupID, name: name, members: members)
+        }
+    }
+
+    private mutating func planRegister(_ userID: String) -> CommitOutcome {
+        guard !snapshot.knownUsers.contains(userID) else { return .unchanged }
+        snapshot.knownUsers.insert(userID)
+        return .committed(append(audience: [userID]) { $0.userRegistered = .with { $0.userID = userID } })
+    }
+
+    private mutating func planPost(_ post: Post) -> CommitOutcome {
+        let key = PostKey(sender: post.sender, clientMsgID: post.clientMsgID)
+        if let first = snapshot.storedPosts[key] { return .duplicate(first) }
+        let conversationID = post.conversationID
+        let audience: [String]
+        switch post.target {
+        case .user(let peer):
+            guard peer != post.sender else { return .rejected(ClientError(.invalidRequest, "cannot message yourself")) }
+            guard snapshot.knownUsers.contains(peer) else { return .rejected(ClientError(.unknownUser, "unknown user \(peer)")) }
+            audience = [post.sender, peer]
+            snapshot.conversations.insert(conversationID)
+            snapshot.members[conversationID] = [post.sender, peer]
+        case .group(let group):
+            guard let members = snapshot.members[conversationID], snapshot.conversations.contains(conversationID) else {
+                return .rejected(ClientError(.unknownConversation, "unknown group \(group)"))
+            }
+            guard members.contains(post.sender) else {
+                return .rejected(ClientError(.notMember, "not a member of group \(group)"))
+            }
+            audience = members.sorted()
+        }
+        var messageID = ""
+        let event = append(audience: audience) { event in
+            messageID = MessageID(origin: event.origin, seq: event.seq).description
+            event.messagePosted = .with {
+                $0.messageID = messageID
+                $0.conversationID = conversationID
+                $0.sender = post.sender
+                $0.senderDevice = post.senderDevice
+                $0.clientMsgID = post.clientMsgID
+                $0.body = post.body
+            }
+        }
+        snapshot.storedPosts[key] = event
+        snapshot.messages[MessageID(origin: event.origin, seq: event.seq)] = (
+            conversationID, ConversationOrder(hlc: HLC(rawValue: event.hlc), origin: event.origin, seq: event.seq)
+        )
+        return .committed(event)
+    }
+
+    private mutating func planMarkRead(reader: String, conversationID: String, messageID: MessageID) -> CommitOutcome {
+        guard let members = snapshot.members[conversationID] else {
+            return .rejected(ClientError(.unknownConversation, "unknown conversation \(conversationID)"))
+        }
+        guard members.contains(reader) else {
+            return .rejected(ClientError(.notMember, "not a member of \(conversationID)"))
+        }
+        guard let message = snapshot.messages[messageID], message.conversationID == conversationID else {
+            return .rejected(ClientError(.invalidRequest, "message \(messageID) is not in \(conversationID)"))
+        }
+        let readerKey = ReaderKey(conversationID: conversationID, userID: reader)
+        if let current = snapshot.readMarkers[readerKey], current >= message.order { return .unchanged }
+        snapshot.readMarkers[readerKey] = message.order
+        // A direct conversation's peer sees the receipt; in groups only the reader's devices do.
+        let audience = ConversationID.isGroup(conversationID) ? [reader] : members.sorted()
+        return .committed(append(audience: audience) { event in
+            event.readMoved = .with {
+                $0.conversationID = conversationID
+                $0.reader = reader
+                $0.messageID = messageID.description
+            }
+        })
+    }
+
+    private mutating func planCreateGroup(owner: String, groupID: String, name: String, members: [String]) -> CommitOutcome {
+        let everyone = Set(members).union([owner])
+        if let unknown = everyone.sorted().first(where: { !snapshot.knownUsers.contains($0) }) {
+            return .rejected(ClientError(.unknownUser, "unknown user \(unknown)"))
+        }
+        let conversationID = ConversationID.group(groupID)
+        guard !snapshot.conversations.contains(conversationID) else {
+            return .rejected(ClientError(.invalidRequest, "group \(groupID) exists"))
+        }
+        snapshot.conversations.insert(conversationID)
+        snapshot.members[conversationID] = everyone
+        let sorted = everyone.sorted()
+        return .committed(append(audience: sorted) { event in
+            event.groupCreated = .with {
+                $0.groupID = groupID
+                $0.name = name
+                $0.owner = owner
+                $0.members = sorted
+            }
+        })
+    }
+
+    /// Appends an event with the next seq and hlc. `user_seq`s are filled in
+    /// later, once the counters have been incremented.
+    private mutating func append(audience: [String], _ fill: (inout Parley_Event) -> Void) -> Parley_Event {
+        let hlc = max(HLC(rawValue: lastHLC.rawValue + 1), proposedHLC)
+        lastHLC = hlc
+        var event = Parley_Event()
+        event.origin = origin
+        event.seq = nextSeq
+        event.hlc = hlc.rawValue
+        event.deps = deps
+        event.audience = audience.map { user in .with { $0.userID = user } }
+        nextSeq += 1
+        fill(&event)
+        events.append(event)
+        return event
+    }
+
+    /// How many of the planned events concern each user, sorted by user id:
+    /// counters are incremented in this fixed order so concurrent commits cannot deadlock.
+    var audienceCounts: [(userID: String, count: Int64)] {
+        var counts: [String: Int64] = [:]
+        for event in events { for entry in event.audience { counts[entry.userID, default: 0] += 1 } }
+        return counts.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    /// Gives each audience entry its user_seq, given each user's counter after
+    /// the increment: a user's events get consecutive numbers ending there.
+    mutating func assignUserSeqs(counterEnds: [String: UInt64]) {
+        let counts = Dictionary(uniqueKeysWithValues: audienceCounts.map { ($0.userID, UInt64($0.count)) })
+        var next = counterEnds.reduce(into: [String: UInt64]()) { $0[$1.key] = $1.value - (counts[$1.key] ?? 0) + 1 }
+        var byCoordinates: [UInt64: Parley_Event] = [:]
+        for index in events.indices {
+            for entryIndex in events[index].audience.indices {
+                let user = events[index].audience[entryIndex].userID
+                events[index].audience[entryIndex].userSeq = next[user, default: 1]
+                next[user, default: 1] += 1
+            }
+            byCoordinates[events[index].seq] = events[index]
+        }
+        outcomes = outcomes.map { outcome in
+            if case .committed(let event) = outcome, let filled = byCoordinates[event.seq] { return .committed(filled) }
+            if case .duplicate(let event) = outcome, event.origin == origin, let filled = byCoordinates[event.seq] {
+                return .duplicate(filled)
+            }
+            return outcome
+        }
+    }
+}

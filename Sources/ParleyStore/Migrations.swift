@@ -1,0 +1,121 @@
+import Logging
+import PostgresNIO
+
+/// Versioned schema migrations, applied in order at start-up.
+///
+/// Each migration runs in its own transaction together with its row in
+/// `schema_migrations`, under an advisory lock, so two processes starting at
+/// once (two logic instances) never apply one twice.
+public enum Migrations {
+    public static let all: [(version: Int, sql: [String])] = [
+        (1, [
+            """
+            CREATE TABLE origins (
+                origin text PRIMARY KEY,
+                applied_seq bigint NOT NULL,   -- highest contiguous seq stored
+                last_hlc bigint NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE events (
+                origin text NOT NULL,
+                seq bigint NOT NULL,
+                hlc bigint NOT NULL,
+                kind smallint NOT NULL,
+                payload bytea NOT NULL,        -- the encoded Parley_Event
+                PRIMARY KEY (origin, seq)
+            )
+            """,
+            """
+            CREATE TABLE user_counters (
+                user_id text NOT NULL,
+                origin text NOT NULL,
+                user_seq bigint NOT NULL,
+                PRIMARY KEY (user_id, origin)
+            )
+            """,
+            """
+            CREATE TABLE inbox (
+                user_id text NOT NULL,
+                origin text NOT NULL,
+                user_seq bigint NOT NULL,
+                event_seq bigint NOT NULL,
+                PRIMARY KEY (user_id, origin, user_seq)
+            )
+            """,
+            "CREATE TABLE users (user_id text PRIMARY KEY, origin text NOT NULL, seq bigint NOT NULL)",
+            """
+            CREATE TABLE conversations (
+                conversation_id text PRIMARY KEY,
+                is_group boolean NOT NULL,
+                name text NOT NULL,
+                owner text NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE members (
+                conversation_id text NOT NULL,
+                user_id text NOT NULL,
+                PRIMARY KEY (conversation_id, user_id)
+            )
+            """,
+            "CREATE INDEX members_by_user ON members (user_id)",
+            """
+            CREATE TABLE messages (
+                origin text NOT NULL,
+                seq bigint NOT NULL,
+                conversation_id text NOT NULL,
+                hlc bigint NOT NULL,
+                sender text NOT NULL,
+                body text NOT NULL,
+                PRIMARY KEY (origin, seq)
+            )
+            """,
+            "CREATE INDEX messages_in_order ON messages (conversation_id, hlc, origin, seq)",
+            """
+            CREATE TABLE client_messages (
+                sender text NOT NULL,
+                client_msg_id text NOT NULL,
+                origin text NOT NULL,
+                seq bigint NOT NULL,
+                PRIMARY KEY (sender, client_msg_id)
+            )
+            """,
+            """
+            CREATE TABLE read_markers (
+                conversation_id text NOT NULL,
+                user_id text NOT NULL,
+                hlc bigint NOT NULL,
+                origin text NOT NULL,
+                seq bigint NOT NULL,
+                PRIMARY KEY (conversation_id, user_id)
+            )
+            """,
+        ]),
+    ]
+
+    /// Applies every migration not yet applied. Safe to call concurrently.
+    public static func run(on client: PostgresClient, logger: Logger) async throws {
+        try await client.withConnection { connection in
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                logger: logger
+            )
+            for migration in all {
+                try await connection.withTransaction(logger: logger) { tx in
+                    // One lock id for "parl": concurrent starters apply migrations one at a time.
+                    try await tx.query("SELECT pg_advisory_xact_lock(1885434476)", logger: logger)
+                    let done = try await tx.query(
+                        "SELECT 1 FROM schema_migrations WHERE version = \(migration.version)", logger: logger
+                    ).collect()
+                    guard done.isEmpty else { return }
+                    for statement in migration.sql {
+                        try await tx.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    try await tx.query("INSERT INTO schema_migrations (version) VALUES (\(migration.version))", logger: logger)
+                    logger.info("applied schema migration", metadata: ["version": "\(migration.version)"])
+                }
+            }
+        }
+    }
+}

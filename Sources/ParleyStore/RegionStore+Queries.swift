@@ -1,0 +1,142 @@
+import ParleyCore
+import ParleyProto
+import PostgresNIO
+
+/// One page of what a device missed.
+public struct SyncPage: Sendable {
+    /// Events in (origin, user_seq) order, each with the reader's position.
+    public var events: [(position: Parley_UserPosition, event: Parley_Event)]
+    public var cursor: VersionVector
+    public var more: Bool
+}
+
+extension RegionStore {
+    /// The events concerning `userID` after `cursor`, for every origin this
+    /// region holds, at most `limit` in all. Any region answers the same
+    /// cursor the same way, because user_seq is fixed by the origin.
+    public func sync(userID: String, after cursor: VersionVector, limit: Int) async throws -> SyncPage {
+        var page = SyncPage(events: [], cursor: cursor, more: false)
+        let rows = try await client.query(
+            "SELECT origin FROM user_counters WHERE user_id = \(userID) ORDER BY origin", logger: logger
+        )
+        var origins: [String] = []
+        for try await origin in rows.decode(String.self) { origins.append(origin) }
+        for origin in origins {
+            let remaining = limit - page.events.count
+            guard remaining > 0 else { page.more = true; break }
+            let after = Int64(cursor[origin])
+            let events = try await client.query(
+                """
+                SELECT i.user_seq, e.payload FROM inbox i
+                JOIN events e ON e.origin = i.origin AND e.seq = i.event_seq
+                WHERE i.user_id = \(userID) AND i.origin = \(origin) AND i.user_seq > \(after)
+                ORDER BY i.user_seq LIMIT \(remaining + 1)
+                """,
+                logger: logger
+            )
+            var taken = 0
+            for try await (userSeq, payload) in events.decode((Int64, ByteBuffer).self) {
+                if taken == remaining { page.more = true; break }
+                taken += 1
+                let position = Parley_UserPosition.with {
+                    $0.origin = origin
+                    $0.userSeq = UInt64(userSeq)
+                }
+                page.events.append((position, try Parley_Event(buffer: payload).forDevice))
+                page.cursor[origin] = UInt64(userSeq)
+            }
+        }
+        return page
+    }
+
+    /// Messages of a conversation, newest first, before `before` (exclusive).
+    public func history(
+        userID: String, conversationID: String, before: MessageID?, limit: Int
+    ) async throws -> (messages: [Parley_Event], more: Bool) {
+        try await requireMember(userID: userID, conversationID: conversationID)
+        var bound = (hlc: Int64.max, origin: "", seq: Int64.max)
+        if let before {
+            let rows = try await client.query(
+                "SELECT hlc FROM messages WHERE origin = \(before.origin) AND seq = \(Int64(before.seq)) AND conversation_id = \(conversationID)",
+                logger: logger
+            ).collect()
+            guard let row = rows.first else {
+                throw ClientError(.invalidRequest, "message \(before) is not in \(conversationID)")
+            }
+            bound = (try row.decode(Int64.self), before.origin, Int64(before.seq))
+        }
+        let rows = try await client.query(
+            """
+            SELECT e.payload FROM messages m JOIN events e ON e.origin = m.origin AND e.seq = m.seq
+            WHERE m.conversation_id = \(conversationID)
+              AND (m.hlc, m.origin, m.seq) < (\(bound.hlc), \(bound.origin), \(bound.seq))
+            ORDER BY m.hlc DESC, m.origin DESC, m.seq DESC LIMIT \(limit + 1)
+            """,
+            logger: logger
+        )
+        var messages: [Parley_Event] = []
+        for try await payload in rows.decode(ByteBuffer.self) { messages.append(try Parley_Event(buffer: payload).forDevice) }
+        let more = messages.count > limit
+        return (Array(messages.prefix(limit)), more)
+    }
+
+    /// Per conversation of the user, the messages from others after their read marker.
+    public func unreadCounts(userID: String) async throws -> [String: UInt64] {
+        let rows = try await client.query(
+            """
+            SELECT mb.conversation_id, count(m.seq) FROM members mb
+            JOIN messages m ON m.conversation_id = mb.conversation_id AND m.sender <> mb.user_id
+            LEFT JOIN read_markers r ON r.conversation_id = mb.conversation_id AND r.user_id = mb.user_id
+            WHERE mb.user_id = \(userID)
+              AND (r.hlc IS NULL OR (m.hlc, m.origin, m.seq) > (r.hlc, r.origin, r.seq))
+            GROUP BY mb.conversation_id
+            """,
+            logger: logger
+        )
+        var counts: [String: UInt64] = [:]
+        for try await (id, count) in rows.decode((String, Int64).self) { counts[id] = UInt64(count) }
+        return counts
+    }
+
+    /// The highest contiguous seq stored for each origin.
+    public func appliedVector() async throws -> VersionVector {
+        var vector = VersionVector()
+        let rows = try await client.query("SELECT origin, applied_seq FROM origins", logger: logger)
+        for try await (origin, seq) in rows.decode((String, Int64).self) { vector[origin] = UInt64(seq) }
+        return vector
+    }
+
+    /// Events of one origin in seq order, from `after` (exclusive): the log as a peer or a test reads it.
+    public func events(origin: String, after: UInt64, limit: Int) async throws -> [Parley_Event] {
+        let rows = try await client.query(
+            "SELECT payload FROM events WHERE origin = \(origin) AND seq > \(Int64(after)) ORDER BY seq LIMIT \(limit)",
+            logger: logger
+        )
+        var events: [Parley_Event] = []
+        for try await payload in rows.decode(ByteBuffer.self) { events.append(try Parley_Event(buffer: payload)) }
+        return events
+    }
+
+    private func requireMember(userID: String, conversationID: String) async throws {
+        let rows = try await client.query(
+            "SELECT 1 FROM members WHERE conversation_id = \(conversationID) AND user_id = \(userID)", logger: logger
+        ).collect()
+        guard rows.isEmpty else { return }
+        let known = try await client.query(
+            "SELECT 1 FROM conversations WHERE conversation_id = \(conversationID)", logger: logger
+        ).collect()
+        throw known.isEmpty
+            ? ClientError(.unknownConversation, "unknown conversation \(conversationID)")
+            : ClientError(.notMember, "not a member of \(conversationID)")
+    }
+}
+
+extension Parley_Event {
+    /// The event as a device sees it: without the server-side audience and deps.
+    public var forDevice: Parley_Event {
+        var copy = self
+        copy.audience = []
+        copy.deps = [:]
+        return copy
+    }
+}

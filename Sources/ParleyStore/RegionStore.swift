@@ -1,0 +1,103 @@
+import Logging
+import ParleyCore
+import ParleyProto
+import PostgresNIO
+import SwiftProtobuf
+
+/// A region's PostgreSQL: the log of every origin and the state derived from it.
+///
+/// Every state change is committed as an event in the same transaction as its
+/// derived state. Dense per-origin `seq` is allocated under the lock of the
+/// origin's row in `origins`, held until commit, so seq order is commit order
+/// and a reader tailing the log by seq never skips a row.
+///
+/// Run the `client` (it is a `Service`) for as long as the store is used.
+public final class RegionStore: Sendable {
+    public let client: PostgresClient
+    public let origin: String
+    let clock: HybridLogicalClock
+    let logger: Logger
+
+    public init(client: PostgresClient, origin: String, clock: HybridLogicalClock, logger: Logger) {
+        self.client = client
+        self.origin = origin
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// Migrates the schema and makes sure this origin has its counter row.
+    public func prepare() async throws {
+        try await Migrations.run(on: client, logger: logger)
+        try await client.query(
+            "INSERT INTO origins (origin, applied_seq, last_hlc) VALUES (\(origin), 0, 0) ON CONFLICT DO NOTHING",
+            logger: logger
+        )
+    }
+
+    /// Commits a batch of commands in one transaction (group commit) and
+    /// returns one outcome per command, in order.
+    public func commit(_ commands: [StoreCommand]) async throws -> [CommitOutcome] {
+        let origin = self.origin
+        let now = clock.now()
+        let logger = self.logger
+        let planner = try await client.withTransaction(logger: logger) { tx -> CommitPlanner in
+            let head = try await tx.query(
+                "SELECT applied_seq, last_hlc FROM origins WHERE origin = \(origin) FOR UPDATE", logger: logger
+            ).collect()
+            guard let row = head.first else { throw StoreError("origin \(origin) has no counter row") }
+            let (appliedSeq, lastHLC) = try row.decode((Int64, Int64).self)
+            let deps = try await Self.otherOrigins(of: origin, tx, logger)
+            let snapshot = try await Self.loadSnapshot(for: commands, tx, logger)
+            var planner = CommitPlanner(
+                origin: origin, snapshot: snapshot, appliedSeq: UInt64(appliedSeq),
+                lastHLC: HLC(rawValue: UInt64(lastHLC)), now: now, deps: deps
+            )
+            planner.plan(commands)
+            guard !planner.events.isEmpty else { return planner }
+            let ends = try await Self.incrementCounters(origin: origin, planner.audienceCounts, tx, logger)
+            planner.assignUserSeqs(counterEnds: ends)
+            try await EventApplier.apply(planner.events, tx, logger)
+            try await tx.query(
+                """
+                UPDATE origins SET applied_seq = \(Int64(planner.nextSeq - 1)), last_hlc = \(Int64(planner.lastHLC.rawValue))
+                WHERE origin = \(origin)
+                """,
+                logger: logger
+            )
+            return planner
+        }
+        clock.observe(planner.lastHLC)
+        return planner.outcomes
+    }
+
+    private static func otherOrigins(of origin: String, _ tx: PostgresConnection, _ logger: Logger) async throws -> [String: UInt64] {
+        var deps: [String: UInt64] = [:]
+        let rows = try await tx.query("SELECT origin, applied_seq FROM origins WHERE origin <> \(origin)", logger: logger)
+        for try await (other, seq) in rows.decode((String, Int64).self) where seq > 0 { deps[other] = UInt64(seq) }
+        return deps
+    }
+
+    private static func incrementCounters(
+        origin: String, _ counts: [(userID: String, count: Int64)], _ tx: PostgresConnection, _ logger: Logger
+    ) async throws -> [String: UInt64] {
+        let users = counts.map(\.userID)
+        let increments = counts.map(\.count)
+        let rows = try await tx.query(
+            """
+            INSERT INTO user_counters (user_id, origin, user_seq)
+            SELECT u, \(origin), n FROM unnest(\(users)::text[], \(increments)::bigint[]) AS t(u, n) ORDER BY u
+            ON CONFLICT (user_id, origin) DO UPDATE SET user_seq = user_counters.user_seq + excluded.user_seq
+            RETURNING user_id, user_seq
+            """,
+            logger: logger
+        )
+        var ends: [String: UInt64] = [:]
+        for try await (user, seq) in rows.decode((String, Int64).self) { ends[user] = UInt64(seq) }
+        return ends
+    }
+}
+
+public struct StoreError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

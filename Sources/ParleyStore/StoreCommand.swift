@@ -1,0 +1,49 @@
+import ParleyCore
+import ParleyProto
+
+/// A state change asked of the region, before it becomes an event.
+public enum StoreCommand: Sendable {
+    /// Records a user the first time they sign in.
+    case register(userID: String)
+    case post(Post)
+    case markRead(reader: String, conversationID: String, messageID: MessageID)
+    case createGroup(owner: String, groupID: String, name: String, members: [String])
+}
+
+public struct Post: Sendable {
+    public enum Target: Sendable, Hashable {
+        case user(String)
+        case group(String)
+    }
+
+    public var sender: String
+    public var senderDevice: String
+    public var clientMsgID: String
+    public var target: Target
+    public var body: String
+
+    public init(sender: String, senderDevice: String, clientMsgID: String, target: Target, body: String) {
+        self.sender = sender
+        self.senderDevice = senderDevice
+        self.clientMsgID = clientMsgID
+        self.target = target
+        self.body = body
+    }
+
+    public var conversationID: String {
+        switch target {
+        case .user(let peer): ConversationID.direct(sender, peer)
+        case .group(let group): ConversationID.group(group)
+        }
+    }
+}
+
+/// What became of one command in a group commit.
+public enum CommitOutcome: Sendable {
+    case committed(Parley_Event)
+    /// A retried post: the event its first attempt committed.
+    case duplicate(Parley_Event)
+    /// Nothing to record (an already known user, a read marker that would move back).
+    case unchanged
+    case rejected(ClientError)
+}

@@ -1,0 +1,143 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A server process started by a test, stopped by the test even when it fails.
+///
+/// Every child's pid is also written to `$PARLEY_TEST_RUN_DIR/pids`, so the
+/// test script can kill what a crashed test process left behind.
+public final class ChildProcess: @unchecked Sendable {
+    // @unchecked: `process` is only touched through Foundation's thread-safe
+    // Process API; `name` and `logPath` are immutable.
+    public let name: String
+    public let logPath: String
+    private let process: Process
+
+    public init(name: String, executable: String, arguments: [String], logPath: String, environment: [String: String]? = nil) throws {
+        self.name = name
+        self.logPath = logPath
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        TestRun.recordPID(process.processIdentifier)
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
+    public func stop(grace: Duration = .seconds(5)) async {
+        guard process.isRunning else { return }
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + grace
+        while process.isRunning, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if process.isRunning { kill(pid, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// SIGKILL: the process dies without any chance to clean up.
+    public func kill9() {
+        guard process.isRunning else { return }
+        kill(pid, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+}
+
+/// Per test run: a scratch folder and the pids of every server started.
+public enum TestRun {
+    public static let directory: String = {
+        let base = ProcessInfo.processInfo.environment["PARLEY_TEST_RUN_DIR"] ?? NSTemporaryDirectory() + "parley-tests"
+        try? FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        return base
+    }()
+
+    private static let lock = NSLock()
+
+    static func recordPID(_ pid: Int32) {
+        lock.lock()
+        defer { lock.unlock() }
+        let path = directory + "/pids"
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if let handle = FileHandle(forWritingAtPath: path) {
+            handle.seekToEndOfFile()
+            handle.write("\(pid)\n".data(using: .utf8)!)
+            try? handle.close()
+        }
+    }
+
+    /// A new empty folder under the run directory.
+    public static func scratch(_ prefix: String) throws -> String {
+        let path = directory + "/\(prefix)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}
+
+/// Free loopback TCP ports, found by binding port 0 and releasing it.
+public enum FreePort {
+    public static func next() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw TestSupportError("bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw TestSupportError("getsockname() failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// True once something accepts TCP connections on the port.
+    public static func isAccepting(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
+    /// Waits until the port accepts connections, or fails with the server's log.
+    public static func waitUntilAccepting(_ port: Int, server: ChildProcess, timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !isAccepting(port) {
+            guard server.isRunning else {
+                throw TestSupportError("\(server.name) exited before listening on \(port):\n\(server.log.suffix(3000))")
+            }
+            guard ContinuousClock.now < deadline else {
+                throw TestSupportError("\(server.name) did not listen on \(port) within \(timeout):\n\(server.log.suffix(3000))")
+            }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+    }
+}
+
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import ParleyCore
+
+/// A whole region, really running: its own Postgres and Redis, two `parley
+/// logic` processes and one `parley gate`, each a separate process of the
+/// built binary, on free loopback ports.
+///
+/// ```swift
+/// try await LocalRegion.with { region in
+///     let client = region.client(user: "alice", transport: .tcp)
+/// }
+/// ```
+public final class LocalRegion: @unchecked Sendable {
+    // @unchecked: the mutable process handles are only replaced by the test
+    // that owns the region, one step at a time (restart/kill in test code).
+    public let name: String
+    public let postgres: PostgresServer
+    public let redis: RedisServer
+    public let directory: String
+    public let file: RegionFile
+    public let tokenSecret = "test-secret-\(UUID().uuidString)"
+    public private(set) var logic: [ChildProcess] = []
+    public private(set) var gate: ChildProcess?
+    let gateArguments: [String]
+
+    public static let binary: String = {
+        if let path = ProcessInfo.processInfo.environment["PARLEY_BIN"] { return path }
+        return FileManager.default.currentDirectoryPath + "/.build/debug/parley"
+    }()
+
+    /// Starts a region, runs `body`, and stops every process even if `body` throws.
+    public static func with<T: Sendable>(
+        name: String = "eu", gateArguments: [String] = [],
+        _ body: (LocalRegion) async throws -> T
+    ) async throws -> T {
+        let region = try await LocalRegion.start(name: name, gateArguments: gateArguments)
+        do {
+            let result = try await body(region)
+            await region.stop()
+            return result
+        } catch {
+            await region.stop()
+            throw error
+        }
+    }
+
+    public static func start(name: String, gateArguments: [String] = []) async throws -> LocalRegion {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw TestSupportError("parley binary not found at \(binary): run `swift build` first (ops/test does)")
+        }
+        let postgres = try await PostgresServer.start(name: "\(name)-postgres")
+        let redis: RedisServer
+        do { redis = try await RedisServer.start(name: "\(name)-redis") } catch {
+            await postgres.stop()
+            throw error
+        }
+        let region = try LocalRegion(name: name, postgres: postgres, redis: redis, gateArguments: gateArguments)
+        do {
+            for index in region.file.logic.indices { try await region.startLogic(index) }
+            try await region.startGate()
+        } catch {
+            await region.stop()
+            throw error
+        }
+        return region
+    }
+
+    private init(name: String, postgres: PostgresServer, redis: RedisServer, gateArguments: [String]) throws {
+        self.name = name
+        self.postgres = postgres
+        self.redis = redis
+        self.gateArguments = gateArguments
+        directory = try TestRun.scratch("\(name)-region")
+        let ports = try (0..<5).map { _ in try FreePort.next() }
+        file = RegionFile(
+            name: name,
+            location: .init(latitude: 0, longitude: 0),
+            clientNetworks: ["127.0.0.0/8"],
+            postgres: .init(host: "127.0.0.1", port: postgres.port),
+            redis: .init(host: "127.0.0.1", port: redis.port),
+            logic: ["127.0.0.1:\(ports[0])", "127.0.0.1:\(ports[1])"],
+            gates: [.init(node: "127.0.0.1:\(ports[2])", tcp: "127.0.0.1:\(ports[3])", webSocket: "127.0.0.1:\(ports[4])")],
+            durability: "local"
+        )
+        let encoder = JSONEncoder()
+        try encoder.encode(file).write(to: URL(fileURLWithPath: "\(directory)/\(name).json"))
+        try encoder.encode(ClusterFile(regions: [name], tokenSecret: tokenSecret))
+            .write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
+    }
+
+    public var tcpPort: Int { Int(file.gates[0].tcp.split(separator: ":")[1])! }
+    public var webSocketURL: String { "ws://\(file.gates[0].webSocket)/ws" }
+
+    public func startLogic(_ index: Int) async throws {
+        let listen = file.logic[index]
+        let process = try ChildProcess(
+            name: "\(name)-logic\(index)", executable: Self.binary,
+            arguments: ["logic", "--regions", directory, "--region", name, "--listen", listen, "--log-level", "info"],
+            logPath: "\(directory)/logic\(index).log"
+        )
+        if logic.count > index { logic[index] = process } else { logic.append(process) }
+        try await FreePort.waitUntilAccepting(Int(listen.split(separator: ":")[1])!, server: process)
+        try await waitForLog(process, "logic ready")
+    }
+
+    public func startGate() async throws {
+        let process = try ChildProcess(
+            name: "\(name)-gate", executable: Self.binary,
+            arguments: ["gate", "--regions", directory, "--region", name, "--log-level", "info"] + gateArguments,
+            logPath: "\(directory)/gate.log"
+        )
+        gate = process
+        try await FreePort.waitUntilAccepting(tcpPort, server: process)
+        try await FreePort.waitUntilAccepting(Int(file.gates[0].webSocket.split(separator: ":")[1])!, server: process)
+    }
+
+    /// Graceful stop of the gate (SIGTERM).
+    public func stopGate() async { await gate?.stop() }
+
+    /// SIGKILL of one logic instance.
+    public func killLogic(_ index: Int) { logic[index].kill9() }
+
+    public func stop() async {
+        await gate?.stop()
+        for process in logic { await process.stop() }
+        await redis.stop()
+        await postgres.stop()
+    }
+
+    private func waitForLog(_ process: ChildProcess, _ line: String, timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !process.log.contains(line) {
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                throw TestSupportError("\(process.name) never logged \"\(line)\":\n\(process.log.suffix(3000))")
+            }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+    }
+}

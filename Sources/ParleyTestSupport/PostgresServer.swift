@@ -1,0 +1,106 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real, ephemeral PostgreSQL server: its own data dir, free loopback port
+/// and socket dir, run as the `postgres` user when the tests run as root
+/// (PostgreSQL refuses to run as root).
+public final class PostgresServer: Sendable {
+    public let port: Int
+    public let dataDirectory: String
+    let process: ChildProcess
+
+    public static let database = "parley"
+
+    /// Starts a server with a `parley` database. Fails, never skips, when it cannot.
+    public static func start(name: String = "postgres") async throws -> PostgresServer {
+        let bin = try binDirectory()
+        let root = try TestRun.scratch(name)
+        let data = root + "/data"
+        let sockets = root + "/sock"
+        try FileManager.default.createDirectory(atPath: sockets, withIntermediateDirectories: true)
+        let asPostgres = getuid() == 0
+        if asPostgres { try run("/bin/chown", ["-R", "postgres:postgres", root]) }
+        try run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], asPostgres: asPostgres)
+        let port = try FreePort.next()
+        let arguments = [
+            "-D", data, "-p", "\(port)", "-k", sockets, "-c", "listen_addresses=127.0.0.1",
+            // Test data is disposable: skip the fsyncs that make tests slow.
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=200",
+        ]
+        let process = try ChildProcess(
+            name: name,
+            executable: asPostgres ? "/usr/sbin/runuser" : bin + "/postgres",
+            arguments: asPostgres ? ["-u", "postgres", "--", bin + "/postgres"] + arguments : arguments,
+            logPath: root + "/postgres.log"
+        )
+        let server = PostgresServer(port: port, dataDirectory: data, process: process)
+        do {
+            try await FreePort.waitUntilAccepting(port, server: process)
+            try await server.waitForStartup(bin: bin)
+            try run(bin + "/createdb", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", database])
+        } catch {
+            await server.stop()
+            throw error
+        }
+        return server
+    }
+
+    private init(port: Int, dataDirectory: String, process: ChildProcess) {
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.process = process
+    }
+
+    /// Fast shutdown: SIGINT aborts open transactions and exits cleanly.
+    public func stop() async {
+        if process.isRunning { kill(process.pid, SIGINT) }
+        await process.stop(grace: .seconds(10))
+    }
+
+    /// Runs SQL through psql and returns its unaligned output.
+    public func psql(_ sql: String) throws -> String {
+        try Self.run(Self.binDirectory() + "/psql", [
+            "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", Self.database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
+        ])
+    }
+
+    private func waitForStartup(bin: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            if (try? Self.run(bin + "/pg_isready", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres"])) != nil { return }
+            guard ContinuousClock.now < deadline else { throw TestSupportError("postgres not ready:\n\(process.log.suffix(2000))") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    static func binDirectory() throws -> String {
+        let candidates = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql"))?
+            .compactMap(Int.init).sorted(by: >).map { "/usr/lib/postgresql/\($0)/bin" } ?? []
+        guard let bin = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0 + "/postgres") }) else {
+            throw TestSupportError("no PostgreSQL server found under /usr/lib/postgresql: run ops/setup")
+        }
+        return bin
+    }
+
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String], asPostgres: Bool = false) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: asPostgres ? "/usr/sbin/runuser" : executable)
+        process.arguments = asPostgres ? ["-u", "postgres", "--", executable] + arguments : arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) failed: \(text)")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

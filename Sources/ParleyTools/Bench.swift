@@ -1,0 +1,164 @@
+import Histogram
+import ParleyAuth
+import ParleyClient
+import ParleyCore
+import ParleyProto
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `parley bench`: drives pairs of clients over loopback, each sending to its
+/// partner as fast as acks come back, and measures accepted messages/s and
+/// send→deliver latency with HDR histograms.
+public struct Bench: Sendable {
+    public struct Options: Sendable {
+        public var gates: [GateAddress]
+        public var tokenSecret: String
+        public var clients: Int
+        public var seconds: Int
+        public var warmupSeconds: Int
+        /// Sends in flight per client (1: wait for each ack).
+        public var window: Int
+
+        public init(gates: [GateAddress], tokenSecret: String, clients: Int, seconds: Int, warmupSeconds: Int, window: Int) {
+            self.gates = gates
+            self.tokenSecret = tokenSecret
+            self.clients = clients
+            self.seconds = seconds
+            self.warmupSeconds = warmupSeconds
+            self.window = window
+        }
+    }
+
+    public struct Report: Sendable, CustomStringConvertible {
+        public var clients: Int
+        public var seconds: Double
+        public var acked: UInt64
+        public var delivered: UInt64
+        public var errors: UInt64
+        public var ackMicros: (p50: UInt64, p99: UInt64, p999: UInt64)
+        public var deliverMicros: (p50: UInt64, p99: UInt64, p999: UInt64)
+
+        public var description: String {
+            """
+            clients \(clients), measured \(String(format2: seconds)) s
+            accepted   \(String(format2: Double(acked) / seconds)) msgs/s (\(acked) acked, \(errors) errors)
+            delivered  \(String(format2: Double(delivered) / seconds)) msgs/s
+            send→ack      p50 \(ms(ackMicros.p50)) ms  p99 \(ms(ackMicros.p99)) ms  p999 \(ms(ackMicros.p999)) ms
+            send→deliver  p50 \(ms(deliverMicros.p50)) ms  p99 \(ms(deliverMicros.p99)) ms  p999 \(ms(deliverMicros.p999)) ms
+            """
+        }
+
+        private func ms(_ micros: UInt64) -> String { String(format2: Double(micros) / 1000) }
+    }
+
+    public let options: Options
+
+    public init(options: Options) { self.options = options }
+
+    private final class Recorder: Sendable {
+        struct State {
+            var ack = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+            var deliver = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+            var acked: UInt64 = 0
+            var delivered: UInt64 = 0
+            var errors: UInt64 = 0
+        }
+        let state = Mutex(State())
+        let measuring = Atomic<Bool>(false)
+    }
+
+    public func run() async throws -> Report {
+        let authority = try await TokenAuthority(secret: options.tokenSecret)
+        let run = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let count = options.clients + options.clients % 2
+        var clients: [ParleyClient] = []
+        for index in 0..<count {
+            let token = try await authority.issue(userID: "bench\(run)_\(index)", lifetime: 3600)
+            let gate = options.gates[index % options.gates.count]
+            var configuration = ParleyClient.Configuration(gates: [gate], token: token, deviceID: "bench")
+            configuration.reconnects = false
+            let client = ParleyClient(configuration: configuration)
+            try await client.connect()
+            clients.append(client)
+        }
+        let recorder = Recorder()
+        let deadline = ContinuousClock.now + .seconds(options.warmupSeconds + options.seconds)
+        let window = options.window
+        let warmup = options.warmupSeconds
+        var started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, client) in clients.enumerated() {
+                group.addTask { await Self.receive(client, recorder) }
+                let partner = "bench\(run)_\(index ^ 1)"
+                for _ in 0..<window {
+                    group.addTask { await Self.send(from: client, to: partner, until: deadline, recorder) }
+                }
+            }
+            try await Task.sleep(for: .seconds(warmup))
+            recorder.measuring.store(true, ordering: .relaxed)
+            started = ContinuousClock.now
+            try await Task.sleep(until: deadline)
+            recorder.measuring.store(false, ordering: .relaxed)
+            for client in clients { await client.disconnect() }
+            group.cancelAll()
+        }
+        let elapsed = started.duration(to: ContinuousClock.now)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return recorder.state.withLock { state in
+            Report(
+                clients: count, seconds: seconds, acked: state.acked, delivered: state.delivered, errors: state.errors,
+                ackMicros: (state.ack.valueAtPercentile(50), state.ack.valueAtPercentile(99), state.ack.valueAtPercentile(99.9)),
+                deliverMicros: (state.deliver.valueAtPercentile(50), state.deliver.valueAtPercentile(99), state.deliver.valueAtPercentile(99.9))
+            )
+        }
+    }
+
+    private static func send(from client: ParleyClient, to partner: String, until deadline: ContinuousClock.Instant, _ recorder: Recorder) async {
+        while ContinuousClock.now < deadline, !Task.isCancelled {
+            let sent = monotonicMicros()
+            do {
+                _ = try await client.send(to: .user(partner), body: "t=\(sent)")
+                let latency = monotonicMicros() - sent
+                guard recorder.measuring.load(ordering: .relaxed) else { continue }
+                recorder.state.withLock { state in
+                    state.acked += 1
+                    _ = state.ack.record(latency)
+                }
+            } catch {
+                recorder.state.withLock { $0.errors += 1 }
+                if Task.isCancelled { return }
+            }
+        }
+    }
+
+    private static func receive(_ client: ParleyClient, _ recorder: Recorder) async {
+        let me = await client.userID
+        for await received in client.events {
+            guard case .messagePosted(let posted) = received.event.kind, posted.sender != me,
+                  received.live, let sent = UInt64(posted.body.dropFirst(2)) else { continue }
+            let latency = monotonicMicros() &- sent
+            guard recorder.measuring.load(ordering: .relaxed), latency < 60_000_000 else { continue }
+            recorder.state.withLock { state in
+                state.delivered += 1
+                _ = state.deliver.record(latency)
+            }
+        }
+    }
+
+    /// Microseconds on the monotonic clock: senders and receivers share this process.
+    static func monotonicMicros() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
+    }
+}
+
+extension String {
+    init(format2 value: Double) {
+        let scaled = (value * 100).rounded() / 100
+        self = "\(scaled)"
+    }
+}

@@ -1,0 +1,45 @@
+import ParleyClient
+import ParleyCore
+import ParleyProto
+
+/// `parley chat`: a line-oriented client. Lines typed are sent to the peer or
+/// group; everything received is printed as it arrives.
+public struct Chat: Sendable {
+    public let client: ParleyClient
+    public let recipient: ParleyClient.Recipient
+
+    public init(client: ParleyClient, recipient: ParleyClient.Recipient) {
+        self.client = client
+        self.recipient = recipient
+    }
+
+    public func run(lines: AsyncStream<String>, print: @escaping @Sendable (String) -> Void) async throws {
+        let ok = try await client.connect()
+        print("connected as \(ok.userID) in region \(ok.region); type a message and press return, ^D to quit")
+        let client = self.client
+        let printer = Task {
+            for await received in client.events { print(Self.render(received)) }
+        }
+        defer { printer.cancel() }
+        for await line in lines where !line.isEmpty {
+            do {
+                let ack = try await client.send(to: recipient, body: line)
+                print("  (sent \(ack.messageID))")
+            } catch {
+                print("  ! \(error)")
+            }
+        }
+        await client.disconnect()
+    }
+
+    static func render(_ received: ReceivedEvent) -> String {
+        let where_ = "[\(received.position.origin)#\(received.position.userSeq)]"
+        switch received.event.kind {
+        case .messagePosted(let posted): return "\(where_) \(posted.sender) in \(posted.conversationID): \(posted.body)"
+        case .readMoved(let read): return "\(where_) \(read.reader) read \(read.conversationID) up to \(read.messageID)"
+        case .groupCreated(let group): return "\(where_) group \(group.groupID) \"\(group.name)\": \(group.members.joined(separator: ", "))"
+        case .userRegistered(let user): return "\(where_) \(user.userID) registered"
+        case nil: return "\(where_) (unknown event)"
+        }
+    }
+}

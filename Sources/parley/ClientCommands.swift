@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import ParleyAuth
+import ParleyClient
+import ParleyCore
+import ParleyTools
+
+/// Which gate a client command talks to.
+struct GateChoice: ParsableArguments {
+    @Option(help: "Transport: tcp or ws.")
+    var transport = "tcp"
+
+    @Option(help: "Gate index in the region file.")
+    var gate = 0
+
+    func address(in region: RegionFile) throws -> GateAddress {
+        guard region.gates.indices.contains(gate) else { throw ValidationError("no gate \(gate) in \(region.name)") }
+        return try Self.address(region.gates[gate], transport: transport)
+    }
+
+    static func address(_ gate: RegionFile.Gate, transport: String) throws -> GateAddress {
+        switch transport {
+        case "tcp":
+            let parts = gate.tcp.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("bad tcp address \(gate.tcp)") }
+            return .tcp(host: String(parts[0]), port: port)
+        case "ws":
+            return .webSocket(url: "ws://\(gate.webSocket)/ws")
+        default:
+            throw ValidationError("transport is tcp or ws")
+        }
+    }
+}
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo", abstract: "Run the scripted chat demo against a running region; exit 1 if anything is lost or doubled."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+
+    func run() async throws {
+        let (region, _) = try deployment.load()
+        let gate = region.gates[0]
+        let demo = Demo(
+            tcp: try GateChoice.address(gate, transport: "tcp"),
+            webSocket: try GateChoice.address(gate, transport: "ws"),
+            tokenSecret: try deployment.tokenSecret,
+            say: { print($0) }
+        )
+        do {
+            try await demo.run()
+        } catch let failure as Demo.Failure {
+            print(failure.description)
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct ChatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat", abstract: "Chat from the terminal as a user, with a user (--to) or a group (--group)."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var choice: GateChoice
+
+    @Option(help: "Who you are.") var user: String
+    @Option(help: "Chat with this user.") var to: String?
+    @Option(help: "Chat in this group.") var group: String?
+    @Option(help: "This device's id.") var device = "terminal"
+
+    func run() async throws {
+        let (region, _) = try deployment.load()
+        let recipient: ParleyClient.Recipient
+        switch (to, group) {
+        case (let user?, nil): recipient = .user(user)
+        case (nil, let group?): recipient = .group(group)
+        default: throw ValidationError("give exactly one of --to and --group")
+        }
+        let token = try await TokenAuthority(secret: try deployment.tokenSecret).issue(userID: user, lifetime: 86_400)
+        let client = ParleyClient(configuration: .init(gates: [try choice.address(in: region)], token: token, deviceID: device))
+        let (lines, input) = AsyncStream<String>.makeStream()
+        let reader = Thread {
+            while let line = readLine() { input.yield(line) }
+            input.finish()
+        }
+        reader.start()
+        try await Chat(client: client, recipient: recipient).run(lines: lines) { print($0) }
+    }
+}
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Drive N clients against a running region; report msgs/s and latency percentiles."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var choice: GateChoice
+
+    @Option(help: "Clients (pairs chatting with each other).") var clients = 100
+    @Option(help: "Measured seconds.") var seconds = 20
+    @Option(help: "Warm-up seconds, not measured.") var warmup = 3
+    @Option(help: "Sends in flight per client.") var window = 1
+
+    func run() async throws {
+        let (region, _) = try deployment.load()
+        let gates = try region.gates.map { try GateChoice.address($0, transport: choice.transport) }
+        let bench = Bench(options: .init(
+            gates: gates, tokenSecret: try deployment.tokenSecret, clients: clients,
+            seconds: seconds, warmupSeconds: warmup, window: window
+        ))
+        print(try await bench.run())
+    }
+}

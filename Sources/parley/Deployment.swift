@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ParleyCore
+
+/// Where the region files are and which region this process belongs to.
+struct DeploymentOptions: ParsableArguments {
+    @Option(help: "Folder holding cluster.json and one <region>.json per region.")
+    var regions = "regions"
+
+    @Option(help: "This process's region (a file <region>.json in --regions).")
+    var region = "eu"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    func load() throws -> (region: RegionFile, cluster: ClusterFile) {
+        let cluster = try ClusterFile.decode(read("cluster.json"))
+        let region = try RegionFile.decode(read("\(self.region).json"))
+        return (region, cluster)
+    }
+
+    var tokenSecret: String {
+        get throws {
+            if let secret = ProcessInfo.processInfo.environment["PARLEY_TOKEN_SECRET"] { return secret }
+            return try load().cluster.tokenSecret
+        }
+    }
+
+    func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        logger[metadataKey: "region"] = "\(region)"
+        return logger
+    }
+
+    private func read(_ file: String) throws -> [UInt8] {
+        let path = URL(fileURLWithPath: regions).appendingPathComponent(file).path
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read \(path)")
+        }
+        return Array(data)
+    }
+}

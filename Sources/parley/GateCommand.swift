@@ -1,0 +1,41 @@
+import ArgumentParser
+import ParleyGate
+import ParleyRPC
+
+struct GateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gate", abstract: "Run a gate: client connections over TCP and WebSocket."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+
+    @Option(help: "Which of the region's gates this is (index into `gates`).")
+    var index = 0
+
+    @Option(help: "Largest client frame accepted, in bytes.")
+    var maxFrameSize = 64 * 1024
+
+    @Option(help: "Close a connection silent for this many milliseconds.")
+    var idleTimeoutMs: UInt64 = 45_000
+
+    func run() async throws {
+        let (region, _) = try deployment.load()
+        guard region.gates.indices.contains(index) else {
+            throw ValidationError("region \(region.name) has no gate \(index)")
+        }
+        let gate = region.gates[index]
+        var configuration = GateConfiguration(
+            region: region.name,
+            node: try Endpoint(gate.node),
+            tcp: try Endpoint(gate.tcp),
+            webSocket: try Endpoint(gate.webSocket),
+            logic: try region.logic.map(Endpoint.init),
+            redis: Endpoint(host: region.redis.host, port: region.redis.port),
+            tokenSecret: try deployment.tokenSecret
+        )
+        configuration.maxFrameSize = maxFrameSize
+        configuration.idleTimeoutMilliseconds = idleTimeoutMs
+        configuration.presenceTTLMilliseconds = max(idleTimeoutMs, 15_000)
+        try await GateServer.run(configuration, logger: deployment.logger("parley.gate"))
+    }
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import ParleyLogic
+import ParleyRPC
+import PostgresNIO
+
+struct LogicCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logic", abstract: "Run a logic instance: the region's core business behind the Logic RPC."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+
+    @Option(help: "Address to serve the Logic RPC on; one of the region's `logic` entries.")
+    var listen: String
+
+    @Option(help: "Commands written per group-commit transaction, at most.")
+    var maxBatch = 256
+
+    func run() async throws {
+        let (region, _) = try deployment.load()
+        var postgres = PostgresClient.Configuration(
+            host: region.postgres.host, port: region.postgres.port,
+            username: "postgres", password: nil, database: "parley", tls: .disable
+        )
+        postgres.options.maximumConnections = 8
+        var configuration = LogicConfiguration(
+            region: region.name, listen: try Endpoint(listen), postgres: postgres,
+            redis: Endpoint(host: region.redis.host, port: region.redis.port)
+        )
+        configuration.maxBatch = maxBatch
+        try await LogicServer.run(configuration, logger: deployment.logger("parley.logic"))
+    }
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+
+/// `parley`: one executable, one subcommand per role. It only wires roles
+/// together; what each role does lives in its module.
+@main
+struct Parley: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley",
+        abstract: "Parley: an active-active, multi-region instant-messaging backend.",
+        subcommands: [
+            LogicCommand.self, GateCommand.self, TokenCommand.self,
+            ChatCommand.self, DemoCommand.self, BenchCommand.self,
+        ]
+    )
+}

@@ -1,0 +1,98 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import ParleyAuth
+import ParleyClient
+import ParleyCore
+import ParleyProto
+import ParleyTestSupport
+import ParleyTools
+import ParleyWire
+
+/// A test user: a client SDK instance and the inbox its events go to.
+struct TestUser {
+    let id: String
+    let client: ParleyClient
+    let inbox: Inbox
+    let reader: Task<Void, Never>
+
+    func stop() async {
+        await client.disconnect()
+        reader.cancel()
+    }
+}
+
+enum Transport { case tcp, webSocket }
+
+extension LocalRegion {
+    func token(for user: String, lifetime: Double = 3600) async throws -> String {
+        try await TokenAuthority(secret: tokenSecret).issue(userID: user, lifetime: lifetime)
+    }
+
+    func address(_ transport: Transport) -> GateAddress {
+        switch transport {
+        case .tcp: .tcp(host: "127.0.0.1", port: tcpPort)
+        case .webSocket: .webSocket(url: webSocketURL)
+        }
+    }
+
+    func connect(_ user: String, via transport: Transport = .tcp, device: String = "d1", cursor: SyncCursor = SyncCursor()) async throws -> TestUser {
+        let configuration = ParleyClient.Configuration(gates: [address(transport)], token: try await token(for: user), deviceID: device)
+        let client = ParleyClient(configuration: configuration, cursor: cursor)
+        let inbox = Inbox()
+        let reader = Task { await inbox.collect(from: client) }
+        try await client.connect()
+        return TestUser(id: user, client: client, inbox: inbox, reader: reader)
+    }
+}
+
+/// A hand-driven TCP connection to a gate, for feeding it bytes no SDK would send.
+enum RawConnection {
+    /// Connects, writes `writes` (raw bytes, framed or not), and returns every
+    /// frame the gate sends until it closes the connection.
+    static func framesUntilClosed(port: Int, after writes: [[UInt8]], timeout: Duration = .seconds(10)) async throws -> [Parley_Frame] {
+        let channel = try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 24)))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            for bytes in writes { try await outbound.write(ByteBuffer(bytes: bytes)) }
+            return try await withThrowingTaskGroup(of: [Parley_Frame]?.self) { group in
+                group.addTask {
+                    var frames: [Parley_Frame] = []
+                    for try await payload in inbound { frames.append(try Parley_Frame.decode(payload)) }
+                    return frames
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                guard let frames = first else { throw TestSupportError("the gate did not close the connection within \(timeout)") }
+                return frames
+            }
+        }
+    }
+
+    static func lengthPrefix(_ count: Int) -> [UInt8] {
+        withUnsafeBytes(of: UInt32(count).bigEndian) { Array($0) }
+    }
+
+    static func framed(_ frame: Parley_Frame) -> [UInt8] {
+        let payload = Array(frame.encoded().readableBytesView)
+        return lengthPrefix(payload.count) + payload
+    }
+}
+
+extension Array where Element == ReceivedEvent {
+    func count(ofMessage body: String) -> Int {
+        filter { event in
+            if case .messagePosted(let posted) = event.event.kind { return posted.body == body }
+            return false
+        }.count
+    }
+}

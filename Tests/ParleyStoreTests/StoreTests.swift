@@ -1,0 +1,198 @@
+import Logging
+import ParleyCore
+import ParleyProto
+import ParleyTestSupport
+import PostgresNIO
+import Testing
+
+@testable import ParleyStore
+
+/// The event log and derived state, against a real PostgreSQL started per test.
+@Suite struct StoreTests {
+    private func withStore(origin: String = "eu", _ body: (RegionStore, PostgresServer) async throws -> Void) async throws {
+        let server = try await PostgresServer.start()
+        let configuration = PostgresClient.Configuration(
+            host: "127.0.0.1", port: server.port, username: "postgres", password: nil,
+            database: PostgresServer.database, tls: .disable
+        )
+        let logger = Logger(label: "test")
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let store = RegionStore(client: client, origin: origin, clock: HybridLogicalClock(), logger: logger)
+        let runner = Task { await client.run() }
+        do {
+            try await store.prepare()
+            try await body(store, server)
+        } catch {
+            runner.cancel()
+            await server.stop()
+            throw error
+        }
+        runner.cancel()
+        await server.stop()
+    }
+
+    private func register(_ users: [String], _ store: RegionStore) async throws {
+        _ = try await store.commit(users.map { .register(userID: $0) })
+    }
+
+    private func post(_ from: String, to: Post.Target, _ body: String, id: String? = nil) -> StoreCommand {
+        .post(Post(sender: from, senderDevice: "d", clientMsgID: id ?? body, target: to, body: body))
+    }
+
+    @Test func migrationsAreIdempotent() async throws {
+        try await withStore { store, server in
+            try await store.prepare()
+            #expect(try server.psql("SELECT count(*) FROM schema_migrations") == "\(Migrations.all.count)")
+        }
+    }
+
+    @Test func aPostIsOneEventWithItsMessageInboxRowsAndUserSeqs() async throws {
+        try await withStore { store, server in
+            try await register(["alice", "bob"], store)
+            let outcomes = try await store.commit([post("alice", to: .user("bob"), "hi")])
+            guard case .committed(let event) = outcomes[0] else {
+                Issue.record("expected a committed post, got \(outcomes)")
+                return
+            }
+            #expect(event.origin == "eu" && event.seq == 3)
+            #expect(event.audience.map(\.userID) == ["alice", "bob"])
+            #expect(event.audience.map(\.userSeq) == [2, 2], "each user's first event was their registration")
+            #expect(try server.psql("SELECT body FROM messages") == "hi")
+            #expect(try server.psql("SELECT count(*) FROM inbox") == "4")
+            let page = try await store.sync(userID: "bob", after: VersionVector(["eu": 1]), limit: 10)
+            #expect(page.events.map(\.position.userSeq) == [2])
+            #expect(page.events[0].event.audience.isEmpty, "devices never see the audience")
+            #expect(page.cursor == VersionVector(["eu": 2]))
+        }
+    }
+
+    @Test func aRetriedPostIsStoredOnceAndAnsweredWithTheFirstEvent() async throws {
+        try await withStore { store, server in
+            try await register(["alice", "bob"], store)
+            let first = try await store.commit([post("alice", to: .user("bob"), "once", id: "m1")])
+            // The same client_msg_id twice in one batch and again in a later batch.
+            let again = try await store.commit([
+                post("alice", to: .user("bob"), "once", id: "m1"), post("alice", to: .user("bob"), "once", id: "m1"),
+            ])
+            guard case .committed(let original) = first[0] else { Issue.record("\(first)"); return }
+            for outcome in again {
+                guard case .duplicate(let event) = outcome else { Issue.record("expected a duplicate, got \(outcome)"); continue }
+                #expect(event.seq == original.seq)
+            }
+            #expect(try server.psql("SELECT count(*) FROM messages") == "1")
+        }
+    }
+
+    @Test func invalidCommandsAreRejectedWithoutSpoilingTheirBatch() async throws {
+        try await withStore { store, _ in
+            try await register(["alice", "bob", "carol"], store)
+            let outcomes = try await store.commit([
+                post("alice", to: .user("nobody"), "x"),
+                .createGroup(owner: "alice", groupID: "g1", name: "g", members: ["bob"]),
+                post("carol", to: .group("g1"), "let me in"),
+                post("bob", to: .group("g1"), "hello group"),
+                post("alice", to: .group("missing"), "?"),
+                post("alice", to: .user("alice"), "me"),
+            ])
+            let codes = outcomes.map { outcome -> UInt32 in
+                if case .rejected(let error) = outcome { return error.code.rawValue }
+                return 0
+            }
+            #expect(codes == [
+                ClientErrorCode.unknownUser.rawValue, 0, ClientErrorCode.notMember.rawValue, 0,
+                ClientErrorCode.unknownConversation.rawValue, ClientErrorCode.invalidRequest.rawValue,
+            ])
+            let vector = try await store.appliedVector()
+            #expect(vector["eu"] == 5, "3 registrations, the group and one post: rejected commands take no seq")
+        }
+    }
+
+    @Test func readMarkersOnlyMoveForwardAndDriveUnreadCounts() async throws {
+        try await withStore { store, _ in
+            try await register(["alice", "bob"], store)
+            let posts = try await store.commit((1...3).map { post("alice", to: .user("bob"), "m\($0)") })
+            let ids = posts.compactMap { outcome -> MessageID? in
+                if case .committed(let e) = outcome { return MessageID(e.messagePosted.messageID) }
+                return nil
+            }
+            let conversation = ConversationID.direct("alice", "bob")
+            #expect(try await store.unreadCounts(userID: "bob") == [conversation: 3])
+            #expect(try await store.unreadCounts(userID: "alice") == [:], "own messages are not unread")
+            _ = try await store.commit([.markRead(reader: "bob", conversationID: conversation, messageID: ids[1])])
+            #expect(try await store.unreadCounts(userID: "bob") == [conversation: 1])
+            let back = try await store.commit([.markRead(reader: "bob", conversationID: conversation, messageID: ids[0])])
+            guard case .unchanged = back[0] else { Issue.record("a marker moving back must change nothing: \(back)"); return }
+            #expect(try await store.unreadCounts(userID: "bob") == [conversation: 1])
+            let history = try await store.history(userID: "bob", conversationID: conversation, before: nil, limit: 2)
+            #expect(history.messages.map(\.messagePosted.body) == ["m3", "m2"] && history.more)
+            let older = try await store.history(userID: "bob", conversationID: conversation, before: ids[1], limit: 2)
+            #expect(older.messages.map(\.messagePosted.body) == ["m1"] && !older.more)
+        }
+    }
+
+    /// Two writers (as two logic instances would be) commit concurrently:
+    /// every seq from 1 to N exists once, and seq order is commit order.
+    @Test func concurrentWritersKeepSeqDenseAndInCommitOrder() async throws {
+        try await withStore { store, server in
+            try await server.psql("""
+                CREATE TABLE commit_order (n bigserial, seq bigint);
+                CREATE FUNCTION note_commit() RETURNS trigger AS $$
+                BEGIN INSERT INTO commit_order (seq) VALUES (NEW.seq); RETURN NULL; END $$ LANGUAGE plpgsql;
+                CREATE CONSTRAINT TRIGGER note_commit AFTER INSERT ON events
+                  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION note_commit();
+                """)
+            let users = (0..<20).map { "u\($0)" }
+            try await register(users, store)
+            let other = RegionStore(client: store.client, origin: "eu", clock: HybridLogicalClock(), logger: store.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in [store, other] {
+                    for task in 0..<8 {
+                        group.addTask {
+                            for round in 0..<10 {
+                                let batch = (0..<5).map { i in
+                                    self.post(users[(task + i) % 20], to: .user(users[(task + i + 1) % 20]), "w\(task)-\(round)-\(i)-\(ObjectIdentifier(writer).hashValue)")
+                                }
+                                _ = try await writer.commit(batch)
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let total = 20 + 2 * 8 * 10 * 5
+            #expect(try server.psql("SELECT count(*), min(seq), max(seq), count(DISTINCT seq) FROM events") == "\(total)|1|\(total)|\(total)")
+            // Deferred triggers fire at commit, in commit order: seq must never go backwards.
+            #expect(try server.psql("""
+                SELECT count(*) FROM (SELECT seq, lag(seq) OVER (ORDER BY n) AS previous FROM commit_order) t
+                WHERE previous IS NOT NULL AND seq < previous
+                """) == "0")
+            // Each user's user_seq is dense too.
+            #expect(try server.psql("""
+                SELECT count(*) FROM (SELECT user_id, count(*) AS c, max(user_seq) AS m FROM inbox GROUP BY user_id) t WHERE c <> m
+                """) == "0")
+        }
+    }
+}
+
+@Suite struct CommitPlannerTests {
+    @Test func seqsAreDenseAndHLCsIncreaseEvenWhenTheClockIsBehind() {
+        var snapshot = CommitSnapshot()
+        snapshot.knownUsers = ["a", "b"]
+        var planner = CommitPlanner(
+            origin: "eu", snapshot: snapshot, appliedSeq: 10, lastHLC: HLC(rawValue: 1_000),
+            now: HLC(rawValue: 5), deps: ["us": 3]
+        )
+        planner.plan([
+            .post(Post(sender: "a", senderDevice: "d", clientMsgID: "1", target: .user("b"), body: "x")),
+            .register(userID: "c"),
+            .post(Post(sender: "a", senderDevice: "d", clientMsgID: "2", target: .user("c"), body: "y")),
+        ])
+        #expect(planner.events.map(\.seq) == [11, 12, 13])
+        #expect(planner.events.map(\.hlc) == [1_001, 1_002, 1_003])
+        #expect(planner.events.allSatisfy { $0.deps == ["us": 3] })
+        #expect(planner.audienceCounts.map(\.userID) == ["a", "b", "c"], "counters are locked in user-id order")
+        planner.assignUserSeqs(counterEnds: ["a": 7, "b": 4, "c": 2])
+        #expect(planner.events[0].audience.map(\.userSeq) == [6, 4])
+        #expect(planner.events[2].audience.map(\.userSeq) == [7, 2])
+    }
+}
