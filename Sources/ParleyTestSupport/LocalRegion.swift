@@ -22,6 +22,7 @@ public final class LocalRegion: @unchecked Sendable {
     public private(set) var logic: [ChildProcess] = []
     public private(set) var gate: ChildProcess?
     let gateArguments: [String]
+    let logicArguments: [String]
 
     public static let binary: String = {
         if let path = ProcessInfo.processInfo.environment["PARLEY_BIN"] { return path }
@@ -30,10 +31,10 @@ public final class LocalRegion: @unchecked Sendable {
 
     /// Starts a region, runs `body`, and stops every process even if `body` throws.
     public static func with<T: Sendable>(
-        name: String = "eu", gateArguments: [String] = [],
+        name: String = "eu", gateArguments: [String] = [], logicArguments: [String] = [],
         _ body: (LocalRegion) async throws -> T
     ) async throws -> T {
-        let region = try await LocalRegion.start(name: name, gateArguments: gateArguments)
+        let region = try await LocalRegion.start(name: name, gateArguments: gateArguments, logicArguments: logicArguments)
         do {
             let result = try await body(region)
             await region.stop()
@@ -44,7 +45,7 @@ public final class LocalRegion: @unchecked Sendable {
         }
     }
 
-    public static func start(name: String, gateArguments: [String] = []) async throws -> LocalRegion {
+    public static func start(name: String, gateArguments: [String] = [], logicArguments: [String] = []) async throws -> LocalRegion {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw TestSupportError("parley binary not found at \(binary): run `swift build` first (ops/test does)")
         }
@@ -54,7 +55,9 @@ public final class LocalRegion: @unchecked Sendable {
             await postgres.stop()
             throw error
         }
-        let region = try LocalRegion(name: name, postgres: postgres, redis: redis, gateArguments: gateArguments)
+        let region = try LocalRegion(
+            name: name, postgres: postgres, redis: redis, gateArguments: gateArguments, logicArguments: logicArguments
+        )
         do {
             for index in region.file.logic.indices { try await region.startLogic(index) }
             try await region.startGate()
@@ -65,11 +68,14 @@ public final class LocalRegion: @unchecked Sendable {
         return region
     }
 
-    private init(name: String, postgres: PostgresServer, redis: RedisServer, gateArguments: [String]) throws {
+    private init(
+        name: String, postgres: PostgresServer, redis: RedisServer, gateArguments: [String], logicArguments: [String]
+    ) throws {
         self.name = name
         self.postgres = postgres
         self.redis = redis
         self.gateArguments = gateArguments
+        self.logicArguments = logicArguments
         directory = try TestRun.scratch("\(name)-region")
         let ports = try (0..<5).map { _ in try FreePort.next() }
         file = RegionFile(
@@ -95,7 +101,7 @@ public final class LocalRegion: @unchecked Sendable {
         let listen = file.logic[index]
         let process = try ChildProcess(
             name: "\(name)-logic\(index)", executable: Self.binary,
-            arguments: ["logic", "--regions", directory, "--region", name, "--listen", listen, "--log-level", "info"],
+            arguments: ["logic", "--regions", directory, "--region", name, "--listen", listen, "--log-level", "info"] + logicArguments,
             logPath: "\(directory)/logic\(index).log"
         )
         if logic.count > index { logic[index] = process } else { logic.append(process) }

@@ -16,6 +16,9 @@ struct LogicCommand: AsyncParsableCommand {
     @Option(help: "Commands written per group-commit transaction, at most.")
     var maxBatch = 256
 
+    @Option(help: "Largest message body accepted, in UTF-8 bytes.")
+    var maxBodyBytes = 16 * 1024
+
     func run() async throws {
         let (region, _) = try deployment.load()
         var postgres = PostgresClient.Configuration(
@@ -28,6 +31,7 @@ struct LogicCommand: AsyncParsableCommand {
             redis: Endpoint(host: region.redis.host, port: region.redis.port)
         )
         configuration.maxBatch = maxBatch
+        configuration.limits.maxBodyBytes = maxBodyBytes
         try await LogicServer.run(configuration, logger: deployment.logger("parley.logic"))
     }
 }

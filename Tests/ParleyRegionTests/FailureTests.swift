@@ -63,7 +63,10 @@ import Testing
 /// Bad input: the peer gets its documented code and is closed; everyone else is served.
 @Suite(.serialized) struct BadInputTests {
     @Test func badFramesAndBadTokensGetTheirCodesWhileOthersKeepChatting() async throws {
-        try await LocalRegion.with(gateArguments: ["--max-frame-size", "4096", "--idle-timeout-ms", "1500"]) { region in
+        try await LocalRegion.with(
+            gateArguments: ["--max-frame-size", "4096", "--idle-timeout-ms", "1500"],
+            logicArguments: ["--max-body-bytes", "2048"]
+        ) { region in
             let alice = try await region.connect("alice")
             let bob = try await region.connect("bob")
             let port = region.tcpPort
@@ -105,17 +108,18 @@ import Testing
             #expect(await ws.lastServerError?.code == .frameTooLarge)
 
             // Request-level errors keep the connection open.
-            await #expect(throws: ServerError.self) { _ = try await alice.client.send(to: .user("nobody"), body: "?") }
-            do {
+            let unknownUser = await #expect(throws: ServerError.self) {
                 _ = try await alice.client.send(to: .user("nobody"), body: "?")
-            } catch let error as ServerError {
-                #expect(error.code == .unknownUser)
             }
-            do {
+            #expect(unknownUser?.code == .unknownUser)
+            let unknownGroup = await #expect(throws: ServerError.self) {
                 _ = try await alice.client.send(to: .group("no-such-group"), body: "?")
-            } catch let error as ServerError {
-                #expect(error.code == .unknownConversation)
             }
+            #expect(unknownGroup?.code == .unknownConversation)
+            let tooLong = await #expect(throws: ServerError.self) {
+                _ = try await alice.client.send(to: .user("bob"), body: String(repeating: "y", count: 3000))
+            }
+            #expect(tooLong?.code == .payloadTooLarge)
 
             // Through all of that, alice and bob kept chatting (heartbeats keep them past the idle timeout).
             _ = try await alice.client.send(to: .user("bob"), body: "still here")
