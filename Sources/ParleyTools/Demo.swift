@@ -47,7 +47,7 @@ public struct Demo: Sendable {
         say("1. alice (TCP), bob (WebSocket) and carol (TCP) sign in")
         let (aliceClient, aliceInbox, _) = try await connect(alice, via: tcp)
         let (bobClient, bobInbox, _) = try await connect(bob, via: webSocket)
-        let (carolClient, _, carolReader) = try await connect(carol, via: tcp)
+        let (carolClient, carolFirstInbox, carolReader) = try await connect(carol, via: tcp)
 
         say("2. alice and bob chat 1:1")
         let hi = try await aliceClient.send(to: .user(bob), body: "Hi Bob, lunch today?")
@@ -60,6 +60,7 @@ public struct Demo: Sendable {
         let group = try await aliceClient.createGroup(name: "weekend", members: [bob, carol])
         _ = try await aliceClient.send(to: .group(group.groupID), body: "Hike on Saturday?")
         try check(await bobInbox.wait { $0.containsMessage("Hike on Saturday?") }, "bob received the group message")
+        try check(await carolFirstInbox.wait { $0.containsMessage("Hike on Saturday?") }, "carol received the group message")
 
         say("4. carol goes offline; the others keep talking")
         let carolCursor = await carolClient.cursor
@@ -75,11 +76,11 @@ public struct Demo: Sendable {
         try check(await carolInbox.wait { events in missed.allSatisfy { events.containsMessage($0) } },
                   "carol received the 3 messages she missed")
         let bodies = await carolInbox.messageBodies
-        try check(bodies.count == Set(bodies).count && bodies.count == 3, "nothing twice: carol got exactly \(bodies)")
+        try check(bodies.count == Set(bodies).count && bodies.count == 3, "nothing twice: carol got exactly \(bodies.map { "\"\($0)\"" }.joined(separator: ", "))")
 
         say("6. read markers and unread counts")
         let unreadBefore = try await carolAgain.unreadCounts()
-        say("  carol's unread counts: \(unreadBefore.sorted { $0.key < $1.key })")
+        say("  carol's unread counts: \(unreadBefore.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value)" }.joined(separator: ", "))")
         if let last = await carolInbox.received.last(where: {
             if case .messagePosted(let p) = $0.event.kind { return ConversationID.isGroup(p.conversationID) } else { return false }
         }), case .messagePosted(let posted) = last.event.kind {
