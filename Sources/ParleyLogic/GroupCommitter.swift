@@ -3,7 +3,6 @@ import ParleyCore
 import ParleyProto
 import ParleyStore
 import ServiceLifecycle
-import Synchronization
 
 /// Group commit: concurrent requests are written together, one transaction
 /// per batch, so the origin's counter lock is taken once per batch rather
@@ -14,76 +13,39 @@ import Synchronization
 /// and an idle region adds no latency.
 final class GroupCommitter: Service, Sendable {
     typealias Completion = CheckedContinuation<CommitOutcome, any Error>
-
-    private struct State {
-        var pending: [(command: StoreCommand, completion: Completion)] = []
-        var waiter: CheckedContinuation<Void, Never>?
-        var stopping = false
-    }
+    private typealias Pending = (command: StoreCommand, completion: Completion)
 
     private let store: RegionStore
-    private let maxBatch: Int
     private let logger: Logger
-    private let state = Mutex(State())
+    private let queue: BatchQueue<Pending>
     private let onCommit: @Sendable ([Parley_Event]) -> Void
 
     init(store: RegionStore, maxBatch: Int, logger: Logger, onCommit: @escaping @Sendable ([Parley_Event]) -> Void) {
         self.store = store
-        self.maxBatch = maxBatch
         self.logger = logger
+        self.queue = BatchQueue(maxBatch: maxBatch)
         self.onCommit = onCommit
     }
 
     /// Queues a command and waits for its batch to commit.
     func submit(_ command: StoreCommand) async throws -> CommitOutcome {
         try await withCheckedThrowingContinuation { completion in
-            let (waiter, refused) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
-                guard !state.stopping else { return (nil, true) }
-                state.pending.append((command, completion))
-                defer { state.waiter = nil }
-                return (state.waiter, false)
+            if !queue.push((command, completion)) {
+                completion.resume(throwing: ClientError(.unavailable, "logic is shutting down"))
             }
-            if refused { completion.resume(throwing: ClientError(.unavailable, "logic is shutting down")) }
-            waiter?.resume()
         }
     }
 
+    /// Commits batches until shutdown, then commits what is still queued.
     func run() async throws {
         await withGracefulShutdownHandler {
-            while let batch = await nextBatch() { await commit(batch) }
+            while let batch = await queue.next() { await commit(batch) }
         } onGracefulShutdown: {
-            let waiter = self.state.withLock { state in
-                state.stopping = true
-                defer { state.waiter = nil }
-                return state.waiter
-            }
-            waiter?.resume()
+            self.queue.close()
         }
     }
 
-    /// The next batch, or nil once stopping with nothing left to commit.
-    private func nextBatch() async -> [(command: StoreCommand, completion: Completion)]? {
-        while true {
-            let taken = state.withLock { state -> [(command: StoreCommand, completion: Completion)]? in
-                let count = min(maxBatch, state.pending.count)
-                if count == 0 { return state.stopping ? nil : [] }
-                defer { state.pending.removeFirst(count) }
-                return Array(state.pending.prefix(count))
-            }
-            guard let taken else { return nil }
-            if !taken.isEmpty { return taken }
-            await withCheckedContinuation { waiter in
-                let ready = state.withLock { state -> Bool in
-                    if !state.pending.isEmpty || state.stopping { return true }
-                    state.waiter = waiter
-                    return false
-                }
-                if ready { waiter.resume() }
-            }
-        }
-    }
-
-    private func commit(_ batch: [(command: StoreCommand, completion: Completion)]) async {
+    private func commit(_ batch: [Pending]) async {
         let commands = batch.map(\.command)
         var lastError: (any Error)?
         // One retry: a concurrent commit of the same client_msg_id by another

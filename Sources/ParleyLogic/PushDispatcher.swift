@@ -15,24 +15,25 @@ final class PushDispatcher: Service, Sendable {
     private let presence: Presence
     private let gates: RPCClientPool
     private let logger: Logger
-    private let batches: AsyncStream<[Parley_Event]>
-    private let input: AsyncStream<[Parley_Event]>.Continuation
+    private let queue = BatchQueue<Parley_Event>(maxBatch: 4096)
 
     init(presence: Presence, gates: RPCClientPool, logger: Logger) {
         self.presence = presence
         self.gates = gates
         self.logger = logger
-        (batches, input) = AsyncStream.makeStream()
     }
 
-    /// Called after a batch commits; never blocks the committer.
+    /// Called after a batch commits; never blocks the committer. Events that
+    /// pile up while a dispatch runs go out together in the next one.
     func enqueue(_ events: [Parley_Event]) {
-        input.yield(events)
+        for event in events { queue.push(event) }
     }
 
     func run() async throws {
-        for await events in batches.cancelOnGracefulShutdown() {
-            await dispatch(events)
+        await withGracefulShutdownHandler {
+            while let events = await queue.next() { await dispatch(events) }
+        } onGracefulShutdown: {
+            self.queue.close()
         }
     }
 

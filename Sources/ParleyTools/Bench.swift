@@ -128,8 +128,8 @@ public struct Bench: Sendable {
                     _ = state.ack.record(latency)
                 }
             } catch {
+                if Task.isCancelled || !recorder.measuring.load(ordering: .relaxed) { continue }
                 recorder.state.withLock { $0.errors += 1 }
-                if Task.isCancelled { return }
             }
         }
     }
