@@ -9,8 +9,8 @@ import ServiceLifecycle
 /// Everything one `parley gate` process needs to know.
 public struct GateConfiguration: Sendable {
     public var region: String
-    /// Where logic reaches this gate (`Gate` RPC); also its presence node id.
-    public var node: Endpoint
+    /// This gate's id in presence: logic sends a device's pushes down the link of the gate with this id.
+    public var node: String
     public var tcp: Endpoint
     public var webSocket: Endpoint
     public var logic: [Endpoint]
@@ -19,10 +19,9 @@ public struct GateConfiguration: Sendable {
     public var maxFrameSize = 64 * 1024
     public var idleTimeoutMilliseconds: UInt64 = 45_000
     public var presenceTTLMilliseconds: UInt64 = 45_000
-    public var logicTimeout: Duration = .seconds(5)
 
     public init(
-        region: String, node: Endpoint, tcp: Endpoint, webSocket: Endpoint,
+        region: String, node: String, tcp: Endpoint, webSocket: Endpoint,
         logic: [Endpoint], redis: Endpoint, tokenSecret: String
     ) {
         self.region = region
@@ -35,19 +34,22 @@ public struct GateConfiguration: Sendable {
     }
 }
 
-/// A gate: TCP and WebSocket listeners, the `Gate` RPC for pushes, the idle
-/// sweeper and the logic client pool, as one service group.
+/// A gate: TCP and WebSocket listeners, a link to every logic instance, and
+/// the idle sweeper, as one service group.
 public enum GateServer {
     public static func run(_ configuration: GateConfiguration, logger: Logger) async throws {
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
         let pool = RPCClientPool()
         let registry = ConnectionRegistry()
+        let links = configuration.logic.map {
+            LogicLink(address: $0.description, node: configuration.node, pool: pool, registry: registry, logger: logger)
+        }
         let context = GateContext(
-            node: configuration.node.description,
+            node: configuration.node,
             tokens: try await TokenAuthority(secret: configuration.tokenSecret),
             presence: Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds),
             registry: registry,
-            logic: LogicRouter(instances: configuration.logic.map(\.description), pool: pool, timeout: configuration.logicTimeout),
+            logic: LogicRouter(links: links),
             heartbeatIntervalMilliseconds: configuration.idleTimeoutMilliseconds / 3,
             logger: logger
         )
@@ -55,7 +57,7 @@ public enum GateServer {
             configuration: .init(
                 services: [
                     .init(service: pool),
-                    .init(service: RPCServerService(listen: configuration.node, services: [DeliveryService(registry: registry)])),
+                ] + links.map { .init(service: $0) } + [
                     .init(service: IdleSweeper(registry: registry, idleTimeoutMilliseconds: configuration.idleTimeoutMilliseconds)),
                     .init(service: TCPListener(listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize, gate: context)),
                     .init(service: WebSocketListener(listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, gate: context)),

@@ -1,7 +1,4 @@
-import GRPCCore
-import ParleyCore
 import ParleyProto
-import ParleyRPC
 
 /// Chooses the logic instance for a user and fails over to another.
 ///
@@ -10,9 +7,7 @@ import ParleyRPC
 /// `(x + p) % n` with a random `p` in `[1, n)`, so the load of a failed
 /// instance spreads over all the others instead of piling onto its neighbour.
 struct LogicRouter: Sendable {
-    let instances: [String]
-    let pool: RPCClientPool
-    let timeout: Duration
+    let links: [LogicLink]
 
     static func home(of userID: String, among count: Int) -> Int {
         // FNV-1a: stable across processes, unlike Hasher.
@@ -29,20 +24,16 @@ struct LogicRouter: Sendable {
         return (home + Int.random(in: 1..<count)) % count
     }
 
+    /// A lost link may have lost a call after logic applied it; a retry is
+    /// still safe for sends (stored once per client_msg_id), read markers and
+    /// sign-ins, which are idempotent.
     func forward(_ call: Parley_ClientCall) async throws -> Parley_Frame {
-        let home = Self.home(of: call.userID, among: instances.count)
+        let home = Self.home(of: call.userID, among: links.count)
         do {
-            return try await forward(call, to: instances[home])
-        } catch let error as RPCError where error.code == .unavailable {
-            // Unavailable means the request never reached the instance, so a
-            // retry elsewhere cannot apply it twice (and sends are idempotent anyway).
-            guard let next = Self.fallback(from: home, among: instances.count) else { throw error }
-            return try await forward(call, to: instances[next])
+            return try await links[home].call(call)
+        } catch let error as LinkDown {
+            guard let next = Self.fallback(from: home, among: links.count) else { throw error }
+            return try await links[next].call(call)
         }
-    }
-
-    private func forward(_ call: Parley_ClientCall, to address: String) async throws -> Parley_Frame {
-        let client = Parley_Logic.Client(wrapping: try pool.client(for: address))
-        return try await client.handle(call, options: .failFast(timeout: timeout))
     }
 }

@@ -33,15 +33,16 @@ public enum LogicServer {
         let store = RegionStore(client: postgres, origin: configuration.region, clock: HybridLogicalClock(), logger: logger)
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
         let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
-        let gates = RPCClientPool()
+        let gates = GateLinks()
         let dispatcher = PushDispatcher(presence: presence, gates: gates, logger: logger)
         let committer = GroupCommitter(store: store, maxBatch: configuration.maxBatch, logger: logger) { events in
             dispatcher.enqueue(events)
         }
-        let service = LogicService(
+        let handler = RequestHandler(
             region: configuration.region, store: store, committer: committer,
             limits: configuration.limits, logger: logger
         )
+        let service = LinkService(handler: handler, links: gates)
         // Requests are served only once the schema is migrated.
         let server = ServeWhenReady(server: RPCServerService(listen: configuration.listen, services: [service])) {
             try await store.prepare()
@@ -51,7 +52,6 @@ public enum LogicServer {
             configuration: .init(
                 services: [
                     .init(service: postgres),
-                    .init(service: gates),
                     .init(service: dispatcher),
                     .init(service: committer),
                     .init(service: server),

@@ -1,23 +1,21 @@
-import GRPCCore
 import Logging
 import ParleyPresence
 import ParleyProto
-import ParleyRPC
 import ServiceLifecycle
 
 /// After commit, pushes each event to every online device of its audience,
-/// through the gate node that presence names for the device.
+/// down the link of the gate node that presence names for the device.
 ///
 /// Pushes are best effort: a device that misses one sees a gap in its
 /// (origin, user_seq) and pulls, and one that was offline syncs on reconnect.
 /// So a slow or dead gate costs only its own devices a pull, never a commit.
 final class PushDispatcher: Service, Sendable {
     private let presence: Presence
-    private let gates: RPCClientPool
+    private let gates: GateLinks
     private let logger: Logger
     private let queue = BatchQueue<Parley_Event>(maxBatch: 4096)
 
-    init(presence: Presence, gates: RPCClientPool, logger: Logger) {
+    init(presence: Presence, gates: GateLinks, logger: Logger) {
         self.presence = presence
         self.gates = gates
         self.logger = logger
@@ -65,19 +63,8 @@ final class PushDispatcher: Service, Sendable {
                 }
             }
         }
-        await withTaskGroup(of: Void.self) { group in
-            for (gate, deliveries) in byGate {
-                group.addTask { await self.deliver(deliveries, to: gate) }
-            }
-        }
-    }
-
-    private func deliver(_ deliveries: [Parley_Delivery], to gate: String) async {
-        do {
-            let client = Parley_Gate.Client(wrapping: try gates.client(for: gate))
-            _ = try await client.deliver(.with { $0.deliveries = deliveries }, options: .failFast(timeout: .seconds(2)))
-        } catch {
-            logger.debug("push to gate failed", metadata: ["gate": "\(gate)", "error": "\(error)"])
+        for (gate, deliveries) in byGate where !gates.deliver(deliveries, to: gate) {
+            logger.debug("gate not linked here; its devices will sync", metadata: ["gate": "\(gate)"])
         }
     }
 }

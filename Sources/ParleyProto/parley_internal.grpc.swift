@@ -1,5 +1,10 @@
-/// RPC between the roles of one region. Gates forward client frames to a
-/// logic instance; logic delivers pushes to the gate node holding a device.
+/// RPC between the roles of one region.
+///
+/// Each gate keeps one long-lived link (a bidirectional stream) to every logic
+/// instance of its region: client requests go up it, their answers and the
+/// pushes for the gate's devices come down it. A stream per gate, rather than
+/// an RPC per request, is what keeps the per-message cost low (DESIGN: "it
+/// must be fast").
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -23,22 +28,22 @@ public enum Parley_Logic: Sendable {
     public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "parley.Logic")
     /// Namespace for method metadata.
     public enum Method: Sendable {
-        /// Namespace for "Handle" metadata.
-        public enum Handle: Sendable {
-            /// Request type for "Handle".
-            public typealias Input = Parley_ClientCall
-            /// Response type for "Handle".
-            public typealias Output = Parley_Frame
-            /// Descriptor for "Handle".
+        /// Namespace for "Link" metadata.
+        public enum Link: Sendable {
+            /// Request type for "Link".
+            public typealias Input = Parley_GateUp
+            /// Response type for "Link".
+            public typealias Output = Parley_LogicDown
+            /// Descriptor for "Link".
             public static let descriptor = GRPCCore.MethodDescriptor(
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "parley.Logic"),
-                method: "Handle",
-                type: .unary
+                method: "Link",
+                type: .bidirectionalStreaming
             )
         }
         /// Descriptors for all methods in the "parley.Logic" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Handle.descriptor
+            Link.descriptor
         ]
     }
 }
@@ -65,23 +70,19 @@ extension Parley_Logic {
     /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
     /// or ``SimpleServiceProtocol`` instead.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
-        /// Handle the "Handle" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One client request, already authenticated by the gate.
+        /// Handle the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A streaming request of `Parley_ClientCall` messages.
+        ///   - request: A streaming request of `Parley_GateUp` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A streaming response of `Parley_Frame` messages.
-        func handle(
-            request: GRPCCore.StreamingServerRequest<Parley_ClientCall>,
+        /// - Returns: A streaming response of `Parley_LogicDown` messages.
+        func link(
+            request: GRPCCore.StreamingServerRequest<Parley_GateUp>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Parley_Frame>
+        ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDown>
     }
 
     /// Service protocol for the "parley.Logic" service.
@@ -92,23 +93,19 @@ extension Parley_Logic {
     /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
     /// use ``StreamingServiceProtocol``.
     public protocol ServiceProtocol: Parley_Logic.StreamingServiceProtocol {
-        /// Handle the "Handle" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One client request, already authenticated by the gate.
+        /// Handle the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A request containing a single `Parley_ClientCall` message.
+        ///   - request: A streaming request of `Parley_GateUp` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A response containing a single `Parley_Frame` message.
-        func handle(
-            request: GRPCCore.ServerRequest<Parley_ClientCall>,
+        /// - Returns: A streaming response of `Parley_LogicDown` messages.
+        func link(
+            request: GRPCCore.StreamingServerRequest<Parley_GateUp>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.ServerResponse<Parley_Frame>
+        ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDown>
     }
 
     /// Simple service protocol for the "parley.Logic" service.
@@ -117,23 +114,20 @@ extension Parley_Logic {
     /// doesn't provide access to request or response metadata. If you need access to these
     /// then use ``ServiceProtocol`` instead.
     public protocol SimpleServiceProtocol: Parley_Logic.ServiceProtocol {
-        /// Handle the "Handle" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One client request, already authenticated by the gate.
+        /// Handle the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A `Parley_ClientCall` message.
+        ///   - request: A stream of `Parley_GateUp` messages.
+        ///   - response: A response stream of `Parley_LogicDown` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A `Parley_Frame` to respond with.
-        func handle(
-            request: Parley_ClientCall,
+        func link(
+            request: GRPCCore.RPCAsyncSequence<Parley_GateUp, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Parley_LogicDown>,
             context: GRPCCore.ServerContext
-        ) async throws -> Parley_Frame
+        ) async throws
     }
 }
 
@@ -142,11 +136,11 @@ extension Parley_Logic {
 extension Parley_Logic.StreamingServiceProtocol {
     public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
         router.registerHandler(
-            forMethod: Parley_Logic.Method.Handle.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_ClientCall>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Parley_Frame>(),
+            forMethod: Parley_Logic.Method.Link.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_GateUp>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_LogicDown>(),
             handler: { request, context in
-                try await self.handle(
+                try await self.link(
                     request: request,
                     context: context
                 )
@@ -158,31 +152,25 @@ extension Parley_Logic.StreamingServiceProtocol {
 // Default implementation of streaming methods from 'StreamingServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Parley_Logic.ServiceProtocol {
-    public func handle(
-        request: GRPCCore.StreamingServerRequest<Parley_ClientCall>,
-        context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Parley_Frame> {
-        let response = try await self.handle(
-            request: GRPCCore.ServerRequest(stream: request),
-            context: context
-        )
-        return GRPCCore.StreamingServerResponse(single: response)
-    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Parley_Logic.SimpleServiceProtocol {
-    public func handle(
-        request: GRPCCore.ServerRequest<Parley_ClientCall>,
+    public func link(
+        request: GRPCCore.StreamingServerRequest<Parley_GateUp>,
         context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.ServerResponse<Parley_Frame> {
-        return GRPCCore.ServerResponse<Parley_Frame>(
-            message: try await self.handle(
-                request: request.message,
-                context: context
-            ),
-            metadata: [:]
+    ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDown> {
+        return GRPCCore.StreamingServerResponse<Parley_LogicDown>(
+            metadata: [:],
+            producer: { writer in
+                try await self.link(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 }
@@ -196,27 +184,23 @@ extension Parley_Logic {
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
     public protocol ClientProtocol: Sendable {
-        /// Call the "Handle" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One client request, already authenticated by the gate.
+        /// Call the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A request containing a single `Parley_ClientCall` message.
-        ///   - serializer: A serializer for `Parley_ClientCall` messages.
-        ///   - deserializer: A deserializer for `Parley_Frame` messages.
+        ///   - request: A streaming request producing `Parley_GateUp` messages.
+        ///   - serializer: A serializer for `Parley_GateUp` messages.
+        ///   - deserializer: A deserializer for `Parley_LogicDown` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
         ///       already finished.
         /// - Returns: The result of `handleResponse`.
-        func handle<Result>(
-            request: GRPCCore.ClientRequest<Parley_ClientCall>,
-            serializer: some GRPCCore.MessageSerializer<Parley_ClientCall>,
-            deserializer: some GRPCCore.MessageDeserializer<Parley_Frame>,
+        func link<Result>(
+            request: GRPCCore.StreamingClientRequest<Parley_GateUp>,
+            serializer: some GRPCCore.MessageSerializer<Parley_GateUp>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_LogicDown>,
             options: GRPCCore.CallOptions,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_Frame>) async throws -> Result
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDown>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -236,33 +220,27 @@ extension Parley_Logic {
             self.client = client
         }
 
-        /// Call the "Handle" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One client request, already authenticated by the gate.
+        /// Call the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A request containing a single `Parley_ClientCall` message.
-        ///   - serializer: A serializer for `Parley_ClientCall` messages.
-        ///   - deserializer: A deserializer for `Parley_Frame` messages.
+        ///   - request: A streaming request producing `Parley_GateUp` messages.
+        ///   - serializer: A serializer for `Parley_GateUp` messages.
+        ///   - deserializer: A deserializer for `Parley_LogicDown` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
         ///       already finished.
         /// - Returns: The result of `handleResponse`.
-        public func handle<Result>(
-            request: GRPCCore.ClientRequest<Parley_ClientCall>,
-            serializer: some GRPCCore.MessageSerializer<Parley_ClientCall>,
-            deserializer: some GRPCCore.MessageDeserializer<Parley_Frame>,
+        public func link<Result>(
+            request: GRPCCore.StreamingClientRequest<Parley_GateUp>,
+            serializer: some GRPCCore.MessageSerializer<Parley_GateUp>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_LogicDown>,
             options: GRPCCore.CallOptions = .defaults,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_Frame>) async throws -> Result = { response in
-                try response.message
-            }
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDown>) async throws -> Result
         ) async throws -> Result where Result: Sendable {
-            try await self.client.unary(
+            try await self.client.bidirectionalStreaming(
                 request: request,
-                descriptor: Parley_Logic.Method.Handle.descriptor,
+                descriptor: Parley_Logic.Method.Link.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -275,30 +253,24 @@ extension Parley_Logic {
 // Helpers providing default arguments to 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Parley_Logic.ClientProtocol {
-    /// Call the "Handle" method.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > One client request, already authenticated by the gate.
+    /// Call the "Link" method.
     ///
     /// - Parameters:
-    ///   - request: A request containing a single `Parley_ClientCall` message.
+    ///   - request: A streaming request producing `Parley_GateUp` messages.
     ///   - options: Options to apply to this RPC.
     ///   - handleResponse: A closure which handles the response and returns its result to
     ///       the caller. Returning from the closure will cancel the RPC if it hasn't
     ///       already finished.
     /// - Returns: The result of `handleResponse`.
-    public func handle<Result>(
-        request: GRPCCore.ClientRequest<Parley_ClientCall>,
+    public func link<Result>(
+        request: GRPCCore.StreamingClientRequest<Parley_GateUp>,
         options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_Frame>) async throws -> Result = { response in
-            try response.message
-        }
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDown>) async throws -> Result
     ) async throws -> Result where Result: Sendable {
-        try await self.handle(
+        try await self.link(
             request: request,
-            serializer: GRPCProtobuf.ProtobufSerializer<Parley_ClientCall>(),
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_Frame>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_GateUp>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_LogicDown>(),
             options: options,
             onResponse: handleResponse
         )
@@ -308,333 +280,28 @@ extension Parley_Logic.ClientProtocol {
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Parley_Logic.ClientProtocol {
-    /// Call the "Handle" method.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > One client request, already authenticated by the gate.
+    /// Call the "Link" method.
     ///
     /// - Parameters:
-    ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
     ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
     ///   - handleResponse: A closure which handles the response and returns its result to
     ///       the caller. Returning from the closure will cancel the RPC if it hasn't
     ///       already finished.
     /// - Returns: The result of `handleResponse`.
-    public func handle<Result>(
-        _ message: Parley_ClientCall,
+    public func link<Result>(
         metadata: GRPCCore.Metadata = [:],
         options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_Frame>) async throws -> Result = { response in
-            try response.message
-        }
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Parley_GateUp>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDown>) async throws -> Result
     ) async throws -> Result where Result: Sendable {
-        let request = GRPCCore.ClientRequest<Parley_ClientCall>(
-            message: message,
-            metadata: metadata
+        let request = GRPCCore.StreamingClientRequest<Parley_GateUp>(
+            metadata: metadata,
+            producer: producer
         )
-        return try await self.handle(
-            request: request,
-            options: options,
-            onResponse: handleResponse
-        )
-    }
-}
-
-// MARK: - parley.Gate
-
-/// Namespace containing generated types for the "parley.Gate" service.
-@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-public enum Parley_Gate: Sendable {
-    /// Service descriptor for the "parley.Gate" service.
-    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "parley.Gate")
-    /// Namespace for method metadata.
-    public enum Method: Sendable {
-        /// Namespace for "Deliver" metadata.
-        public enum Deliver: Sendable {
-            /// Request type for "Deliver".
-            public typealias Input = Parley_DeliverRequest
-            /// Response type for "Deliver".
-            public typealias Output = Parley_DeliverResponse
-            /// Descriptor for "Deliver".
-            public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "parley.Gate"),
-                method: "Deliver",
-                type: .unary
-            )
-        }
-        /// Descriptors for all methods in the "parley.Gate" service.
-        public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Deliver.descriptor
-        ]
-    }
-}
-
-@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension GRPCCore.ServiceDescriptor {
-    /// Service descriptor for the "parley.Gate" service.
-    public static let parley_Gate = GRPCCore.ServiceDescriptor(fullyQualifiedService: "parley.Gate")
-}
-
-// MARK: parley.Gate (server)
-
-@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension Parley_Gate {
-    /// Streaming variant of the service protocol for the "parley.Gate" service.
-    ///
-    /// This protocol is the lowest-level of the service protocols generated for this service
-    /// giving you the most flexibility over the implementation of your service. This comes at
-    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
-    /// terms of a request stream and response stream. Where the RPC expects only a single
-    /// request or response message, you are responsible for ensuring your implementation
-    /// maintains this invariant.
-    ///
-    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
-    /// or ``SimpleServiceProtocol`` instead.
-    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
-        /// Handle the "Deliver" method.
-        ///
-        /// - Parameters:
-        ///   - request: A streaming request of `Parley_DeliverRequest` messages.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A streaming response of `Parley_DeliverResponse` messages.
-        func deliver(
-            request: GRPCCore.StreamingServerRequest<Parley_DeliverRequest>,
-            context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Parley_DeliverResponse>
-    }
-
-    /// Service protocol for the "parley.Gate" service.
-    ///
-    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
-    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
-    /// trailing response metadata. If you don't need these then consider using
-    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
-    /// use ``StreamingServiceProtocol``.
-    public protocol ServiceProtocol: Parley_Gate.StreamingServiceProtocol {
-        /// Handle the "Deliver" method.
-        ///
-        /// - Parameters:
-        ///   - request: A request containing a single `Parley_DeliverRequest` message.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A response containing a single `Parley_DeliverResponse` message.
-        func deliver(
-            request: GRPCCore.ServerRequest<Parley_DeliverRequest>,
-            context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.ServerResponse<Parley_DeliverResponse>
-    }
-
-    /// Simple service protocol for the "parley.Gate" service.
-    ///
-    /// This is the highest level protocol for the service. The API is the easiest to use but
-    /// doesn't provide access to request or response metadata. If you need access to these
-    /// then use ``ServiceProtocol`` instead.
-    public protocol SimpleServiceProtocol: Parley_Gate.ServiceProtocol {
-        /// Handle the "Deliver" method.
-        ///
-        /// - Parameters:
-        ///   - request: A `Parley_DeliverRequest` message.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A `Parley_DeliverResponse` to respond with.
-        func deliver(
-            request: Parley_DeliverRequest,
-            context: GRPCCore.ServerContext
-        ) async throws -> Parley_DeliverResponse
-    }
-}
-
-// Default implementation of 'registerMethods(with:)'.
-@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension Parley_Gate.StreamingServiceProtocol {
-    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
-        router.registerHandler(
-            forMethod: Parley_Gate.Method.Deliver.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_DeliverRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Parley_DeliverResponse>(),
-            handler: { request, context in
-                try await self.deliver(
-                    request: request,
-                    context: context
-                )
-            }
-        )
-    }
-}
-
-// Default implementation of streaming methods from 'StreamingServiceProtocol'.
-@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension Parley_Gate.ServiceProtocol {
-    public func deliver(
-        request: GRPCCore.StreamingServerRequest<Parley_DeliverRequest>,
-        context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Parley_DeliverResponse> {
-        let response = try await self.deliver(
-            request: GRPCCore.ServerRequest(stream: request),
-            context: context
-        )
-        return GRPCCore.StreamingServerResponse(single: response)
-    }
-}
-
-// Default implementation of methods from 'ServiceProtocol'.
-@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension Parley_Gate.SimpleServiceProtocol {
-    public func deliver(
-        request: GRPCCore.ServerRequest<Parley_DeliverRequest>,
-        context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.ServerResponse<Parley_DeliverResponse> {
-        return GRPCCore.ServerResponse<Parley_DeliverResponse>(
-            message: try await self.deliver(
-                request: request.message,
-                context: context
-            ),
-            metadata: [:]
-        )
-    }
-}
-
-// MARK: parley.Gate (client)
-
-@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension Parley_Gate {
-    /// Generated client protocol for the "parley.Gate" service.
-    ///
-    /// You don't need to implement this protocol directly, use the generated
-    /// implementation, ``Client``.
-    public protocol ClientProtocol: Sendable {
-        /// Call the "Deliver" method.
-        ///
-        /// - Parameters:
-        ///   - request: A request containing a single `Parley_DeliverRequest` message.
-        ///   - serializer: A serializer for `Parley_DeliverRequest` messages.
-        ///   - deserializer: A deserializer for `Parley_DeliverResponse` messages.
-        ///   - options: Options to apply to this RPC.
-        ///   - handleResponse: A closure which handles the response and returns its result to
-        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-        ///       already finished.
-        /// - Returns: The result of `handleResponse`.
-        func deliver<Result>(
-            request: GRPCCore.ClientRequest<Parley_DeliverRequest>,
-            serializer: some GRPCCore.MessageSerializer<Parley_DeliverRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Parley_DeliverResponse>,
-            options: GRPCCore.CallOptions,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_DeliverResponse>) async throws -> Result
-        ) async throws -> Result where Result: Sendable
-    }
-
-    /// Generated client for the "parley.Gate" service.
-    ///
-    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
-    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
-    /// means of communication with the remote peer.
-    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
-        private let client: GRPCCore.GRPCClient<Transport>
-
-        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
-        ///
-        /// - Parameters:
-        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
-        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
-            self.client = client
-        }
-
-        /// Call the "Deliver" method.
-        ///
-        /// - Parameters:
-        ///   - request: A request containing a single `Parley_DeliverRequest` message.
-        ///   - serializer: A serializer for `Parley_DeliverRequest` messages.
-        ///   - deserializer: A deserializer for `Parley_DeliverResponse` messages.
-        ///   - options: Options to apply to this RPC.
-        ///   - handleResponse: A closure which handles the response and returns its result to
-        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-        ///       already finished.
-        /// - Returns: The result of `handleResponse`.
-        public func deliver<Result>(
-            request: GRPCCore.ClientRequest<Parley_DeliverRequest>,
-            serializer: some GRPCCore.MessageSerializer<Parley_DeliverRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Parley_DeliverResponse>,
-            options: GRPCCore.CallOptions = .defaults,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_DeliverResponse>) async throws -> Result = { response in
-                try response.message
-            }
-        ) async throws -> Result where Result: Sendable {
-            try await self.client.unary(
-                request: request,
-                descriptor: Parley_Gate.Method.Deliver.descriptor,
-                serializer: serializer,
-                deserializer: deserializer,
-                options: options,
-                onResponse: handleResponse
-            )
-        }
-    }
-}
-
-// Helpers providing default arguments to 'ClientProtocol' methods.
-@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension Parley_Gate.ClientProtocol {
-    /// Call the "Deliver" method.
-    ///
-    /// - Parameters:
-    ///   - request: A request containing a single `Parley_DeliverRequest` message.
-    ///   - options: Options to apply to this RPC.
-    ///   - handleResponse: A closure which handles the response and returns its result to
-    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-    ///       already finished.
-    /// - Returns: The result of `handleResponse`.
-    public func deliver<Result>(
-        request: GRPCCore.ClientRequest<Parley_DeliverRequest>,
-        options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_DeliverResponse>) async throws -> Result = { response in
-            try response.message
-        }
-    ) async throws -> Result where Result: Sendable {
-        try await self.deliver(
-            request: request,
-            serializer: GRPCProtobuf.ProtobufSerializer<Parley_DeliverRequest>(),
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_DeliverResponse>(),
-            options: options,
-            onResponse: handleResponse
-        )
-    }
-}
-
-// Helpers providing sugared APIs for 'ClientProtocol' methods.
-@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension Parley_Gate.ClientProtocol {
-    /// Call the "Deliver" method.
-    ///
-    /// - Parameters:
-    ///   - message: request message to send.
-    ///   - metadata: Additional metadata to send, defaults to empty.
-    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
-    ///   - handleResponse: A closure which handles the response and returns its result to
-    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-    ///       already finished.
-    /// - Returns: The result of `handleResponse`.
-    public func deliver<Result>(
-        _ message: Parley_DeliverRequest,
-        metadata: GRPCCore.Metadata = [:],
-        options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_DeliverResponse>) async throws -> Result = { response in
-            try response.message
-        }
-    ) async throws -> Result where Result: Sendable {
-        let request = GRPCCore.ClientRequest<Parley_DeliverRequest>(
-            message: message,
-            metadata: metadata
-        )
-        return try await self.deliver(
+        return try await self.link(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -67,8 +67,9 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension CallOptions {
-    /// Internal RPCs fail fast when a peer is down, so the caller can retry elsewhere.
-    public static func failFast(timeout: Duration) -> CallOptions {
+    /// Internal RPCs fail fast when a peer is down, so the caller can retry
+    /// elsewhere. Long-lived streams pass no timeout.
+    public static func failFast(timeout: Duration?) -> CallOptions {
         var options = CallOptions.defaults
         options.timeout = timeout
         options.waitForReady = false

@@ -26,7 +26,7 @@ struct GateCommand: AsyncParsableCommand {
         let gate = region.gates[index]
         var configuration = GateConfiguration(
             region: region.name,
-            node: try Endpoint(gate.node),
+            node: gate.node,
             tcp: try Endpoint(gate.tcp),
             webSocket: try Endpoint(gate.webSocket),
             logic: try region.logic.map(Endpoint.init),

@@ -134,7 +134,7 @@ import Testing
     /// every seq from 1 to N exists once, and seq order is commit order.
     @Test func concurrentWritersKeepSeqDenseAndInCommitOrder() async throws {
         try await withStore { store, server in
-            try await server.psql("""
+            _ = try server.psql("""
                 CREATE TABLE commit_order (n bigserial, seq bigint);
                 CREATE FUNCTION note_commit() RETURNS trigger AS $$
                 BEGIN INSERT INTO commit_order (seq) VALUES (NEW.seq); RETURN NULL; END $$ LANGUAGE plpgsql;

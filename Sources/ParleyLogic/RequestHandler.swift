@@ -1,21 +1,20 @@
-import GRPCCore
 import Logging
 import ParleyCore
 import ParleyProto
 import ParleyStore
 import ParleyWire
 
-/// The core business of a region, behind the `Logic` RPC: each client
-/// request arrives already authenticated by a gate and leaves as a response
-/// frame. State changes go through the group committer; reads go to the store.
-struct LogicService: Parley_Logic.SimpleServiceProtocol {
+/// The core business of a region: each client request arrives already
+/// authenticated by a gate and leaves as a response frame. State changes go
+/// through the group committer; reads go to the store.
+struct RequestHandler: Sendable {
     let region: String
     let store: RegionStore
     let committer: GroupCommitter
     let limits: LogicLimits
     let logger: Logger
 
-    func handle(request: Parley_ClientCall, context: ServerContext) async throws -> Parley_Frame {
+    func respond(to request: Parley_ClientCall) async -> Parley_Frame {
         let requestID = request.frame.requestID
         do {
             var response = try await answer(request)

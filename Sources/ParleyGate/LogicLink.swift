@@ -1,0 +1,104 @@
+import GRPCCore
+import Logging
+import ParleyCore
+import ParleyProto
+import ParleyRPC
+import ServiceLifecycle
+import Synchronization
+
+/// The gate's long-lived link to one logic instance: calls go up one
+/// bidirectional stream and their answers, with the pushes for this gate's
+/// devices, come down it. Reconnects with backoff when the stream ends.
+final class LogicLink: Service, Sendable {
+    private struct State {
+        var upstream: AsyncStream<Parley_GateUp>.Continuation?
+        var pending: [UInt64: CheckedContinuation<Parley_Frame, any Error>] = [:]
+        var nextCallID: UInt64 = 1
+    }
+
+    let address: String
+    private let node: String
+    private let pool: RPCClientPool
+    private let registry: ConnectionRegistry
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    init(address: String, node: String, pool: RPCClientPool, registry: ConnectionRegistry, logger: Logger) {
+        self.address = address
+        self.node = node
+        self.pool = pool
+        self.registry = registry
+        self.logger = logger
+    }
+
+    /// Sends one call and waits for its answer. Throws `LinkDown` at once
+    /// when the link is not up, so the router can try another instance.
+    func call(_ call: Parley_ClientCall) async throws -> Parley_Frame {
+        try await withCheckedThrowingContinuation { continuation in
+            let sent = state.withLock { state -> Bool in
+                guard let upstream = state.upstream else { return false }
+                var call = call
+                call.callID = state.nextCallID
+                state.nextCallID += 1
+                state.pending[call.callID] = continuation
+                upstream.yield(.with { $0.call = call })
+                return true
+            }
+            if !sent { continuation.resume(throwing: LinkDown(address: address)) }
+        }
+    }
+
+    func run() async throws {
+        var attempt = 0
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            let (upstream, input) = AsyncStream<Parley_GateUp>.makeStream()
+            input.yield(.with { $0.hello = .with { $0.node = node } })
+            state.withLock { $0.upstream = input }
+            do {
+                let logic = Parley_Logic.Client(wrapping: try pool.client(for: address))
+                try await logic.link(options: .failFast(timeout: nil)) { writer in
+                    for await message in upstream { try await writer.write(message) }
+                } onResponse: { response in
+                    for try await down in response.messages { self.received(down) }
+                }
+                attempt = 0
+            } catch {
+                attempt += 1
+                if attempt == 1 { logger.warning("logic link down", metadata: ["logic": "\(address)", "error": "\(error)"]) }
+            }
+            fail(input)
+            guard !Task.isShuttingDownGracefully else { break }
+            try? await Task.sleep(for: .milliseconds(min(2_000, 50 << min(attempt, 6))))
+        }
+    }
+
+    private func received(_ down: Parley_LogicDown) {
+        switch down.kind {
+        case .result(let result):
+            let waiter = state.withLock { $0.pending.removeValue(forKey: result.callID) }
+            waiter?.resume(returning: result.frame)
+        case .delivery(let delivery):
+            let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)
+            registry.connection(for: identity)?.send(.with { $0.push = delivery.push })
+        case nil:
+            break
+        }
+    }
+
+    /// The link ended: calls in flight fail so their requests can be retried elsewhere.
+    private func fail(_ input: AsyncStream<Parley_GateUp>.Continuation) {
+        input.finish()
+        let waiters = state.withLock { state in
+            state.upstream = nil
+            defer { state.pending = [:] }
+            return state.pending
+        }
+        for waiter in waiters.values { waiter.resume(throwing: LinkDown(address: address)) }
+    }
+}
+
+/// A logic instance could not take (or answer) a call.
+struct LinkDown: Error, CustomStringConvertible {
+    let address: String
+    var description: String { "no link to logic \(address)" }
+}
