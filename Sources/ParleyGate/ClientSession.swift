@@ -15,19 +15,20 @@ struct ClientSession: Sendable {
     let connection: GateConnection
 
     /// Serves the connection. `inbound` yields one frame payload at a time and
-    /// throws `FrameError` for bytes that are not a frame; `write` sends one
-    /// encoded frame; `closeTransport` ends the connection, which also ends
+    /// throws `FrameError` for bytes that are not a frame; `write` sends
+    /// encoded frames; `closeTransport` ends the connection, which also ends
     /// `inbound`. Returns when the connection is over.
     func serve<Inbound: AsyncSequence & Sendable>(
         inbound: Inbound,
-        write: @escaping @Sendable (ByteBuffer) async throws -> Void,
+        write: @escaping @Sendable ([ByteBuffer]) async throws -> Void,
         closeTransport: @escaping @Sendable () async -> Void
     ) async where Inbound.Element == ByteBuffer {
         await withDiscardingTaskGroup { group in
             group.addTask {
-                // The only writer: responses, pushes and a last error leave in order.
-                for await frame in connection.outbox {
-                    do { try await write(frame.encoded()) } catch { break }
+                // The only writer: responses, pushes and a last error leave in
+                // order, each batch with one flush.
+                while let frames = await connection.outbox.next() {
+                    do { try await write(frames.map { $0.encoded() }) } catch { break }
                 }
                 await closeTransport()
             }

@@ -14,15 +14,14 @@ final class GateConnection: Sendable {
     }
 
     let id: UInt64
-    private let outboxInput: AsyncStream<Parley_Frame>.Continuation
-    let outbox: AsyncStream<Parley_Frame>
+    /// Frames waiting for the socket; the writer takes them in batches.
+    let outbox = BatchQueue<Parley_Frame>(maxBatch: 256)
     private let lastHeard: Atomic<UInt64>
     private let identityState = Mutex<Identity?>(nil)
 
     init(id: UInt64, now: UInt64) {
         self.id = id
         self.lastHeard = Atomic(now)
-        (outbox, outboxInput) = AsyncStream.makeStream()
     }
 
     var identity: Identity? { identityState.withLock { $0 } }
@@ -38,14 +37,14 @@ final class GateConnection: Sendable {
         return now > last ? now - last : 0
     }
 
-    func send(_ frame: Parley_Frame) { outboxInput.yield(frame) }
+    func send(_ frame: Parley_Frame) { outbox.push(frame) }
 
     /// Sends a last error and ends the connection once it is written.
     func close(with error: ClientError) {
-        outboxInput.yield(.error(error))
-        outboxInput.finish()
+        outbox.push(.error(error))
+        outbox.close()
     }
 
     /// Ends the connection after whatever is already queued.
-    func finish() { outboxInput.finish() }
+    func finish() { outbox.close() }
 }

@@ -11,7 +11,7 @@ import Synchronization
 /// devices, come down it. Reconnects with backoff when the stream ends.
 final class LogicLink: Service, Sendable {
     private struct State {
-        var upstream: AsyncStream<Parley_GateUp>.Continuation?
+        var upstream: BatchQueue<Parley_GateUp>?
         var pending: [UInt64: CheckedContinuation<Parley_Frame, any Error>] = [:]
         var nextCallID: UInt64 = 1
     }
@@ -41,7 +41,7 @@ final class LogicLink: Service, Sendable {
                 call.callID = state.nextCallID
                 state.nextCallID += 1
                 state.pending[call.callID] = continuation
-                upstream.yield(.with { $0.call = call })
+                upstream.push(.with { $0.call = call })
                 return true
             }
             if !sent { continuation.resume(throwing: LinkDown(address: address)) }
@@ -51,13 +51,13 @@ final class LogicLink: Service, Sendable {
     func run() async throws {
         var attempt = 0
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            let (upstream, input) = AsyncStream<Parley_GateUp>.makeStream()
-            input.yield(.with { $0.hello = .with { $0.node = node } })
-            state.withLock { $0.upstream = input }
+            let upstream = BatchQueue<Parley_GateUp>(maxBatch: 1024)
+            upstream.push(.with { $0.hello = .with { $0.node = node } })
+            state.withLock { $0.upstream = upstream }
             do {
                 let logic = Parley_Logic.Client(wrapping: try pool.client(for: address))
                 try await logic.link(options: .failFast(timeout: nil)) { writer in
-                    for await message in upstream { try await writer.write(message) }
+                    while let batch = await upstream.next() { try await writer.write(contentsOf: batch) }
                 } onResponse: { response in
                     for try await down in response.messages { self.received(down) }
                 }
@@ -66,7 +66,7 @@ final class LogicLink: Service, Sendable {
                 attempt += 1
                 if attempt == 1 { logger.warning("logic link down", metadata: ["logic": "\(address)", "error": "\(error)"]) }
             }
-            fail(input)
+            fail(upstream)
             guard !Task.isShuttingDownGracefully else { break }
             try? await Task.sleep(for: .milliseconds(min(2_000, 50 << min(attempt, 6))))
         }
@@ -86,8 +86,8 @@ final class LogicLink: Service, Sendable {
     }
 
     /// The link ended: calls in flight fail so their requests can be retried elsewhere.
-    private func fail(_ input: AsyncStream<Parley_GateUp>.Continuation) {
-        input.finish()
+    private func fail(_ upstream: BatchQueue<Parley_GateUp>) {
+        upstream.close()
         let waiters = state.withLock { state in
             state.upstream = nil
             defer { state.pending = [:] }

@@ -46,7 +46,7 @@ struct TCPListener: Service {
         try? await client.executeThenClose { inbound, outbound in
             await ClientSession(gate: gate, connection: connection).serve(
                 inbound: inbound,
-                write: { try await outbound.write($0) },
+                write: { try await outbound.write(contentsOf: $0) },
                 closeTransport: { try? await channel.close() }
             )
         }

@@ -34,7 +34,7 @@ struct WebSocketListener: Service {
             }
             await ClientSession(gate: gate, connection: connection).serve(
                 inbound: frames,
-                write: { try await outbound.write(.binary($0)) },
+                write: { frames in for frame in frames { try await outbound.write(.binary(frame)) } },
                 closeTransport: { try? await outbound.close(.normalClosure, reason: nil) }
             )
         }

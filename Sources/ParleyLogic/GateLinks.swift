@@ -1,9 +1,10 @@
+import ParleyCore
 import ParleyProto
 import Synchronization
 
 /// The gates linked to this logic instance, by node id: where pushes go.
 final class GateLinks: Sendable {
-    typealias Output = AsyncStream<Parley_LogicDown>.Continuation
+    typealias Output = BatchQueue<Parley_LogicDown>
 
     private struct Link {
         let id: UInt64
@@ -37,7 +38,7 @@ final class GateLinks: Sendable {
     @discardableResult
     func deliver(_ deliveries: [Parley_Delivery], to node: String) -> Bool {
         guard let output = state.withLock({ $0.byNode[node]?.output }) else { return false }
-        for delivery in deliveries { output.yield(.with { $0.delivery = delivery }) }
+        for delivery in deliveries { output.push(.with { $0.delivery = delivery }) }
         return true
     }
 }

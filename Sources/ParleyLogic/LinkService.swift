@@ -1,4 +1,5 @@
 import GRPCCore
+import ParleyCore
 import ParleyProto
 
 /// The `Logic` RPC: one bidirectional link per gate. Calls coming up the link
@@ -13,10 +14,12 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
         response: RPCWriter<Parley_LogicDown>,
         context: ServerContext
     ) async throws {
-        let (downstream, output) = AsyncStream<Parley_LogicDown>.makeStream()
+        // Answers and pushes queue up while the previous write is in flight and
+        // leave together: one flush per batch, not per message.
+        let output = BatchQueue<Parley_LogicDown>(maxBatch: 1024)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                for await message in downstream { try await response.write(message) }
+                while let batch = await output.next() { try await response.write(contentsOf: batch) }
             }
             var registration: (node: String, id: UInt64)?
             do {
@@ -28,7 +31,7 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
                         case .call(let call):
                             calls.addTask {
                                 let answer = await handler.respond(to: call)
-                                output.yield(.with {
+                                output.push(.with {
                                     $0.result = .with {
                                         $0.callID = call.callID
                                         $0.frame = answer
@@ -42,11 +45,11 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
                 }
             } catch {
                 if let registration { links.remove(node: registration.node, id: registration.id) }
-                output.finish()
+                output.close()
                 throw error
             }
             if let registration { links.remove(node: registration.node, id: registration.id) }
-            output.finish()
+            output.close()
         }
     }
 }

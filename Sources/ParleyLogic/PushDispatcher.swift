@@ -1,4 +1,5 @@
 import Logging
+import ParleyCore
 import ParleyPresence
 import ParleyProto
 import ServiceLifecycle

@@ -18,7 +18,7 @@ public final class ChildProcess: @unchecked Sendable {
     public init(name: String, executable: String, arguments: [String], logPath: String, environment: [String: String]? = nil) throws {
         self.name = name
         self.logPath = logPath
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -70,7 +70,7 @@ public enum TestRun {
         lock.lock()
         defer { lock.unlock() }
         let path = directory + "/pids"
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         if let handle = FileHandle(forWritingAtPath: path) {
             handle.seekToEndOfFile()
             handle.write("\(pid)\n".data(using: .utf8)!)

@@ -1,9 +1,10 @@
 import Synchronization
 
-/// A queue whose consumer takes everything waiting at once: while it works on
+/// A queue whose consumer takes everything waiting at once (group commit,
+/// push dispatch, socket writes with one flush per batch): while it works on
 /// one batch, producers' items pile up and become the next batch. Batches
 /// therefore grow with load and an idle queue adds no delay.
-final class BatchQueue<Element: Sendable>: Sendable {
+public final class BatchQueue<Element: Sendable>: Sendable {
     private struct State {
         var items: [Element] = []
         var waiter: CheckedContinuation<Void, Never>?
@@ -13,11 +14,11 @@ final class BatchQueue<Element: Sendable>: Sendable {
     private let state = Mutex(State())
     private let maxBatch: Int
 
-    init(maxBatch: Int) { self.maxBatch = maxBatch }
+    public init(maxBatch: Int) { self.maxBatch = maxBatch }
 
     /// Adds an item; false once the queue is closed.
     @discardableResult
-    func push(_ item: Element) -> Bool {
+    public func push(_ item: Element) -> Bool {
         let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             guard !state.closed else { return (false, nil) }
             state.items.append(item)
@@ -29,7 +30,7 @@ final class BatchQueue<Element: Sendable>: Sendable {
     }
 
     /// Refuses new items; `next()` still drains what is queued, then returns nil.
-    func close() {
+    public func close() {
         let waiter = state.withLock { state in
             state.closed = true
             defer { state.waiter = nil }
@@ -40,7 +41,7 @@ final class BatchQueue<Element: Sendable>: Sendable {
 
     /// Up to `maxBatch` queued items, waiting for at least one; nil once closed and drained.
     /// One consumer at a time.
-    func next() async -> [Element]? {
+    public func next() async -> [Element]? {
         while true {
             let taken = state.withLock { state -> [Element]? in
                 let count = min(maxBatch, state.items.count)
