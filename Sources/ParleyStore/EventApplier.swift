@@ -3,162 +3,172 @@ import ParleyCore
 import ParleyProto
 import PostgresNIO
 
-/// Writes events and their derived state, set-based, inside the caller's
-/// transaction. Every statement is idempotent (applying an event twice changes
-/// nothing), so the same path serves local commits and, later, replicated
-/// events from other regions.
+/// Writes events and their derived state inside the caller's transaction, in
+/// one set-based statement (data-modifying CTEs over `unnest` arrays): round
+/// trips held under the origin lock are what limit a region's write rate.
+///
+/// Every part is idempotent (applying an event twice changes nothing), so the
+/// same path serves local commits and replicated events from other regions.
 enum EventApplier {
-    static func apply(_ events: [Parley_Event], _ tx: PostgresConnection, _ logger: Logger) async throws {
-        var log = Columns()
-        var inbox = Columns()
-        var users = Columns()
-        var conversations = Columns()
-        var members = Columns()
-        var messages = Columns()
-        var clientMessages = Columns()
-        var markers: [ReaderKey: ConversationOrder] = [:]
-        var messageOrders: [MessageID: ConversationOrder] = [:]
+    /// An origin's log head after the events: its applied seq and last hlc.
+    struct OriginHead {
+        var origin: String
+        var appliedSeq: UInt64
+        var lastHLC: UInt64
+    }
+
+    /// - Parameters:
+    ///   - knownOrders: conversation order of messages the caller already knows
+    ///     (a read marker names a message that may be stored or in this batch).
+    ///   - heads: origins whose head moves with these events.
+    static func apply(
+        _ events: [Parley_Event], knownOrders: [MessageID: ConversationOrder], heads: [OriginHead],
+        _ tx: PostgresConnection, _ logger: Logger
+    ) async throws {
+        var rows = DerivedRows()
         var markerMessages: [ReaderKey: MessageID] = [:]
-
+        var orders = knownOrders
         for event in events {
-            log.text(event.origin); log.int(event.seq); log.int(event.hlc)
-            log.small(event.kindNumber); log.bytes(event.encodedBuffer)
-            for entry in event.audience {
-                inbox.text(entry.userID); inbox.text(event.origin); inbox.int(entry.userSeq); inbox.int(event.seq)
-            }
-            switch event.kind {
-            case .userRegistered(let registered):
-                users.text(registered.userID); users.text(event.origin); users.int(event.seq)
-            case .messagePosted(let posted):
-                messages.text(event.origin); messages.int(event.seq); messages.text(posted.conversationID)
-                messages.int(event.hlc); messages.text(posted.sender); messages.text(posted.body)
-                clientMessages.text(posted.sender); clientMessages.text(posted.clientMsgID)
-                clientMessages.text(event.origin); clientMessages.int(event.seq)
-                messageOrders[MessageID(origin: event.origin, seq: event.seq)] =
+            rows.add(event)
+            if case .messagePosted = event.kind {
+                orders[MessageID(origin: event.origin, seq: event.seq)] =
                     ConversationOrder(hlc: HLC(rawValue: event.hlc), origin: event.origin, seq: event.seq)
-                if let (a, b) = ConversationID.directUsers(of: posted.conversationID) {
-                    conversations.text(posted.conversationID); conversations.bool(false)
-                    conversations.text(""); conversations.text("")
-                    for user in [a, b] { members.text(posted.conversationID); members.text(user) }
-                }
-            case .groupCreated(let group):
-                let id = ConversationID.group(group.groupID)
-                conversations.text(id); conversations.bool(true); conversations.text(group.name); conversations.text(group.owner)
-                for user in group.members { members.text(id); members.text(user) }
-            case .readMoved(let read):
-                if let messageID = MessageID(read.messageID) {
-                    markerMessages[ReaderKey(conversationID: read.conversationID, userID: read.reader)] = messageID
-                }
-            case nil:
-                break
+            }
+            if case .readMoved(let read) = event.kind, let messageID = MessageID(read.messageID) {
+                markerMessages[ReaderKey(conversationID: read.conversationID, userID: read.reader)] = messageID
             }
         }
-
-        try await insert(log, "events (origin, seq, hlc, kind, payload)", ["text", "bigint", "bigint", "int2", "bytea"], tx, logger)
-        try await insert(inbox, "inbox (user_id, origin, user_seq, event_seq)", ["text", "text", "bigint", "bigint"], tx, logger)
-        try await insert(users, "users (user_id, origin, seq)", ["text", "text", "bigint"], tx, logger)
-        try await insert(conversations, "conversations (conversation_id, is_group, name, owner)", ["text", "bool", "text", "text"], tx, logger)
-        try await insert(members, "members (conversation_id, user_id)", ["text", "text"], tx, logger)
-        try await insert(messages, "messages (origin, seq, conversation_id, hlc, sender, body)",
-                         ["text", "bigint", "text", "bigint", "text", "text"], tx, logger)
-        try await insert(clientMessages, "client_messages (sender, client_msg_id, origin, seq)", ["text", "text", "text", "bigint"], tx, logger)
-
-        // A read marker needs its message's order; the message may be in this
-        // batch or already stored.
-        let missing = markerMessages.values.filter { messageOrders[$0] == nil }
-        if !missing.isEmpty {
-            let rows = try await tx.query(
-                """
-                SELECT origin, seq, hlc FROM messages WHERE (origin, seq) IN (
-                  SELECT * FROM unnest(\(missing.map(\.origin))::text[], \(missing.map { Int64($0.seq) })::bigint[]))
-                """,
-                logger: logger
-            )
-            for try await (origin, seq, hlc) in rows.decode((String, Int64, Int64).self) {
-                messageOrders[MessageID(origin: origin, seq: UInt64(seq))] =
-                    ConversationOrder(hlc: HLC(rawValue: UInt64(hlc)), origin: origin, seq: UInt64(seq))
-            }
-        }
+        let missing = markerMessages.values.filter { orders[$0] == nil }
+        if !missing.isEmpty { orders.merge(try await loadOrders(missing, tx, logger)) { a, _ in a } }
+        var markers: [ReaderKey: ConversationOrder] = [:]
         for (reader, messageID) in markerMessages {
-            guard let order = messageOrders[messageID] else { continue }
+            guard let order = orders[messageID] else { continue }
             if let current = markers[reader], current >= order { continue }
             markers[reader] = order
         }
-        try await upsertMarkers(markers, tx, logger)
+        rows.addMarkers(markers)
+        rows.addHeads(heads)
+        try await tx.query(rows.statement(), logger: logger)
     }
 
-    /// Read markers only move forward: the stored one is replaced only by a later one.
-    private static func upsertMarkers(_ markers: [ReaderKey: ConversationOrder], _ tx: PostgresConnection, _ logger: Logger) async throws {
-        guard !markers.isEmpty else { return }
-        let entries = Array(markers)
-        try await tx.query(
+    private static func loadOrders(_ ids: [MessageID], _ tx: PostgresConnection, _ logger: Logger) async throws -> [MessageID: ConversationOrder] {
+        let rows = try await tx.query(
             """
-            INSERT INTO read_markers (conversation_id, user_id, hlc, origin, seq)
-            SELECT * FROM unnest(\(entries.map(\.key.conversationID))::text[], \(entries.map(\.key.userID))::text[],
-                                 \(entries.map { Int64($0.value.hlc.rawValue) })::bigint[],
-                                 \(entries.map(\.value.origin))::text[], \(entries.map { Int64($0.value.seq) })::bigint[])
-            ON CONFLICT (conversation_id, user_id) DO UPDATE
-              SET hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq
-              WHERE (read_markers.hlc, read_markers.origin, read_markers.seq) < (excluded.hlc, excluded.origin, excluded.seq)
+            SELECT origin, seq, hlc FROM messages WHERE (origin, seq) IN (
+              SELECT * FROM unnest(\(ids.map(\.origin))::text[], \(ids.map { Int64($0.seq) })::bigint[]))
             """,
             logger: logger
         )
-    }
-
-    /// `INSERT INTO table SELECT * FROM unnest(arrays...) ON CONFLICT DO NOTHING`.
-    private static func insert(
-        _ columns: Columns, _ target: String, _ types: [String], _ tx: PostgresConnection, _ logger: Logger
-    ) async throws {
-        guard columns.rowCount(width: types.count) > 0 else { return }
-        var query = PostgresQuery(unsafeSQL: "")
-        var bindings = PostgresBindings(capacity: types.count)
-        var placeholders: [String] = []
-        for (index, type) in types.enumerated() {
-            columns.bind(column: index, width: types.count, type: type, into: &bindings)
-            placeholders.append("$\(index + 1)::\(type)[]")
+        var orders: [MessageID: ConversationOrder] = [:]
+        for try await (origin, seq, hlc) in rows.decode((String, Int64, Int64).self) {
+            orders[MessageID(origin: origin, seq: UInt64(seq))] =
+                ConversationOrder(hlc: HLC(rawValue: UInt64(hlc)), origin: origin, seq: UInt64(seq))
         }
-        query = PostgresQuery(
-            unsafeSQL: "INSERT INTO \(target) SELECT * FROM unnest(\(placeholders.joined(separator: ", "))) ON CONFLICT DO NOTHING",
-            binds: bindings
-        )
-        try await tx.query(query, logger: logger)
+        return orders
     }
 }
 
-/// Row-major values collected for a set-based insert, bound column by column.
-struct Columns {
-    private enum Value {
-        case text(String), int(Int64), small(Int16), bool(Bool), bytes(ByteBuffer)
-    }
-    private var values: [Value] = []
+/// The rows an event batch adds to each table, column by column.
+private struct DerivedRows {
+    // events
+    var logOrigin: [String] = [], logSeq: [Int64] = [], logHLC: [Int64] = [], logKind: [Int16] = [], logPayload: [ByteBuffer] = []
+    // inbox
+    var inboxUser: [String] = [], inboxOrigin: [String] = [], inboxUserSeq: [Int64] = [], inboxEventSeq: [Int64] = []
+    // users
+    var userID: [String] = [], userOrigin: [String] = [], userSeq: [Int64] = []
+    // conversations
+    var convID: [String] = [], convIsGroup: [Bool] = [], convName: [String] = [], convOwner: [String] = []
+    // members
+    var memberConv: [String] = [], memberUser: [String] = []
+    // messages
+    var msgOrigin: [String] = [], msgSeq: [Int64] = [], msgConv: [String] = [], msgHLC: [Int64] = [],
+        msgSender: [String] = [], msgBody: [String] = []
+    // client_messages
+    var clientSender: [String] = [], clientID: [String] = [], clientOrigin: [String] = [], clientSeq: [Int64] = []
+    // read_markers
+    var markConv: [String] = [], markUser: [String] = [], markHLC: [Int64] = [], markOrigin: [String] = [], markSeq: [Int64] = []
+    // origins
+    var headOrigin: [String] = [], headSeq: [Int64] = [], headHLC: [Int64] = []
 
-    mutating func text(_ value: String) { values.append(.text(value)) }
-    mutating func int(_ value: UInt64) { values.append(.int(Int64(value))) }
-    mutating func small(_ value: Int16) { values.append(.small(value)) }
-    mutating func bool(_ value: Bool) { values.append(.bool(value)) }
-    mutating func bytes(_ value: ByteBuffer) { values.append(.bytes(value)) }
-
-    func rowCount(width: Int) -> Int { values.count / width }
-
-    /// Binds one column as a Postgres array of its type.
-    func bind(column: Int, width: Int, type: String, into bindings: inout PostgresBindings) {
-        var texts: [String] = [], ints: [Int64] = [], smalls: [Int16] = [], bools: [Bool] = [], blobs: [ByteBuffer] = []
-        for index in stride(from: column, to: values.count, by: width) {
-            switch values[index] {
-            case .text(let v): texts.append(v)
-            case .int(let v): ints.append(v)
-            case .small(let v): smalls.append(v)
-            case .bool(let v): bools.append(v)
-            case .bytes(let v): blobs.append(v)
+    mutating func add(_ event: Parley_Event) {
+        logOrigin.append(event.origin); logSeq.append(Int64(event.seq)); logHLC.append(Int64(event.hlc))
+        logKind.append(event.kindNumber); logPayload.append(event.encodedBuffer)
+        for entry in event.audience {
+            inboxUser.append(entry.userID); inboxOrigin.append(event.origin)
+            inboxUserSeq.append(Int64(entry.userSeq)); inboxEventSeq.append(Int64(event.seq))
+        }
+        switch event.kind {
+        case .userRegistered(let registered):
+            userID.append(registered.userID); userOrigin.append(event.origin); userSeq.append(Int64(event.seq))
+        case .messagePosted(let posted):
+            msgOrigin.append(event.origin); msgSeq.append(Int64(event.seq)); msgConv.append(posted.conversationID)
+            msgHLC.append(Int64(event.hlc)); msgSender.append(posted.sender); msgBody.append(posted.body)
+            clientSender.append(posted.sender); clientID.append(posted.clientMsgID)
+            clientOrigin.append(event.origin); clientSeq.append(Int64(event.seq))
+            if let (a, b) = ConversationID.directUsers(of: posted.conversationID) {
+                addConversation(posted.conversationID, isGroup: false, name: "", owner: "", members: [a, b])
             }
+        case .groupCreated(let group):
+            addConversation(ConversationID.group(group.groupID), isGroup: true, name: group.name, owner: group.owner, members: group.members)
+        case .readMoved, nil:
+            break
         }
-        switch type {
-        case "text": bindings.append(texts)
-        case "bigint": bindings.append(ints)
-        case "int2": bindings.append(smalls)
-        case "bool": bindings.append(bools)
-        default: bindings.append(blobs)
+    }
+
+    private mutating func addConversation(_ id: String, isGroup: Bool, name: String, owner: String, members: [String]) {
+        convID.append(id); convIsGroup.append(isGroup); convName.append(name); convOwner.append(owner)
+        for member in members { memberConv.append(id); memberUser.append(member) }
+    }
+
+    mutating func addMarkers(_ markers: [ReaderKey: ConversationOrder]) {
+        for (reader, order) in markers {
+            markConv.append(reader.conversationID); markUser.append(reader.userID)
+            markHLC.append(Int64(order.hlc.rawValue)); markOrigin.append(order.origin); markSeq.append(Int64(order.seq))
         }
+    }
+
+    mutating func addHeads(_ heads: [EventApplier.OriginHead]) {
+        for head in heads {
+            headOrigin.append(head.origin); headSeq.append(Int64(head.appliedSeq)); headHLC.append(Int64(head.lastHLC))
+        }
+    }
+
+    /// One statement: each table's insert is a CTE; empty arrays insert nothing.
+    /// Read markers only move forward; an origin's head only moves forward.
+    func statement() -> PostgresQuery {
+        """
+        WITH
+          ev AS (INSERT INTO events (origin, seq, hlc, kind, payload)
+                 SELECT * FROM unnest(\(logOrigin)::text[], \(logSeq)::bigint[], \(logHLC)::bigint[], \(logKind)::int2[], \(logPayload)::bytea[])
+                 ON CONFLICT DO NOTHING),
+          ib AS (INSERT INTO inbox (user_id, origin, user_seq, event_seq)
+                 SELECT * FROM unnest(\(inboxUser)::text[], \(inboxOrigin)::text[], \(inboxUserSeq)::bigint[], \(inboxEventSeq)::bigint[])
+                 ON CONFLICT DO NOTHING),
+          us AS (INSERT INTO users (user_id, origin, seq)
+                 SELECT * FROM unnest(\(userID)::text[], \(userOrigin)::text[], \(userSeq)::bigint[])
+                 ON CONFLICT DO NOTHING),
+          cv AS (INSERT INTO conversations (conversation_id, is_group, name, owner)
+                 SELECT * FROM unnest(\(convID)::text[], \(convIsGroup)::bool[], \(convName)::text[], \(convOwner)::text[])
+                 ON CONFLICT DO NOTHING),
+          mb AS (INSERT INTO members (conversation_id, user_id)
+                 SELECT * FROM unnest(\(memberConv)::text[], \(memberUser)::text[])
+                 ON CONFLICT DO NOTHING),
+          ms AS (INSERT INTO messages (origin, seq, conversation_id, hlc, sender, body)
+                 SELECT * FROM unnest(\(msgOrigin)::text[], \(msgSeq)::bigint[], \(msgConv)::text[], \(msgHLC)::bigint[], \(msgSender)::text[], \(msgBody)::text[])
+                 ON CONFLICT DO NOTHING),
+          cm AS (INSERT INTO client_messages (sender, client_msg_id, origin, seq)
+                 SELECT * FROM unnest(\(clientSender)::text[], \(clientID)::text[], \(clientOrigin)::text[], \(clientSeq)::bigint[])
+                 ON CONFLICT DO NOTHING),
+          rm AS (INSERT INTO read_markers (conversation_id, user_id, hlc, origin, seq)
+                 SELECT * FROM unnest(\(markConv)::text[], \(markUser)::text[], \(markHLC)::bigint[], \(markOrigin)::text[], \(markSeq)::bigint[])
+                 ON CONFLICT (conversation_id, user_id) DO UPDATE
+                   SET hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq
+                   WHERE (read_markers.hlc, read_markers.origin, read_markers.seq) < (excluded.hlc, excluded.origin, excluded.seq)),
+          hd AS (UPDATE origins o SET applied_seq = h.seq, last_hlc = GREATEST(o.last_hlc, h.hlc)
+                 FROM unnest(\(headOrigin)::text[], \(headSeq)::bigint[], \(headHLC)::bigint[]) AS h(origin, seq, hlc)
+                 WHERE o.origin = h.origin AND o.applied_seq < h.seq)
+        SELECT 1
+        """
     }
 }
 

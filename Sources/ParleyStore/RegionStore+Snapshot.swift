@@ -30,64 +30,43 @@ extension RegionStore {
                 conversations.insert(ConversationID.group(groupID))
             }
         }
+        // One round trip: each part is tagged with its kind in column k.
+        let ids = Array(messageIDs)
+        let rows = try await tx.query(
+            """
+            SELECT 1 AS k, user_id AS a, '' AS b, '' AS c, NULL::bytea AS p, 0::bigint AS n, 0::bigint AS h
+              FROM users WHERE user_id = ANY(\(Array(users))::text[])
+            UNION ALL SELECT 2, conversation_id, '', '', NULL, 0, 0
+              FROM conversations WHERE conversation_id = ANY(\(Array(conversations))::text[])
+            UNION ALL SELECT 3, conversation_id, user_id, '', NULL, 0, 0
+              FROM members WHERE conversation_id = ANY(\(Array(conversations))::text[])
+            UNION ALL SELECT 4, c.sender, c.client_msg_id, '', e.payload, 0, 0
+              FROM client_messages c JOIN events e ON e.origin = c.origin AND e.seq = c.seq
+              WHERE (c.sender, c.client_msg_id) IN (
+                SELECT * FROM unnest(\(postKeys.map(\.sender))::text[], \(postKeys.map(\.clientMsgID))::text[]))
+            UNION ALL SELECT 5, origin, conversation_id, '', NULL, seq, hlc
+              FROM messages WHERE (origin, seq) IN (
+                SELECT * FROM unnest(\(ids.map(\.origin))::text[], \(ids.map { Int64($0.seq) })::bigint[]))
+            UNION ALL SELECT 6, conversation_id, user_id, origin, NULL, seq, hlc
+              FROM read_markers WHERE (conversation_id, user_id) IN (
+                SELECT * FROM unnest(\(readers.map(\.conversationID))::text[], \(readers.map(\.userID))::text[]))
+            """,
+            logger: logger
+        )
         var snapshot = CommitSnapshot()
-        if !users.isEmpty {
-            let rows = try await tx.query("SELECT user_id FROM users WHERE user_id = ANY(\(Array(users)))", logger: logger)
-            for try await user in rows.decode(String.self) { snapshot.knownUsers.insert(user) }
-        }
-        if !conversations.isEmpty {
-            let list = Array(conversations)
-            let rows = try await tx.query(
-                "SELECT conversation_id FROM conversations WHERE conversation_id = ANY(\(list))", logger: logger
-            )
-            for try await id in rows.decode(String.self) { snapshot.conversations.insert(id) }
-            let memberRows = try await tx.query(
-                "SELECT conversation_id, user_id FROM members WHERE conversation_id = ANY(\(list))", logger: logger
-            )
-            for try await (id, user) in memberRows.decode((String, String).self) {
-                snapshot.members[id, default: []].insert(user)
-            }
-        }
-        if !postKeys.isEmpty {
-            let rows = try await tx.query(
-                """
-                SELECT c.sender, c.client_msg_id, e.payload FROM client_messages c
-                JOIN events e ON e.origin = c.origin AND e.seq = c.seq
-                WHERE (c.sender, c.client_msg_id) IN (
-                    SELECT * FROM unnest(\(postKeys.map(\.sender))::text[], \(postKeys.map(\.clientMsgID))::text[]))
-                """,
-                logger: logger
-            )
-            for try await (sender, clientMsgID, payload) in rows.decode((String, String, ByteBuffer).self) {
-                snapshot.storedPosts[PostKey(sender: sender, clientMsgID: clientMsgID)] = try Parley_Event(buffer: payload)
-            }
-        }
-        if !messageIDs.isEmpty {
-            let ids = Array(messageIDs)
-            let rows = try await tx.query(
-                """
-                SELECT origin, seq, conversation_id, hlc FROM messages
-                WHERE (origin, seq) IN (SELECT * FROM unnest(\(ids.map(\.origin))::text[], \(ids.map { Int64($0.seq) })::bigint[]))
-                """,
-                logger: logger
-            )
-            for try await (origin, seq, conversationID, hlc) in rows.decode((String, Int64, String, Int64).self) {
-                let order = ConversationOrder(hlc: HLC(rawValue: UInt64(hlc)), origin: origin, seq: UInt64(seq))
-                snapshot.messages[MessageID(origin: origin, seq: UInt64(seq))] = (conversationID, order)
-            }
-        }
-        if !readers.isEmpty {
-            let rows = try await tx.query(
-                """
-                SELECT conversation_id, user_id, hlc, origin, seq FROM read_markers
-                WHERE (conversation_id, user_id) IN (
-                    SELECT * FROM unnest(\(readers.map(\.conversationID))::text[], \(readers.map(\.userID))::text[]))
-                """,
-                logger: logger
-            )
-            for try await (id, user, hlc, origin, seq) in rows.decode((String, String, Int64, String, Int64).self) {
-                snapshot.readMarkers[ReaderKey(conversationID: id, userID: user)] =
-                    ConversationOrder(hlc: HLC(rawValue: UInt64(hlc)), origin: origin, seq: UInt64(seq))
+        for try await (kind, a, b, c, payload, n, h) in rows.decode((Int32, String, String, String, ByteBuffer?, Int64, Int64).self) {
+            switch kind {
+            case 1: snapshot.knownUsers.insert(a)
+            case 2: snapshot.conversations.insert(a)
+            case 3: snapshot.members[a, default: []].insert(b)
+            case 4:
+                if let payload { snapshot.storedPosts[PostKey(sender: a, clientMsgID: b)] = try Parley_Event(buffer: payload) }
+            case 5:
+                let order = ConversationOrder(hlc: HLC(rawValue: UInt64(h)), origin: a, seq: UInt64(n))
+                snapshot.messages[MessageID(origin: a, seq: UInt64(n))] = (b, order)
+            default:
+                snapshot.readMarkers[ReaderKey(conversationID: a, userID: b)] =
+                    ConversationOrder(hlc: HLC(rawValue: UInt64(h)), origin: c, seq: UInt64(n))
             }
         }
         return snapshot

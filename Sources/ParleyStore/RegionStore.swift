@@ -41,28 +41,19 @@ public final class RegionStore: Sendable {
         let now = clock.now()
         let logger = self.logger
         let planner = try await client.withTransaction(logger: logger) { tx -> CommitPlanner in
-            let head = try await tx.query(
-                "SELECT applied_seq, last_hlc FROM origins WHERE origin = \(origin) FOR UPDATE", logger: logger
-            ).collect()
-            guard let row = head.first else { throw StoreError("origin \(origin) has no counter row") }
-            let (appliedSeq, lastHLC) = try row.decode((Int64, Int64).self)
-            let deps = try await Self.otherOrigins(of: origin, tx, logger)
+            let (appliedSeq, lastHLC, deps) = try await Self.lockOrigin(origin, tx, logger)
             let snapshot = try await Self.loadSnapshot(for: commands, tx, logger)
             var planner = CommitPlanner(
-                origin: origin, snapshot: snapshot, appliedSeq: UInt64(appliedSeq),
-                lastHLC: HLC(rawValue: UInt64(lastHLC)), now: now, deps: deps
+                origin: origin, snapshot: snapshot, appliedSeq: appliedSeq,
+                lastHLC: lastHLC, now: now, deps: deps
             )
             planner.plan(commands)
             guard !planner.events.isEmpty else { return planner }
             let ends = try await Self.incrementCounters(origin: origin, planner.audienceCounts, tx, logger)
             planner.assignUserSeqs(counterEnds: ends)
-            try await EventApplier.apply(planner.events, tx, logger)
-            try await tx.query(
-                """
-                UPDATE origins SET applied_seq = \(Int64(planner.nextSeq - 1)), last_hlc = \(Int64(planner.lastHLC.rawValue))
-                WHERE origin = \(origin)
-                """,
-                logger: logger
+            let head = EventApplier.OriginHead(origin: origin, appliedSeq: planner.nextSeq - 1, lastHLC: planner.lastHLC.rawValue)
+            try await EventApplier.apply(
+                planner.events, knownOrders: planner.snapshot.messages.mapValues(\.order), heads: [head], tx, logger
             )
             return planner
         }
@@ -70,11 +61,26 @@ public final class RegionStore: Sendable {
         return planner.outcomes
     }
 
-    private static func otherOrigins(of origin: String, _ tx: PostgresConnection, _ logger: Logger) async throws -> [String: UInt64] {
+    /// Locks this origin's head (held until commit: seq order is commit order)
+    /// and reads the other origins' heads, the new events' causal dependencies.
+    private static func lockOrigin(
+        _ origin: String, _ tx: PostgresConnection, _ logger: Logger
+    ) async throws -> (appliedSeq: UInt64, lastHLC: HLC, deps: [String: UInt64]) {
+        let rows = try await tx.query(
+            """
+            WITH mine AS (SELECT origin, applied_seq, last_hlc FROM origins WHERE origin = \(origin) FOR UPDATE)
+            SELECT origin, applied_seq, last_hlc FROM mine
+            UNION ALL SELECT origin, applied_seq, last_hlc FROM origins WHERE origin <> \(origin)
+            """,
+            logger: logger
+        )
+        var head: (UInt64, HLC)?
         var deps: [String: UInt64] = [:]
-        let rows = try await tx.query("SELECT origin, applied_seq FROM origins WHERE origin <> \(origin)", logger: logger)
-        for try await (other, seq) in rows.decode((String, Int64).self) where seq > 0 { deps[other] = UInt64(seq) }
-        return deps
+        for try await (name, seq, hlc) in rows.decode((String, Int64, Int64).self) {
+            if name == origin { head = (UInt64(seq), HLC(rawValue: UInt64(hlc))) } else if seq > 0 { deps[name] = UInt64(seq) }
+        }
+        guard let head else { throw StoreError("origin \(origin) has no counter row") }
+        return (head.0, head.1, deps)
     }
 
     private static func incrementCounters(
