@@ -48,7 +48,7 @@ enum EventApplier {
         }
         rows.addMarkers(markers)
         rows.addHeads(heads)
-        try await tx.query(rows.statement(), logger: logger)
+        _ = try await tx.execute(rows, logger: logger)
     }
 
     private static func loadOrders(_ ids: [MessageID], _ tx: PostgresConnection, _ logger: Logger) async throws -> [MessageID: ConversationOrder] {
@@ -68,8 +68,9 @@ enum EventApplier {
     }
 }
 
-/// The rows an event batch adds to each table, column by column.
-private struct DerivedRows {
+/// The rows an event batch adds to each table, column by column, written by
+/// one prepared statement.
+private struct DerivedRows: PostgresPreparedStatement {
     // events
     var logOrigin: [String] = [], logSeq: [Int64] = [], logHLC: [Int64] = [], logKind: [Int16] = [], logPayload: [ByteBuffer] = []
     // inbox
@@ -133,43 +134,59 @@ private struct DerivedRows {
         }
     }
 
-    /// One statement: each table's insert is a CTE; empty arrays insert nothing.
-    /// Read markers only move forward; an origin's head only moves forward.
-    func statement() -> PostgresQuery {
-        """
+    typealias Row = ()
+
+    func decodeRow(_ row: PostgresRow) throws {}
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 37)
+        b.append(logOrigin); b.append(logSeq); b.append(logHLC); b.append(logKind); b.append(logPayload)
+        b.append(inboxUser); b.append(inboxOrigin); b.append(inboxUserSeq); b.append(inboxEventSeq)
+        b.append(userID); b.append(userOrigin); b.append(userSeq)
+        b.append(convID); b.append(convIsGroup); b.append(convName); b.append(convOwner)
+        b.append(memberConv); b.append(memberUser)
+        b.append(msgOrigin); b.append(msgSeq); b.append(msgConv); b.append(msgHLC); b.append(msgSender); b.append(msgBody)
+        b.append(clientSender); b.append(clientID); b.append(clientOrigin); b.append(clientSeq)
+        b.append(markConv); b.append(markUser); b.append(markHLC); b.append(markOrigin); b.append(markSeq)
+        b.append(headOrigin); b.append(headSeq); b.append(headHLC)
+        return b
+    }
+
+    /// Each table's insert is a CTE; empty arrays insert nothing. Read markers
+    /// only move forward; an origin's head only moves forward.
+    static let sql = """
         WITH
           ev AS (INSERT INTO events (origin, seq, hlc, kind, payload)
-                 SELECT * FROM unnest(\(logOrigin)::text[], \(logSeq)::bigint[], \(logHLC)::bigint[], \(logKind)::int2[], \(logPayload)::bytea[])
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int2[], $5::bytea[])
                  ON CONFLICT DO NOTHING),
           ib AS (INSERT INTO inbox (user_id, origin, user_seq, event_seq)
-                 SELECT * FROM unnest(\(inboxUser)::text[], \(inboxOrigin)::text[], \(inboxUserSeq)::bigint[], \(inboxEventSeq)::bigint[])
+                 SELECT * FROM unnest($6::text[], $7::text[], $8::bigint[], $9::bigint[])
                  ON CONFLICT DO NOTHING),
           us AS (INSERT INTO users (user_id, origin, seq)
-                 SELECT * FROM unnest(\(userID)::text[], \(userOrigin)::text[], \(userSeq)::bigint[])
+                 SELECT * FROM unnest($10::text[], $11::text[], $12::bigint[])
                  ON CONFLICT DO NOTHING),
           cv AS (INSERT INTO conversations (conversation_id, is_group, name, owner)
-                 SELECT * FROM unnest(\(convID)::text[], \(convIsGroup)::bool[], \(convName)::text[], \(convOwner)::text[])
+                 SELECT * FROM unnest($13::text[], $14::bool[], $15::text[], $16::text[])
                  ON CONFLICT DO NOTHING),
           mb AS (INSERT INTO members (conversation_id, user_id)
-                 SELECT * FROM unnest(\(memberConv)::text[], \(memberUser)::text[])
+                 SELECT * FROM unnest($17::text[], $18::text[])
                  ON CONFLICT DO NOTHING),
           ms AS (INSERT INTO messages (origin, seq, conversation_id, hlc, sender, body)
-                 SELECT * FROM unnest(\(msgOrigin)::text[], \(msgSeq)::bigint[], \(msgConv)::text[], \(msgHLC)::bigint[], \(msgSender)::text[], \(msgBody)::text[])
+                 SELECT * FROM unnest($19::text[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[])
                  ON CONFLICT DO NOTHING),
           cm AS (INSERT INTO client_messages (sender, client_msg_id, origin, seq)
-                 SELECT * FROM unnest(\(clientSender)::text[], \(clientID)::text[], \(clientOrigin)::text[], \(clientSeq)::bigint[])
+                 SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::bigint[])
                  ON CONFLICT DO NOTHING),
           rm AS (INSERT INTO read_markers (conversation_id, user_id, hlc, origin, seq)
-                 SELECT * FROM unnest(\(markConv)::text[], \(markUser)::text[], \(markHLC)::bigint[], \(markOrigin)::text[], \(markSeq)::bigint[])
+                 SELECT * FROM unnest($29::text[], $30::text[], $31::bigint[], $32::text[], $33::bigint[])
                  ON CONFLICT (conversation_id, user_id) DO UPDATE
                    SET hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq
                    WHERE (read_markers.hlc, read_markers.origin, read_markers.seq) < (excluded.hlc, excluded.origin, excluded.seq)),
           hd AS (UPDATE origins o SET applied_seq = h.seq, last_hlc = GREATEST(o.last_hlc, h.hlc)
-                 FROM unnest(\(headOrigin)::text[], \(headSeq)::bigint[], \(headHLC)::bigint[]) AS h(origin, seq, hlc)
+                 FROM unnest($34::text[], $35::bigint[], $36::bigint[]) AS h(origin, seq, hlc)
                  WHERE o.origin = h.origin AND o.applied_seq < h.seq)
         SELECT 1
         """
-    }
 }
 
 extension Parley_Event {

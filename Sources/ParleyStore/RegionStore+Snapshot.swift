@@ -30,31 +30,16 @@ extension RegionStore {
                 conversations.insert(ConversationID.group(groupID))
             }
         }
-        // One round trip: each part is tagged with its kind in column k.
         let ids = Array(messageIDs)
-        let rows = try await tx.query(
-            """
-            SELECT 1 AS k, user_id AS a, '' AS b, '' AS c, NULL::bytea AS p, 0::bigint AS n, 0::bigint AS h
-              FROM users WHERE user_id = ANY(\(Array(users))::text[])
-            UNION ALL SELECT 2, conversation_id, '', '', NULL, 0, 0
-              FROM conversations WHERE conversation_id = ANY(\(Array(conversations))::text[])
-            UNION ALL SELECT 3, conversation_id, user_id, '', NULL, 0, 0
-              FROM members WHERE conversation_id = ANY(\(Array(conversations))::text[])
-            UNION ALL SELECT 4, c.sender, c.client_msg_id, '', e.payload, 0, 0
-              FROM client_messages c JOIN events e ON e.origin = c.origin AND e.seq = c.seq
-              WHERE (c.sender, c.client_msg_id) IN (
-                SELECT * FROM unnest(\(postKeys.map(\.sender))::text[], \(postKeys.map(\.clientMsgID))::text[]))
-            UNION ALL SELECT 5, origin, conversation_id, '', NULL, seq, hlc
-              FROM messages WHERE (origin, seq) IN (
-                SELECT * FROM unnest(\(ids.map(\.origin))::text[], \(ids.map { Int64($0.seq) })::bigint[]))
-            UNION ALL SELECT 6, conversation_id, user_id, origin, NULL, seq, hlc
-              FROM read_markers WHERE (conversation_id, user_id) IN (
-                SELECT * FROM unnest(\(readers.map(\.conversationID))::text[], \(readers.map(\.userID))::text[]))
-            """,
-            logger: logger
+        let statement = SnapshotStatement(
+            users: Array(users), conversations: Array(conversations),
+            postSenders: postKeys.map(\.sender), postClientIDs: postKeys.map(\.clientMsgID),
+            messageOrigins: ids.map(\.origin), messageSeqs: ids.map { Int64($0.seq) },
+            readerConversations: readers.map(\.conversationID), readerUsers: readers.map(\.userID)
         )
+        let rows = try await tx.execute(statement, logger: logger)
         var snapshot = CommitSnapshot()
-        for try await (kind, a, b, c, payload, n, h) in rows.decode((Int32, String, String, String, ByteBuffer?, Int64, Int64).self) {
+        for try await (kind, a, b, c, payload, n, h) in rows {
             switch kind {
             case 1: snapshot.knownUsers.insert(a)
             case 2: snapshot.conversations.insert(a)

@@ -66,17 +66,10 @@ public final class RegionStore: Sendable {
     private static func lockOrigin(
         _ origin: String, _ tx: PostgresConnection, _ logger: Logger
     ) async throws -> (appliedSeq: UInt64, lastHLC: HLC, deps: [String: UInt64]) {
-        let rows = try await tx.query(
-            """
-            WITH mine AS (SELECT origin, applied_seq, last_hlc FROM origins WHERE origin = \(origin) FOR UPDATE)
-            SELECT origin, applied_seq, last_hlc FROM mine
-            UNION ALL SELECT origin, applied_seq, last_hlc FROM origins WHERE origin <> \(origin)
-            """,
-            logger: logger
-        )
+        let rows = try await tx.execute(LockOriginStatement(origin: origin), logger: logger)
         var head: (UInt64, HLC)?
         var deps: [String: UInt64] = [:]
-        for try await (name, seq, hlc) in rows.decode((String, Int64, Int64).self) {
+        for try await (name, seq, hlc) in rows {
             if name == origin { head = (UInt64(seq), HLC(rawValue: UInt64(hlc))) } else if seq > 0 { deps[name] = UInt64(seq) }
         }
         guard let head else { throw StoreError("origin \(origin) has no counter row") }
@@ -86,19 +79,10 @@ public final class RegionStore: Sendable {
     private static func incrementCounters(
         origin: String, _ counts: [(userID: String, count: Int64)], _ tx: PostgresConnection, _ logger: Logger
     ) async throws -> [String: UInt64] {
-        let users = counts.map(\.userID)
-        let increments = counts.map(\.count)
-        let rows = try await tx.query(
-            """
-            INSERT INTO user_counters (user_id, origin, user_seq)
-            SELECT u, \(origin), n FROM unnest(\(users)::text[], \(increments)::bigint[]) AS t(u, n) ORDER BY u
-            ON CONFLICT (user_id, origin) DO UPDATE SET user_seq = user_counters.user_seq + excluded.user_seq
-            RETURNING user_id, user_seq
-            """,
-            logger: logger
-        )
+        let statement = IncrementCountersStatement(origin: origin, users: counts.map(\.userID), increments: counts.map(\.count))
+        let rows = try await tx.execute(statement, logger: logger)
         var ends: [String: UInt64] = [:]
-        for try await (user, seq) in rows.decode((String, Int64).self) { ends[user] = UInt64(seq) }
+        for try await (user, seq) in rows { ends[user] = UInt64(seq) }
         return ends
     }
 }

@@ -1,0 +1,95 @@
+import PostgresNIO
+
+// The write path's statements, prepared once per connection: planning a
+// multi-part statement costs Postgres milliseconds, more than running it, and
+// every commit runs these under the origin lock.
+
+/// Locks this origin's head row until commit and reads every origin's head.
+struct LockOriginStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH mine AS (SELECT origin, applied_seq, last_hlc FROM origins WHERE origin = $1 FOR UPDATE)
+        SELECT origin, applied_seq, last_hlc FROM mine
+        UNION ALL SELECT origin, applied_seq, last_hlc FROM origins WHERE origin <> $1
+        """
+    typealias Row = (String, Int64, Int64)
+
+    var origin: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(origin)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// Everything the planner checks, in one round trip; column k tags each part.
+struct SnapshotStatement: PostgresPreparedStatement {
+    static let sql = """
+        SELECT 1 AS k, user_id AS a, '' AS b, '' AS c, NULL::bytea AS p, 0::bigint AS n, 0::bigint AS h
+          FROM users WHERE user_id = ANY($1::text[])
+        UNION ALL SELECT 2, conversation_id, '', '', NULL, 0, 0
+          FROM conversations WHERE conversation_id = ANY($2::text[])
+        UNION ALL SELECT 3, conversation_id, user_id, '', NULL, 0, 0
+          FROM members WHERE conversation_id = ANY($2::text[])
+        UNION ALL SELECT 4, c.sender, c.client_msg_id, '', e.payload, 0, 0
+          FROM client_messages c JOIN events e ON e.origin = c.origin AND e.seq = c.seq
+          WHERE (c.sender, c.client_msg_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+        UNION ALL SELECT 5, origin, conversation_id, '', NULL, seq, hlc
+          FROM messages WHERE (origin, seq) IN (SELECT * FROM unnest($5::text[], $6::bigint[]))
+        UNION ALL SELECT 6, conversation_id, user_id, origin, NULL, seq, hlc
+          FROM read_markers WHERE (conversation_id, user_id) IN (SELECT * FROM unnest($7::text[], $8::text[]))
+        """
+    typealias Row = (Int32, String, String, String, ByteBuffer?, Int64, Int64)
+
+    var users: [String]
+    var conversations: [String]
+    var postSenders: [String]
+    var postClientIDs: [String]
+    var messageOrigins: [String]
+    var messageSeqs: [Int64]
+    var readerConversations: [String]
+    var readerUsers: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 8)
+        bindings.append(users)
+        bindings.append(conversations)
+        bindings.append(postSenders)
+        bindings.append(postClientIDs)
+        bindings.append(messageOrigins)
+        bindings.append(messageSeqs)
+        bindings.append(readerConversations)
+        bindings.append(readerUsers)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// Adds each user's new events to their counter for this origin, in user-id
+/// order (a fixed lock order, so concurrent commits cannot deadlock).
+struct IncrementCountersStatement: PostgresPreparedStatement {
+    static let sql = """
+        INSERT INTO user_counters (user_id, origin, user_seq)
+        SELECT u, $1, n FROM unnest($2::text[], $3::bigint[]) AS t(u, n) ORDER BY u
+        ON CONFLICT (user_id, origin) DO UPDATE SET user_seq = user_counters.user_seq + excluded.user_seq
+        RETURNING user_id, user_seq
+        """
+    typealias Row = (String, Int64)
+
+    var origin: String
+    var users: [String]
+    var increments: [Int64]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(origin)
+        bindings.append(users)
+        bindings.append(increments)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
