@@ -21,11 +21,15 @@ enum EventApplier {
     ///   - knownOrders: conversation order of messages the caller already knows
     ///     (a read marker names a message that may be stored or in this batch).
     ///   - heads: origins whose head moves with these events.
+    ///   - carryCounters: raise each audience user's counter for the event's
+    ///     origin to the carried user_seq (replicated events; a local commit
+    ///     has already incremented them).
     static func apply(
         _ events: [Parley_Event], knownOrders: [MessageID: ConversationOrder], heads: [OriginHead],
-        _ tx: PostgresConnection, _ logger: Logger
+        carryCounters: Bool = false, _ tx: PostgresConnection, _ logger: Logger
     ) async throws {
         var rows = DerivedRows()
+        if carryCounters { rows.addCounters(of: events) }
         var markerMessages: [ReaderKey: MessageID] = [:]
         var orders = knownOrders
         for event in events {
@@ -90,6 +94,8 @@ private struct DerivedRows: PostgresPreparedStatement {
     var markConv: [String] = [], markUser: [String] = [], markHLC: [Int64] = [], markOrigin: [String] = [], markSeq: [Int64] = []
     // origins
     var headOrigin: [String] = [], headSeq: [Int64] = [], headHLC: [Int64] = []
+    // user_counters (replicated events only)
+    var counterUser: [String] = [], counterOrigin: [String] = [], counterSeq: [Int64] = []
 
     mutating func add(_ event: Parley_Event) {
         logOrigin.append(event.origin); logSeq.append(Int64(event.seq)); logHLC.append(Int64(event.hlc))
@@ -128,6 +134,22 @@ private struct DerivedRows: PostgresPreparedStatement {
         }
     }
 
+    /// One row per (user, origin): the highest user_seq the events carry
+    /// (an upsert may not touch a row twice in one statement).
+    mutating func addCounters(of events: [Parley_Event]) {
+        var highest: [String: [String: UInt64]] = [:]
+        for event in events {
+            for entry in event.audience where entry.userSeq > highest[entry.userID]?[event.origin] ?? 0 {
+                highest[entry.userID, default: [:]][event.origin] = entry.userSeq
+            }
+        }
+        for (user, origins) in highest {
+            for (origin, seq) in origins {
+                counterUser.append(user); counterOrigin.append(origin); counterSeq.append(Int64(seq))
+            }
+        }
+    }
+
     mutating func addHeads(_ heads: [EventApplier.OriginHead]) {
         for head in heads {
             headOrigin.append(head.origin); headSeq.append(Int64(head.appliedSeq)); headHLC.append(Int64(head.lastHLC))
@@ -139,7 +161,7 @@ private struct DerivedRows: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws {}
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 37)
+        var b = PostgresBindings(capacity: 39)
         b.append(logOrigin); b.append(logSeq); b.append(logHLC); b.append(logKind); b.append(logPayload)
         b.append(inboxUser); b.append(inboxOrigin); b.append(inboxUserSeq); b.append(inboxEventSeq)
         b.append(userID); b.append(userOrigin); b.append(userSeq)
@@ -149,6 +171,7 @@ private struct DerivedRows: PostgresPreparedStatement {
         b.append(clientSender); b.append(clientID); b.append(clientOrigin); b.append(clientSeq)
         b.append(markConv); b.append(markUser); b.append(markHLC); b.append(markOrigin); b.append(markSeq)
         b.append(headOrigin); b.append(headSeq); b.append(headHLC)
+        b.append(counterUser); b.append(counterOrigin); b.append(counterSeq)
         return b
     }
 
@@ -184,7 +207,10 @@ private struct DerivedRows: PostgresPreparedStatement {
                    WHERE (read_markers.hlc, read_markers.origin, read_markers.seq) < (excluded.hlc, excluded.origin, excluded.seq)),
           hd AS (UPDATE origins o SET applied_seq = h.seq, last_hlc = GREATEST(o.last_hlc, h.hlc)
                  FROM unnest($34::text[], $35::bigint[], $36::bigint[]) AS h(origin, seq, hlc)
-                 WHERE o.origin = h.origin AND o.applied_seq < h.seq)
+                 WHERE o.origin = h.origin AND o.applied_seq < h.seq),
+          uc AS (INSERT INTO user_counters (user_id, origin, user_seq)
+                 SELECT * FROM unnest($37::text[], $38::text[], $39::bigint[])
+                 ON CONFLICT (user_id, origin) DO UPDATE SET user_seq = GREATEST(user_counters.user_seq, excluded.user_seq))
         SELECT 1
         """
 }

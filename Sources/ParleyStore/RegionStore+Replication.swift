@@ -1,0 +1,74 @@
+import Logging
+import ParleyCore
+import ParleyProto
+import PostgresNIO
+
+extension RegionStore {
+    /// Applies events replicated from other origins, in one transaction with
+    /// their derived state. `events` must be in causal order (the sync
+    /// service's `CausalBuffer` releases them so); an event already applied
+    /// is skipped, and one that would leave a gap in its origin's log is
+    /// refused, so the log stays dense whatever a peer sends.
+    ///
+    /// Returns the applied vector of the batch's origins after it. Causal
+    /// dependencies on other origins are the caller's to check (`CausalBuffer`).
+    @discardableResult
+    public func applyReplicated(_ events: [Parley_Event]) async throws -> VersionVector {
+        let origins = Array(Set(events.map(\.origin))).sorted()
+        guard !origins.isEmpty else { return try await appliedVector() }
+        guard !origins.contains(origin) else { throw StoreError("a replicated batch holds events of this region's own origin \(origin)") }
+        let logger = self.logger
+        let (vector, maxHLC) = try await inTransaction { tx -> (VersionVector, UInt64) in
+            try await tx.query(
+                """
+                INSERT INTO origins (origin, applied_seq, last_hlc)
+                SELECT o, 0, 0 FROM unnest(\(origins)::text[]) AS o ON CONFLICT DO NOTHING
+                """,
+                logger: logger
+            )
+            // Row locks on the origins being advanced: two appliers of one
+            // region never interleave an origin's log.
+            var vector = VersionVector()
+            let rows = try await tx.query(
+                "SELECT origin, applied_seq FROM origins WHERE origin = ANY(\(origins)::text[]) ORDER BY origin FOR UPDATE",
+                logger: logger
+            )
+            for try await (name, seq) in rows.decode((String, Int64).self) { vector[name] = UInt64(seq) }
+            var fresh: [Parley_Event] = []
+            var maxHLC: [String: UInt64] = [:]
+            for event in events where event.seq > vector[event.origin] {
+                guard event.seq == vector[event.origin] + 1 else {
+                    throw StoreError("event \(event.origin)-\(event.seq) would leave a gap after \(vector[event.origin])")
+                }
+                vector[event.origin] = event.seq
+                maxHLC[event.origin] = max(maxHLC[event.origin] ?? 0, event.hlc)
+                fresh.append(event)
+            }
+            guard !fresh.isEmpty else { return (vector, 0) }
+            let heads = origins.compactMap { name in
+                maxHLC[name].map { EventApplier.OriginHead(origin: name, appliedSeq: vector[name], lastHLC: $0) }
+            }
+            try await EventApplier.apply(fresh, knownOrders: [:], heads: heads, carryCounters: true, tx, logger)
+            return (vector, maxHLC.values.max() ?? 0)
+        }
+        // Later local events must sort after what this region has seen.
+        if maxHLC > 0 { clock.observe(HLC(rawValue: maxHLC)) }
+        return vector
+    }
+}
+
+extension RegionStore {
+    /// A transaction whose own refusals (`StoreError`) reach the caller as
+    /// themselves rather than wrapped in postgres-nio's transaction error.
+    func inTransaction<Result: Sendable>(
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (PostgresConnection) async throws -> sending Result
+    ) async throws -> sending Result {
+        do {
+            return try await client.withTransaction(logger: logger, isolation: isolation, body)
+        } catch let error as PostgresTransactionError {
+            if let refusal = error.closureError as? StoreError { throw refusal }
+            throw error
+        }
+    }
+}
