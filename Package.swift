@@ -74,6 +74,7 @@ let package = Package(
             dependencies: [
                 "ParleyCore", "ParleyProto",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -110,6 +111,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `parley sync`: replication between regions.
+        .target(
+            name: "ParleySync",
+            dependencies: [
+                "ParleyCore", "ParleyProto", "ParleyStore", "ParleyRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Client SDK: ships to apps alone.
         .target(
             name: "ParleyClient",
@@ -137,7 +149,7 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyCore", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleyClient", "ParleyTools", "ParleyRPC",
+                "ParleyCore", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleySync", "ParleyClient", "ParleyTools", "ParleyRPC",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -43,12 +43,14 @@ public struct RegionFile: Codable, Sendable {
     public var redis: Server
     public var logic: [String]
     public var gates: [Gate]
+    /// Where this region's `parley sync` serves its logs to peers.
+    public var sync: String
     /// Default durability of sends accepted here: "local" or "geo".
     public var durability: String
 
     public init(
         name: String, location: Location, clientNetworks: [String], postgres: Server, redis: Server,
-        logic: [String], gates: [Gate], durability: String
+        logic: [String], gates: [Gate], sync: String, durability: String
     ) {
         self.name = name
         self.location = location
@@ -57,6 +59,7 @@ public struct RegionFile: Codable, Sendable {
         self.redis = redis
         self.logic = logic
         self.gates = gates
+        self.sync = sync
         self.durability = durability
     }
 

@@ -2,6 +2,7 @@ import Logging
 import ParleyCore
 import ParleyProto
 import PostgresNIO
+import SwiftProtobuf
 
 extension RegionStore {
     /// Loads, in a few set-based queries, everything the planner checks.
@@ -63,8 +64,12 @@ extension Parley_Event {
         try self.init(serializedBytes: Array(buffer.readableBytesView))
     }
 
+    /// The stored form. Deterministic (map entries sorted), so every region
+    /// stores the same bytes for the same event and digests can compare them.
     var encodedBuffer: ByteBuffer {
+        var options = BinaryEncodingOptions()
+        options.useDeterministicOrdering = true
         // Encoding an in-memory message cannot fail.
-        ByteBuffer(bytes: (try? serializedBytes() as [UInt8]) ?? [])
+        return ByteBuffer(bytes: (try? serializedBytes(options: options) as [UInt8]) ?? [])
     }
 }

@@ -18,11 +18,13 @@ public final class LocalRegion: @unchecked Sendable {
     public let redis: RedisServer
     public let directory: String
     public let file: RegionFile
-    public let tokenSecret = "test-secret-\(UUID().uuidString)"
+    public let tokenSecret: String
     public private(set) var logic: [ChildProcess] = []
     public private(set) var gate: ChildProcess?
+    public private(set) var sync: ChildProcess?
     let gateArguments: [String]
     let logicArguments: [String]
+    let syncArguments: [String]
 
     public static let binary: String = {
         if let path = ProcessInfo.processInfo.environment["PARLEY_BIN"] { return path }
@@ -46,6 +48,26 @@ public final class LocalRegion: @unchecked Sendable {
     }
 
     public static func start(name: String, gateArguments: [String] = [], logicArguments: [String] = []) async throws -> LocalRegion {
+        let directory = try TestRun.scratch("\(name)-region")
+        let secret = "test-secret-\(UUID().uuidString)"
+        try JSONEncoder().encode(ClusterFile(regions: [name], tokenSecret: secret))
+            .write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
+        let region = try await prepare(
+            name: name, directory: directory, tokenSecret: secret, gateArguments: gateArguments, logicArguments: logicArguments
+        )
+        do { try await region.launch(withSync: false) } catch {
+            await region.stop()
+            throw error
+        }
+        return region
+    }
+
+    /// Starts the region's Postgres and Redis and writes its region file into
+    /// `directory` (shared by a cluster's regions); `launch` starts its processes.
+    static func prepare(
+        name: String, directory: String, tokenSecret: String, gateArguments: [String] = [], logicArguments: [String] = [],
+        syncArguments: [String] = []
+    ) async throws -> LocalRegion {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw TestSupportError("parley binary not found at \(binary): run `swift build` first (ops/test does)")
         }
@@ -55,29 +77,37 @@ public final class LocalRegion: @unchecked Sendable {
             await postgres.stop()
             throw error
         }
-        let region = try LocalRegion(
-            name: name, postgres: postgres, redis: redis, gateArguments: gateArguments, logicArguments: logicArguments
-        )
         do {
-            for index in region.file.logic.indices { try await region.startLogic(index) }
-            try await region.startGate()
+            return try LocalRegion(
+                name: name, directory: directory, tokenSecret: tokenSecret, postgres: postgres, redis: redis,
+                gateArguments: gateArguments, logicArguments: logicArguments, syncArguments: syncArguments
+            )
         } catch {
-            await region.stop()
+            await redis.stop()
+            await postgres.stop()
             throw error
         }
-        return region
+    }
+
+    func launch(withSync: Bool) async throws {
+        for index in file.logic.indices { try await startLogic(index) }
+        try await startGate()
+        if withSync { try await startSync() }
     }
 
     private init(
-        name: String, postgres: PostgresServer, redis: RedisServer, gateArguments: [String], logicArguments: [String]
+        name: String, directory: String, tokenSecret: String, postgres: PostgresServer, redis: RedisServer,
+        gateArguments: [String], logicArguments: [String], syncArguments: [String]
     ) throws {
         self.name = name
         self.postgres = postgres
         self.redis = redis
         self.gateArguments = gateArguments
         self.logicArguments = logicArguments
-        directory = try TestRun.scratch("\(name)-region")
-        let ports = try (0..<5).map { _ in try FreePort.next() }
+        self.syncArguments = syncArguments
+        self.directory = directory
+        self.tokenSecret = tokenSecret
+        let ports = try (0..<6).map { _ in try FreePort.next() }
         file = RegionFile(
             name: name,
             location: .init(latitude: 0, longitude: 0),
@@ -86,12 +116,10 @@ public final class LocalRegion: @unchecked Sendable {
             redis: .init(host: "127.0.0.1", port: redis.port),
             logic: ["127.0.0.1:\(ports[0])", "127.0.0.1:\(ports[1])"],
             gates: [.init(node: "127.0.0.1:\(ports[2])", tcp: "127.0.0.1:\(ports[3])", webSocket: "127.0.0.1:\(ports[4])")],
+            sync: "127.0.0.1:\(ports[5])",
             durability: "local"
         )
-        let encoder = JSONEncoder()
-        try encoder.encode(file).write(to: URL(fileURLWithPath: "\(directory)/\(name).json"))
-        try encoder.encode(ClusterFile(regions: [name], tokenSecret: tokenSecret))
-            .write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
+        try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: "\(directory)/\(name).json"))
     }
 
     public var tcpPort: Int { Int(file.gates[0].tcp.split(separator: ":")[1])! }
@@ -102,7 +130,7 @@ public final class LocalRegion: @unchecked Sendable {
         let process = try ChildProcess(
             name: "\(name)-logic\(index)", executable: Self.binary,
             arguments: ["logic", "--regions", directory, "--region", name, "--listen", listen, "--log-level", "info"] + logicArguments,
-            logPath: "\(directory)/logic\(index).log"
+            logPath: "\(directory)/\(name)-logic\(index).log"
         )
         if logic.count > index { logic[index] = process } else { logic.append(process) }
         try await FreePort.waitUntilAccepting(Int(listen.split(separator: ":")[1])!, server: process)
@@ -113,12 +141,25 @@ public final class LocalRegion: @unchecked Sendable {
         let process = try ChildProcess(
             name: "\(name)-gate", executable: Self.binary,
             arguments: ["gate", "--regions", directory, "--region", name, "--log-level", "info"] + gateArguments,
-            logPath: "\(directory)/gate.log"
+            logPath: "\(directory)/\(name)-gate.log"
         )
         gate = process
         try await FreePort.waitUntilAccepting(tcpPort, server: process)
         try await FreePort.waitUntilAccepting(Int(file.gates[0].webSocket.split(separator: ":")[1])!, server: process)
     }
+
+    public func startSync() async throws {
+        let process = try ChildProcess(
+            name: "\(name)-sync", executable: Self.binary,
+            arguments: ["sync", "--regions", directory, "--region", name, "--log-level", "info"] + syncArguments,
+            logPath: "\(directory)/\(name)-sync.log"
+        )
+        sync = process
+        try await FreePort.waitUntilAccepting(Int(file.sync.split(separator: ":")[1])!, server: process)
+    }
+
+    /// Graceful stop of the sync process (SIGTERM).
+    public func stopSync() async { await sync?.stop() }
 
     /// Graceful stop of the gate (SIGTERM).
     public func stopGate() async { await gate?.stop() }
@@ -127,6 +168,7 @@ public final class LocalRegion: @unchecked Sendable {
     public func killLogic(_ index: Int) { logic[index].kill9() }
 
     public func stop() async {
+        await sync?.stop()
         await gate?.stop()
         for process in logic { await process.stop() }
         await redis.stop()

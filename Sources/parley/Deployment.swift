@@ -20,6 +20,12 @@ struct DeploymentOptions: ParsableArguments {
         return (region, cluster)
     }
 
+    /// Every other region of the cluster, by name.
+    func peers() throws -> [RegionFile] {
+        let cluster = try ClusterFile.decode(read("cluster.json"))
+        return try cluster.regions.filter { $0 != region }.map { try RegionFile.decode(read("\($0).json")) }
+    }
+
     var tokenSecret: String {
         get throws {
             if let secret = ProcessInfo.processInfo.environment["PARLEY_TOKEN_SECRET"] { return secret }

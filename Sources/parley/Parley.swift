@@ -8,7 +8,7 @@ struct Parley: AsyncParsableCommand {
         commandName: "parley",
         abstract: "Parley: an active-active, multi-region instant-messaging backend.",
         subcommands: [
-            LogicCommand.self, GateCommand.self, TokenCommand.self,
+            LogicCommand.self, GateCommand.self, SyncCommand.self, TokenCommand.self,
             ChatCommand.self, DemoCommand.self, BenchCommand.self,
         ]
     )

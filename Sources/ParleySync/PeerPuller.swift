@@ -1,0 +1,44 @@
+import GRPCCore
+import Logging
+import ParleyCore
+import ParleyProto
+import ParleyRPC
+import ServiceLifecycle
+
+/// Pulls one peer's copy of every origin's log, from this region's applied
+/// vector on, and resumes from the applied vector after any disconnect.
+struct PeerPuller: Service {
+    let region: String
+    let peer: String
+    let address: String
+    let pool: RPCClientPool
+    let applier: ReplicationApplier
+    let logger: Logger
+
+    func run() async throws {
+        var attempt = 0
+        while !Task.isShuttingDownGracefully {
+            do {
+                // Our own origin is "fully applied" in this vector: peers skip it.
+                let after = try await applier.vector()
+                let request = Parley_PullRequest.with {
+                    $0.peer = region
+                    $0.after = after.entries
+                    $0.batchSize = 500
+                }
+                let sync = Parley_Sync.Client(wrapping: try pool.client(for: address))
+                try await sync.pull(request, options: .failFast(timeout: nil)) { response in
+                    for try await batch in response.messages {
+                        try await applier.receive(batch.events)
+                    }
+                }
+                attempt = 0
+            } catch {
+                attempt += 1
+                if attempt == 1 { logger.warning("peer unreachable", metadata: ["peer": "\(peer)", "error": "\(error)"]) }
+            }
+            guard !Task.isShuttingDownGracefully else { break }
+            try? await Task.sleep(for: .milliseconds(min(2_000, 50 << min(attempt, 6))))
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import Logging
+import ParleyCore
+import ParleyRPC
+import ParleyStore
+import PostgresNIO
+import ServiceLifecycle
+
+/// Everything one `parley sync` process needs to know.
+public struct SyncConfiguration: Sendable {
+    public var region: String
+    public var listen: Endpoint
+    public var postgres: PostgresClient.Configuration
+    /// Peer region name → its sync address.
+    public var peers: [String: String]
+    public var pollInterval: Duration = .milliseconds(5)
+
+    public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, peers: [String: String]) {
+        self.region = region
+        self.listen = listen
+        self.postgres = postgres
+        self.peers = peers
+    }
+}
+
+/// A region's replication process: serves its logs to peers and pulls
+/// theirs, as one service group.
+public enum SyncServer {
+    public static func run(_ configuration: SyncConfiguration, logger: Logger) async throws {
+        let postgres = PostgresClient(configuration: configuration.postgres, backgroundLogger: logger)
+        let store = RegionStore(client: postgres, origin: configuration.region, clock: HybridLogicalClock(), logger: logger)
+        let watcher = LogWatcher(store: store, interval: configuration.pollInterval, logger: logger)
+        let applier = ReplicationApplier(store: store, origin: configuration.region, logger: logger)
+        let pool = RPCClientPool()
+        let pullers: [any Service] = configuration.peers.sorted { $0.key < $1.key }.map { peer, address in
+            PeerPuller(region: configuration.region, peer: peer, address: address, pool: pool, applier: applier, logger: logger)
+        }
+        let server = RPCServerService(
+            listen: configuration.listen, services: [SyncService(store: store, watcher: watcher, logger: logger)]
+        )
+        let ready = AfterPreparing(store: store, logger: logger, region: configuration.region, services: [server] + pullers)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: postgres), .init(service: pool), .init(service: watcher), .init(service: ready)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}
+
+/// Runs `services` once the schema is migrated (sync may start before logic).
+struct AfterPreparing: Service {
+    let store: RegionStore
+    let logger: Logger
+    let region: String
+    let services: [any Service]
+
+    func run() async throws {
+        try await store.prepare()
+        logger.info("sync ready", metadata: ["region": "\(region)"])
+        try await withThrowingDiscardingTaskGroup { group in
+            for service in services { group.addTask { try await service.run() } }
+        }
+    }
+}

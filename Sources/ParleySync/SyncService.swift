@@ -1,0 +1,39 @@
+import GRPCCore
+import Logging
+import ParleyCore
+import ParleyProto
+import ParleyStore
+import ServiceLifecycle
+
+/// The `Sync` RPC: serves this region's copy of every origin's log to a
+/// peer, from the peer's vector on, in seq order per origin, and keeps
+/// serving new events as they are applied here. `response.write` waits for
+/// HTTP/2 flow control, so a slow peer slows its own stream and nothing
+/// piles up in memory.
+struct SyncService: Parley_Sync.SimpleServiceProtocol {
+    let store: RegionStore
+    let watcher: LogWatcher
+    let logger: Logger
+
+    func pull(request: Parley_PullRequest, response: RPCWriter<Parley_PullBatch>, context: ServerContext) async throws {
+        var sent = VersionVector(request.after)
+        let batchSize = Int(request.batchSize == 0 ? 500 : min(request.batchSize, 5_000))
+        logger.info("peer pulling", metadata: ["peer": "\(request.peer)", "after": "\(sent)"])
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            let available = watcher.current
+            var wrote = false
+            for origin in available.origins where available[origin] > sent[origin] {
+                let events = try await store.events(origin: origin, after: sent[origin], limit: batchSize)
+                guard let last = events.last else { continue }
+                try await response.write(.with {
+                    $0.events = events
+                    $0.applied = available.entries
+                    $0.sentAtMs = WallClock.milliseconds()
+                })
+                sent[origin] = last.seq
+                wrote = true
+            }
+            if !wrote { await watcher.wait(beyond: sent) }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import ArgumentParser
+import ParleyRPC
+import ParleySync
+import PostgresNIO
+
+struct SyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync", abstract: "Run a region's replication: serve its logs to peers and pull theirs."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+
+    @Option(help: "Do not pull from this peer region (repeatable): cuts the direct link, for tests and drills.")
+    var withoutPeer: [String] = []
+
+    func run() async throws {
+        let (region, _) = try deployment.load()
+        var postgres = PostgresClient.Configuration(
+            host: region.postgres.host, port: region.postgres.port,
+            username: "postgres", password: nil, database: "parley", tls: .disable
+        )
+        postgres.options.maximumConnections = 8
+        let peers = Dictionary(uniqueKeysWithValues: try deployment.peers().filter { !withoutPeer.contains($0.name) }.map { ($0.name, $0.sync) })
+        let configuration = SyncConfiguration(region: region.name, listen: try Endpoint(region.sync), postgres: postgres, peers: peers)
+        try await SyncServer.run(configuration, logger: deployment.logger("parley.sync"))
+    }
+}
