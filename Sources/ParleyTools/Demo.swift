@@ -11,12 +11,18 @@ public struct Demo: Sendable {
     public let tcp: GateAddress
     public let webSocket: GateAddress
     public let tokenSecret: String
+    /// A gate of another region, for the cross-region part (nil: skip it).
+    public let remote: (region: String, gate: GateAddress)?
     public let say: @Sendable (String) -> Void
 
-    public init(tcp: GateAddress, webSocket: GateAddress, tokenSecret: String, say: @escaping @Sendable (String) -> Void) {
+    public init(
+        tcp: GateAddress, webSocket: GateAddress, tokenSecret: String,
+        remote: (region: String, gate: GateAddress)? = nil, say: @escaping @Sendable (String) -> Void
+    ) {
         self.tcp = tcp
         self.webSocket = webSocket
         self.tokenSecret = tokenSecret
+        self.remote = remote
         self.say = say
     }
 
@@ -91,6 +97,29 @@ public struct Demo: Sendable {
         let history = try await aliceClient.history(conversationID: ConversationID.group(group.groupID), limit: 10)
         say("  group history, newest first: \(history.messages.map { "\"\($0.messagePosted.body)\"" }.joined(separator: ", "))")
         try check(history.messages.count == 3, "the group's history holds its 3 messages")
+
+        if let remote {
+            say("7. dave signs in at region \(remote.region); alice (in this region) writes to him")
+            let (daveClient, daveInbox, _) = try await connect(user("dave"), via: remote.gate)
+            let started = ContinuousClock.now
+            // alice's region learns of dave once his sign-in has replicated.
+            var sent: Parley_SendAck?
+            while sent == nil, ContinuousClock.now - started < .seconds(20) {
+                do {
+                    sent = try await aliceClient.send(to: .user(user("dave")), body: "Welcome from the other region, Dave!")
+                } catch let error as ServerError where error.code == .unknownUser {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            try check(sent != nil, "dave's sign-in replicated to alice's region")
+            var arrived = false
+            while !arrived, ContinuousClock.now - started < .seconds(20) {
+                try await daveClient.sync()
+                arrived = await daveInbox.wait(timeout: .milliseconds(200)) { $0.containsMessage("Welcome from the other region, Dave!") }
+            }
+            try check(arrived, "alice's message reached dave in \(remote.region) (\(ContinuousClock.now - started) after his sign-in)")
+            await daveClient.disconnect()
+        }
 
         await aliceClient.disconnect()
         await bobClient.disconnect()

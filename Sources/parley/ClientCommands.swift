@@ -42,10 +42,15 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         let (region, _) = try deployment.load()
         let gate = region.gates[0]
+        // With several regions, the demo also writes across them.
+        let remote = try deployment.peers().first.map { peer in
+            (region: peer.name, gate: try GateChoice.address(peer.gates[0], transport: "tcp"))
+        }
         let demo = Demo(
             tcp: try GateChoice.address(gate, transport: "tcp"),
             webSocket: try GateChoice.address(gate, transport: "ws"),
             tokenSecret: try deployment.tokenSecret,
+            remote: remote,
             say: { print($0) }
         )
         do {
