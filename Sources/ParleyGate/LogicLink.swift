@@ -49,26 +49,17 @@ final class LogicLink: Service, Sendable {
     }
 
     func run() async throws {
-        var attempt = 0
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+        await reconnecting("logic link \(address)", logger: logger) {
             let upstream = BatchQueue<Parley_GateUp>(maxBatch: 1024)
             upstream.push(.with { $0.hello = .with { $0.node = node } })
             state.withLock { $0.upstream = upstream }
-            do {
-                let logic = Parley_Logic.Client(wrapping: try pool.client(for: address))
-                try await logic.link(options: .failFast(timeout: nil)) { writer in
-                    while let batch = await upstream.next() { try await writer.write(contentsOf: batch) }
-                } onResponse: { response in
-                    for try await down in response.messages { self.received(down) }
-                }
-                attempt = 0
-            } catch {
-                attempt += 1
-                if attempt == 1 { logger.warning("logic link down", metadata: ["logic": "\(address)", "error": "\(error)"]) }
+            defer { fail(upstream) }
+            let logic = Parley_Logic.Client(wrapping: try pool.client(for: address))
+            try await logic.link(options: .failFast(timeout: nil)) { writer in
+                while let batch = await upstream.next() { try await writer.write(contentsOf: batch) }
+            } onResponse: { response in
+                for try await down in response.messages { self.received(down) }
             }
-            fail(upstream)
-            guard !Task.isShuttingDownGracefully else { break }
-            try? await Task.sleep(for: .milliseconds(min(2_000, 50 << min(attempt, 6))))
         }
     }
 

@@ -16,29 +16,20 @@ struct PeerPuller: Service {
     let logger: Logger
 
     func run() async throws {
-        var attempt = 0
-        while !Task.isShuttingDownGracefully {
-            do {
-                // Our own origin is "fully applied" in this vector: peers skip it.
-                let after = try await applier.vector()
-                let request = Parley_PullRequest.with {
-                    $0.peer = region
-                    $0.after = after.entries
-                    $0.batchSize = 500
-                }
-                let sync = Parley_Sync.Client(wrapping: try pool.client(for: address))
-                try await sync.pull(request, options: .failFast(timeout: nil)) { response in
-                    for try await batch in response.messages {
-                        try await applier.receive(batch.events)
-                    }
-                }
-                attempt = 0
-            } catch {
-                attempt += 1
-                if attempt == 1 { logger.warning("peer unreachable", metadata: ["peer": "\(peer)", "error": "\(error)"]) }
+        await reconnecting("peer \(peer)", logger: logger) {
+            // Our own origin is "fully applied" in this vector: peers skip it.
+            let after = try await applier.vector()
+            let request = Parley_PullRequest.with {
+                $0.peer = region
+                $0.after = after.entries
+                $0.batchSize = 500
             }
-            guard !Task.isShuttingDownGracefully else { break }
-            try? await Task.sleep(for: .milliseconds(min(2_000, 50 << min(attempt, 6))))
+            let sync = Parley_Sync.Client(wrapping: try pool.client(for: address))
+            try await sync.pull(request, options: .failFast(timeout: nil)) { response in
+                for try await batch in response.messages {
+                    try await applier.receive(batch.events)
+                }
+            }
         }
     }
 }

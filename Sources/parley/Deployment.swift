@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ParleyCore
+import PostgresNIO
 
 /// Where the region files are and which region this process belongs to.
 struct DeploymentOptions: ParsableArguments {
@@ -24,6 +25,16 @@ struct DeploymentOptions: ParsableArguments {
     func peers() throws -> [RegionFile] {
         let cluster = try ClusterFile.decode(read("cluster.json"))
         return try cluster.regions.filter { $0 != region }.map { try RegionFile.decode(read("\($0).json")) }
+    }
+
+    /// The region's PostgreSQL, as every role that stores connects to it.
+    func postgres(of region: RegionFile) -> PostgresClient.Configuration {
+        var postgres = PostgresClient.Configuration(
+            host: region.postgres.host, port: region.postgres.port,
+            username: "postgres", password: nil, database: "parley", tls: .disable
+        )
+        postgres.options.maximumConnections = 8
+        return postgres
     }
 
     var tokenSecret: String {

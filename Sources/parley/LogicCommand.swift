@@ -1,7 +1,6 @@
 import ArgumentParser
 import ParleyLogic
 import ParleyRPC
-import PostgresNIO
 
 struct LogicCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,11 +20,7 @@ struct LogicCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (region, _) = try deployment.load()
-        var postgres = PostgresClient.Configuration(
-            host: region.postgres.host, port: region.postgres.port,
-            username: "postgres", password: nil, database: "parley", tls: .disable
-        )
-        postgres.options.maximumConnections = 8
+        let postgres = deployment.postgres(of: region)
         var configuration = LogicConfiguration(
             region: region.name, listen: try Endpoint(listen), postgres: postgres,
             redis: Endpoint(host: region.redis.host, port: region.redis.port)

@@ -1,7 +1,6 @@
 import ArgumentParser
 import ParleyRPC
 import ParleySync
-import PostgresNIO
 
 struct SyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,11 +14,7 @@ struct SyncCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (region, _) = try deployment.load()
-        var postgres = PostgresClient.Configuration(
-            host: region.postgres.host, port: region.postgres.port,
-            username: "postgres", password: nil, database: "parley", tls: .disable
-        )
-        postgres.options.maximumConnections = 8
+        let postgres = deployment.postgres(of: region)
         let peers = Dictionary(uniqueKeysWithValues: try deployment.peers().filter { !withoutPeer.contains($0.name) }.map { ($0.name, $0.sync) })
         let configuration = SyncConfiguration(region: region.name, listen: try Endpoint(region.sync), postgres: postgres, peers: peers)
         try await SyncServer.run(configuration, logger: deployment.logger("parley.sync"))
