@@ -53,6 +53,7 @@ public enum LogicServer {
                 services: [
                     .init(service: postgres),
                     .init(service: dispatcher),
+                    .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, logger: logger)),
                     .init(service: committer),
                     .init(service: server),
                 ],

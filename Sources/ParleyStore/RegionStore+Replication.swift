@@ -4,6 +4,27 @@ import ParleyProto
 import PostgresNIO
 
 extension RegionStore {
+    /// The notification channel announcing replicated events: payload
+    /// `origin:firstSeq:lastSeq[,…]`.
+    public static let replicatedChannel = "parley_replicated"
+
+    /// Calls `handle` with each batch of events replicated into this region
+    /// from now on, until cancelled. Holds one pooled connection.
+    public func listenForReplicated(_ handle: @Sendable ([Parley_Event]) async -> Void) async throws {
+        try await client.withConnection { connection in
+            try await connection.listen(on: Self.replicatedChannel) { notifications in
+                for try await notification in notifications {
+                    for range in notification.payload.split(separator: ",") {
+                        let parts = range.split(separator: ":")
+                        guard parts.count == 3, let first = UInt64(parts[1]), let last = UInt64(parts[2]), last >= first else { continue }
+                        let events = try await events(origin: String(parts[0]), after: first - 1, limit: Int(last - first + 1))
+                        await handle(events)
+                    }
+                }
+            }
+        }
+    }
+
     /// Applies events replicated from other origins, in one transaction with
     /// their derived state. `events` must be in causal order (the sync
     /// service's `CausalBuffer` releases them so); an event already applied
@@ -49,6 +70,12 @@ extension RegionStore {
                 maxHLC[name].map { EventApplier.OriginHead(origin: name, appliedSeq: vector[name], lastHLC: $0) }
             }
             try await EventApplier.apply(fresh, knownOrders: [:], heads: heads, carryCounters: true, tx, logger)
+            // Delivered at commit to every logic instance listening: they push
+            // the new events to this region's online devices.
+            let ranges = Dictionary(grouping: fresh, by: \.origin).map { origin, events in
+                "\(origin):\(events.first!.seq):\(events.last!.seq)"
+            }.joined(separator: ",")
+            try await tx.query("SELECT pg_notify(\(Self.replicatedChannel), \(ranges))", logger: logger)
             return (vector, maxHLC.values.max() ?? 0)
         }
         // Later local events must sort after what this region has seen.

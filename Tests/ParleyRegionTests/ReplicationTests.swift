@@ -68,9 +68,11 @@ import Testing
             let digests = try cluster.regions.map(digest)
             #expect(Set(digests).count == 1, "the same state everywhere:\n\(digests.joined(separator: "\n"))")
 
-            // bob's device, in us, gets ann's messages from eu when it syncs.
-            try await bob.client.sync()
+            // bob's device, in us, got ann's messages from eu pushed live once us applied them.
             #expect(await bob.inbox.wait { events in (0..<15).allSatisfy { events.containsMessage("ann→bob \($0)") } })
+            let fromEU = await bob.inbox.received.filter { $0.position.origin == "eu" }
+            #expect(fromEU.contains { $0.live }, "replicated events are pushed, not only pulled")
+            #expect(Set(fromEU.map(\.position.userSeq)).count == fromEU.count, "nothing twice")
             for user in [ann, bob, cat] { await user.stop() }
         }
     }
