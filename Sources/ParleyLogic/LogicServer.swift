@@ -44,7 +44,7 @@ public enum LogicServer {
         )
         let service = LinkService(handler: handler, links: gates)
         // Requests are served only once the schema is migrated.
-        let server = ServeWhenReady(server: RPCServerService(listen: configuration.listen, services: [service])) {
+        let server = AfterPreparing(services: [RPCServerService(listen: configuration.listen, services: [service])]) {
             try await store.prepare()
             logger.info("logic ready", metadata: ["region": "\(configuration.region)", "listen": "\(configuration.listen)"])
         }
@@ -63,16 +63,5 @@ public enum LogicServer {
         )
         try await group.run()
         await redis.close()
-    }
-}
-
-/// Starts serving RPCs once `prepare` has succeeded.
-struct ServeWhenReady: Service {
-    let server: RPCServerService
-    let prepare: @Sendable () async throws -> Void
-
-    func run() async throws {
-        try await prepare()
-        try await server.run()
     }
 }

@@ -37,7 +37,10 @@ public enum SyncServer {
         let server = RPCServerService(
             listen: configuration.listen, services: [SyncService(store: store, watcher: watcher, logger: logger)]
         )
-        let ready = AfterPreparing(store: store, logger: logger, region: configuration.region, services: [server] + pullers)
+        let ready = AfterPreparing(services: [server] + pullers) {
+            try await store.prepare()
+            logger.info("sync ready", metadata: ["region": "\(configuration.region)"])
+        }
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: postgres), .init(service: pool), .init(service: watcher), .init(service: ready)],
@@ -46,21 +49,5 @@ public enum SyncServer {
             )
         )
         try await group.run()
-    }
-}
-
-/// Runs `services` once the schema is migrated (sync may start before logic).
-struct AfterPreparing: Service {
-    let store: RegionStore
-    let logger: Logger
-    let region: String
-    let services: [any Service]
-
-    func run() async throws {
-        try await store.prepare()
-        logger.info("sync ready", metadata: ["region": "\(region)"])
-        try await withThrowingDiscardingTaskGroup { group in
-            for service in services { group.addTask { try await service.run() } }
-        }
     }
 }
