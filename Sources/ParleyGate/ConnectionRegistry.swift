@@ -47,8 +47,6 @@ final class ConnectionRegistry: Sendable {
         state.withLock { $0.byDevice[identity] }
     }
 
-    var count: Int { state.withLock { $0.all.count } }
-
     /// Connections silent for longer than `limit` milliseconds.
     func silent(now: UInt64, limit: UInt64) -> [GateConnection] {
         state.withLock { state in state.all.values.filter { $0.silentFor(now: now) > limit } }

@@ -11,7 +11,6 @@ actor ReplicationApplier {
     private let origin: String
     private let logger: Logger
     private var buffer: CausalBuffer<Parley_Event>?
-    private(set) var appliedEvents: UInt64 = 0
 
     init(store: RegionStore, origin: String, logger: Logger) {
         self.store = store
@@ -34,7 +33,6 @@ actor ReplicationApplier {
         guard !ready.isEmpty else { return }
         do {
             try await store.applyReplicated(ready)
-            appliedEvents += UInt64(ready.count)
         } catch {
             // The buffer ran ahead of the database: start again from what is stored.
             self.buffer = nil
