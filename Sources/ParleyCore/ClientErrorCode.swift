@@ -17,6 +17,8 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let tokenInvalid = ClientErrorCode(rawValue: 11)
     public static let tokenExpired = ClientErrorCode(rawValue: 12)
     public static let idleTimeout = ClientErrorCode(rawValue: 13)
+    /// The gate is shutting down: reconnect, to any gate.
+    public static let goingAway = ClientErrorCode(rawValue: 14)
     // Requests: the connection stays open.
     public static let unknownUser = ClientErrorCode(rawValue: 20)
     public static let notMember = ClientErrorCode(rawValue: 21)
@@ -35,6 +37,7 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
         case .tokenInvalid: "token_invalid"
         case .tokenExpired: "token_expired"
         case .idleTimeout: "idle_timeout"
+        case .goingAway: "going_away"
         case .unknownUser: "unknown_user"
         case .notMember: "not_member"
         case .unknownConversation: "unknown_conversation"

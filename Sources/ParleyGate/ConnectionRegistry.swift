@@ -8,18 +8,34 @@ final class ConnectionRegistry: Sendable {
         var all: [UInt64: GateConnection] = [:]
         var byDevice: [GateConnection.Identity: GateConnection] = [:]
         var nextID: UInt64 = 1
+        var draining = false
     }
 
     private let state = Mutex(State())
 
+    /// A new connection; once the gate is draining it is born closed.
     func open(now: UInt64) -> GateConnection {
-        state.withLock { state in
+        let (connection, draining) = state.withLock { state in
             let connection = GateConnection(id: state.nextID, now: now)
             state.nextID += 1
             state.all[connection.id] = connection
-            return connection
+            return (connection, state.draining)
         }
+        if draining { connection.close(with: Self.goingAway) }
+        return connection
     }
+
+    /// The gate is stopping: every device is told to reconnect (to another
+    /// gate) and no new connection is kept.
+    func drain() {
+        let connections = state.withLock { state in
+            state.draining = true
+            return Array(state.all.values)
+        }
+        for connection in connections { connection.close(with: Self.goingAway) }
+    }
+
+    private static let goingAway = ClientError(.goingAway, "this gate is shutting down; reconnect")
 
     /// Binds a connection to its device. A device that connects again replaces
     /// its older connection, which is returned so the caller can close it.

@@ -61,6 +61,8 @@ public enum GateServer {
                     .init(service: IdleSweeper(registry: registry, idleTimeoutMilliseconds: configuration.idleTimeoutMilliseconds)),
                     .init(service: TCPListener(listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize, gate: context)),
                     .init(service: WebSocketListener(listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, gate: context)),
+                    // Last, so graceful shutdown reaches it first (the group stops services in reverse order).
+                    .init(service: ConnectionDrain(registry: registry)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger

@@ -11,7 +11,7 @@ struct IdleSweeper: Service {
     func run() async throws {
         let period = Duration.milliseconds(Int64(max(100, min(1_000, idleTimeoutMilliseconds / 4))))
         while !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: period)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: period) }
             for connection in registry.silent(now: WallClock.milliseconds(), limit: idleTimeoutMilliseconds) {
                 connection.close(with: ClientError(.idleTimeout, "no frame for \(idleTimeoutMilliseconds) ms"))
             }

@@ -14,6 +14,7 @@ final class LogicLink: Service, Sendable {
         var upstream: BatchQueue<Parley_GateUp>?
         var pending: [UInt64: CheckedContinuation<Parley_Frame, any Error>] = [:]
         var nextCallID: UInt64 = 1
+        var shuttingDown = false
     }
 
     let address: String
@@ -49,17 +50,32 @@ final class LogicLink: Service, Sendable {
     }
 
     func run() async throws {
-        await reconnecting("logic link \(address)", logger: logger) {
-            let upstream = BatchQueue<Parley_GateUp>(maxBatch: 1024)
-            upstream.push(.with { $0.hello = .with { $0.node = node } })
-            state.withLock { $0.upstream = upstream }
-            defer { fail(upstream) }
-            let logic = Parley_Logic.Client(wrapping: try pool.client(for: address))
-            try await logic.link(options: .failFast(timeout: nil)) { writer in
-                while let batch = await upstream.next() { try await writer.write(contentsOf: batch) }
-            } onResponse: { response in
-                for try await down in response.messages { self.received(down) }
+        await withGracefulShutdownHandler {
+            await reconnecting("logic link \(address)", logger: logger) { try await connect() }
+        } onGracefulShutdown: {
+            // Ending our side of the stream lets logic answer what is in flight and close it.
+            let upstream = self.state.withLock { state in
+                state.shuttingDown = true
+                return state.upstream
             }
+            upstream?.close()
+        }
+    }
+
+    private func connect() async throws {
+        let upstream = BatchQueue<Parley_GateUp>(maxBatch: 1024)
+        upstream.push(.with { $0.hello = .with { $0.node = node } })
+        let open = state.withLock { state in
+            if !state.shuttingDown { state.upstream = upstream }
+            return !state.shuttingDown
+        }
+        guard open else { return }
+        defer { fail(upstream) }
+        let logic = Parley_Logic.Client(wrapping: try pool.client(for: address))
+        try await logic.link(options: .failFast(timeout: nil)) { writer in
+            while let batch = await upstream.next() { try await writer.write(contentsOf: batch) }
+        } onResponse: { response in
+            for try await down in response.messages { self.received(down) }
         }
     }
 

@@ -1,10 +1,13 @@
 import GRPCCore
 import ParleyCore
 import ParleyProto
+import ServiceLifecycle
 
 /// The `Logic` RPC: one bidirectional link per gate. Calls coming up the link
 /// are answered concurrently (a gate sends one device's requests one at a
 /// time, so each device's order holds); answers and pushes share the way down.
+/// When this instance shuts down it stops taking calls, answers the ones in
+/// flight and ends the link, so the gate sends what follows elsewhere.
 struct LinkService: Parley_Logic.SimpleServiceProtocol {
     let handler: RequestHandler
     let links: GateLinks
@@ -24,7 +27,7 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
             var registration: (node: String, id: UInt64)?
             do {
                 try await withThrowingDiscardingTaskGroup { calls in
-                    for try await up in request {
+                    for try await up in request.cancelOnGracefulShutdown() {
                         switch up.kind {
                         case .hello(let hello):
                             registration = (hello.node, links.add(node: hello.node, output: output))

@@ -19,6 +19,7 @@ public func reconnecting(
             if failures == 1 { logger.warning("\(what()) unreachable", metadata: ["error": "\(error)"]) }
         }
         guard !Task.isShuttingDownGracefully else { break }
-        try? await Task.sleep(for: .milliseconds(min(2_000, 50 << min(failures, 6))))
+        let backoff = Duration.milliseconds(min(2_000, 50 << min(failures, 6)))
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: backoff) }
     }
 }

@@ -10,7 +10,8 @@ import Synchronization
 final class LogWatcher: Service, Sendable {
     private struct State {
         var vector = VersionVector()
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
     }
 
     private let store: RegionStore
@@ -26,15 +27,24 @@ final class LogWatcher: Service, Sendable {
 
     var current: VersionVector { state.withLock { $0.vector } }
 
-    /// Returns once the applied vector has something `sent` does not.
+    /// Returns once the applied vector has something `sent` does not, or
+    /// when the calling task is cancelled (a peer that went away).
     func wait(beyond sent: VersionVector) async {
-        await withCheckedContinuation { waiter in
-            let ready = state.withLock { state -> Bool in
-                if !sent.dominates(state.vector) { return true }
-                state.waiters.append(waiter)
-                return false
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { waiter in
+                let ready = state.withLock { state -> Bool in
+                    if !sent.dominates(state.vector) || Task.isCancelled { return true }
+                    state.waiters[id] = waiter
+                    return false
+                }
+                if ready { waiter.resume() }
             }
-            if ready { waiter.resume() }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
         }
     }
 
@@ -54,8 +64,8 @@ final class LogWatcher: Service, Sendable {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             guard vector != state.vector || Task.isShuttingDownGracefully else { return [] }
             state.vector = vector
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
         for waiter in waiters { waiter.resume() }
     }

@@ -26,7 +26,7 @@ struct PeerPuller: Service {
             }
             let sync = Parley_Sync.Client(wrapping: try pool.client(for: address))
             try await sync.pull(request, options: .failFast(timeout: nil)) { response in
-                for try await batch in response.messages {
+                for try await batch in response.messages.cancelOnGracefulShutdown() {
                     try await applier.receive(batch.events)
                 }
             }

@@ -16,24 +16,28 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
     let logger: Logger
 
     func pull(request: Parley_PullRequest, response: RPCWriter<Parley_PullBatch>, context: ServerContext) async throws {
-        var sent = VersionVector(request.after)
+        let after = VersionVector(request.after)
         let batchSize = Int(request.batchSize == 0 ? 500 : min(request.batchSize, 5_000))
-        logger.info("peer pulling", metadata: ["peer": "\(request.peer)", "after": "\(sent)"])
-        while !Task.isCancelled, !Task.isShuttingDownGracefully {
-            let available = watcher.current
-            var wrote = false
-            for origin in available.origins where available[origin] > sent[origin] {
-                let events = try await store.events(origin: origin, after: sent[origin], limit: batchSize)
-                guard let last = events.last else { continue }
-                try await response.write(.with {
-                    $0.events = events
-                    $0.applied = available.entries
-                    $0.sentAtMs = WallClock.milliseconds()
-                })
-                sent[origin] = last.seq
-                wrote = true
+        logger.info("peer pulling", metadata: ["peer": "\(request.peer)", "after": "\(after)"])
+        // At shutdown the stream ends; the peer resumes from its applied vector.
+        try await cancelWhenGracefulShutdown {
+            var sent = after
+            while !Task.isCancelled {
+                let available = watcher.current
+                var wrote = false
+                for origin in available.origins where available[origin] > sent[origin] {
+                    let events = try await store.events(origin: origin, after: sent[origin], limit: batchSize)
+                    guard let last = events.last else { continue }
+                    try await response.write(.with {
+                        $0.events = events
+                        $0.applied = available.entries
+                        $0.sentAtMs = WallClock.milliseconds()
+                    })
+                    sent[origin] = last.seq
+                    wrote = true
+                }
+                if !wrote { await watcher.wait(beyond: sent) }
             }
-            if !wrote { await watcher.wait(beyond: sent) }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -86,26 +87,42 @@ public enum TestRun {
     }
 }
 
-/// Free loopback TCP ports, found by binding port 0 and releasing it.
+/// Free loopback TCP ports for test servers.
+///
+/// They come from below the kernel's ephemeral range: a port found by
+/// binding port 0 lies inside it, and between its release and the server's
+/// bind, any outgoing connection on the machine may take it as its local
+/// port. Ports are also never handed out twice by one test process.
 public enum FreePort {
+    private static let handedOut = Mutex(Set<Int>())
+
+    /// Ports below this one are never chosen by the kernel for outgoing connections.
+    private static let ephemeralStart: Int = {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        return range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
+    }()
+
     public static func next() throws -> Int {
+        let candidates = 10_000..<max(ephemeralStart, 20_000)
+        for _ in 0..<1_000 {
+            let port = Int.random(in: candidates)
+            let fresh = handedOut.withLock { $0.insert(port).inserted }
+            if fresh, canBind(port) { return port }
+        }
+        throw TestSupportError("no free port in \(candidates)")
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestSupportError("socket() failed") }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
+        return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw TestSupportError("bind() failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw TestSupportError("getsockname() failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        } == 0
     }
 
     /// True once something accepts TCP connections on the port.

@@ -27,19 +27,30 @@ public final class LocalCluster: Sendable {
             }
             for region in started { try await region.launch(withSync: true) }
         } catch {
-            for region in started { await region.stop() }
+            await stop(started)
             throw error
         }
         let cluster = LocalCluster(regions: started)
         do {
             let result = try await body(cluster)
-            for region in started { await region.stop() }
+            await stop(started)
             return result
         } catch {
-            for region in started { await region.stop() }
+            await stop(started)
             throw error
         }
     }
 
+    private static func stop(_ regions: [LocalRegion]) async {
+        await withDiscardingTaskGroup { group in
+            for region in regions { group.addTask { await region.stop() } }
+        }
+    }
+
     private init(regions: [LocalRegion]) { self.regions = regions }
+
+    /// The end of every region's sync log, for failure messages.
+    public var syncLogs: String {
+        regions.map { "--- \($0.name) sync:\n" + String(($0.sync?.log ?? "not running").suffix(2_000)) }.joined(separator: "\n")
+    }
 }

@@ -55,10 +55,21 @@ public final class PostgresServer: Sendable {
         self.process = process
     }
 
-    /// Fast shutdown: SIGINT aborts open transactions and exits cleanly.
+    /// Fast shutdown: SIGINT to the postmaster aborts open transactions and
+    /// exits cleanly (runuser would turn a signal to itself into a smart
+    /// shutdown and a SIGKILL two seconds later). The data is then deleted;
+    /// the log stays for post-mortems.
     public func stop() async {
-        if process.isRunning { kill(process.pid, SIGINT) }
+        if process.isRunning {
+            let pidFile = (try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8)) ?? ""
+            if let postmaster = pidFile.split(separator: "\n").first.flatMap({ Int32($0) }) {
+                kill(postmaster, SIGINT)
+            } else {
+                kill(process.pid, SIGINT)
+            }
+        }
         await process.stop(grace: .seconds(10))
+        try? FileManager.default.removeItem(atPath: dataDirectory)
     }
 
     /// Runs SQL through psql and returns its unaligned output.

@@ -46,10 +46,10 @@ import Testing
             // Each sign-in is an event in its own region; wait until every region knows every user.
             #expect(try await eventually {
                 try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "3" }
-            })
+            }, "every region knows every user\n\(cluster.syncLogs)")
 
             let group = try await ann.client.createGroup(name: "world", members: ["bob", "cat"])
-            #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM conversations WHERE is_group") == "1" } })
+            #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM conversations WHERE is_group") == "1" } }, "\(cluster.syncLogs)")
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 for (user, peer) in [(ann, "bob"), (bob, "cat"), (cat, "ann")] {
                     tasks.addTask {
@@ -64,7 +64,7 @@ import Testing
             #expect(try await eventually {
                 let vectors = try cluster.regions.map(vector)
                 return Set(vectors).count == 1 && vectors[0].contains("ap:") && vectors[0].contains("us:")
-            }, "applied vectors converge")
+            }, "applied vectors converge\n\(cluster.syncLogs)")
             let digests = try cluster.regions.map(digest)
             #expect(Set(digests).count == 1, "the same state everywhere:\n\(digests.joined(separator: "\n"))")
 
@@ -85,7 +85,7 @@ import Testing
             let bob = try await cluster["us"].connect("bob")
             #expect(try await eventually {
                 try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "2" }
-            }, "each registration reached the far region through ap")
+            }, "each registration reached the far region through ap\n\(cluster.syncLogs)")
             _ = try await ann.client.send(to: .user("bob"), body: "via ap")
             #expect(try await eventually { try cluster["us"].postgres.psql("SELECT count(*) FROM messages WHERE body = 'via ap'") == "1" })
             try await bob.client.sync()
@@ -95,7 +95,7 @@ import Testing
             await cluster["us"].stopSync()
             for round in 0..<20 { _ = try await ann.client.send(to: .user("bob"), body: "while us was away \(round)") }
             try await cluster["us"].startSync()
-            #expect(try await eventually { Set(try cluster.regions.map(vector)).count == 1 }, "us caught up")
+            #expect(try await eventually { Set(try cluster.regions.map(vector)).count == 1 }, "us caught up\n\(cluster.syncLogs)")
             #expect(Set(try cluster.regions.map(digest)).count == 1)
             for user in [ann, bob] { await user.stop() }
         }
