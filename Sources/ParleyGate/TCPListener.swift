@@ -8,23 +8,26 @@ import ServiceLifecycle
 
 /// Accepts TCP clients: 4-byte length-prefixed frames, decoded in the NIO
 /// pipeline; each connection is then served by a `ClientSession`.
+///
+/// The accept loop receives plain channels and wraps each in an
+/// `NIOAsyncChannel` only once it is about to serve it. An async channel
+/// made in the child initializer and still queued when the listener closes
+/// is dropped unfinished, which NIO traps on (swift-nio#2637): with clients
+/// reconnecting while a gate stops, that crashed the gate.
 struct TCPListener: Service {
     let listen: Endpoint
     let maxFrameSize: Int
     let gate: GateContext
 
     func run() async throws {
-        let maxFrameSize = self.maxFrameSize
         let server = try await ServerBootstrap(group: .singletonMultiThreadedEventLoopGroup)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Nothing is read until the connection's handlers are in place.
+            .childChannelOption(.autoRead, value: false)
             .bind(host: listen.host, port: listen.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
+                channel.eventLoop.makeSucceededFuture(channel)
             }
         gate.logger.info("gate accepting TCP", metadata: ["listen": "\(listen)"])
         try await withGracefulShutdownHandler {
@@ -40,10 +43,22 @@ struct TCPListener: Service {
         }
     }
 
-    private func serve(_ client: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
-        let connection = gate.registry.open(now: WallClock.milliseconds())
-        let channel = client.channel
+    private func serve(_ channel: any Channel) async {
+        let maxFrameSize = self.maxFrameSize
+        let client: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            client = try await channel.eventLoop.submit {
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
+                try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }.get()
+        } catch {
+            channel.close(promise: nil)
+            return
+        }
         try? await client.executeThenClose { inbound, outbound in
+            try await channel.setOption(.autoRead, value: true).get()
+            let connection = gate.registry.open(now: WallClock.milliseconds())
             await ClientSession(gate: gate, connection: connection).serve(
                 inbound: inbound,
                 write: { try await outbound.write(contentsOf: $0) },

@@ -44,11 +44,8 @@ struct RequestHandler: Sendable {
         case .sync(let request):
             return try await sync(request, for: user)
         case .markRead(let mark):
-            guard let messageID = MessageID(mark.messageID) else {
-                throw ClientError(.invalidRequest, "not a message id: \(mark.messageID)")
-            }
             let outcome = try await committer.submit(
-                .markRead(reader: user, conversationID: mark.conversationID, messageID: messageID)
+                .markRead(reader: user, conversationID: mark.conversationID, messageID: try messageID(mark.messageID))
             )
             let event = try outcome.event()
             return .with { $0.readAck = .with { $0.event = event.map(\.eventID) ?? Parley_EventId() } }
@@ -74,10 +71,59 @@ struct RequestHandler: Sendable {
             return .with { $0.unreadCounts = .with { $0.byConversation = counts } }
         case .heartbeat(let beat):
             return .with { $0.heartbeat = beat }
-        case .authOk, .sendAck, .push, .syncBatch, .readAck, .error, .groupCreated, .historyPage, .unreadCounts:
+        case .edit(let edit):
+            try checkBody(edit.body)
+            return try await change(.edit(editor: user, messageID: try messageID(edit.messageID), body: edit.body))
+        case .recall(let recall):
+            return try await change(.recall(by: user, messageID: try messageID(recall.messageID)))
+        case .addMember(let add):
+            return try await change(.addMember(by: user, groupID: add.groupID, userID: add.userID))
+        case .removeMember(let remove):
+            return try await change(.removeMember(by: user, groupID: remove.groupID, userID: remove.userID))
+        case .setProfile(let set):
+            guard Naming.isValid(set.field) else { throw ClientError(.invalidRequest, "profile field names are 1...64 of [A-Za-z0-9_.]") }
+            guard set.value.utf8.count <= limits.maxProfileValueBytes else {
+                throw ClientError(.payloadTooLarge, "profile value exceeds \(limits.maxProfileValueBytes) bytes")
+            }
+            return try await change(.setProfile(userID: user, field: set.field, value: set.value))
+        case .profileRequest(let request):
+            let fields = try await store.profile(of: request.userID)
+            return .with {
+                $0.profile = .with {
+                    $0.userID = request.userID
+                    $0.fields = fields
+                }
+            }
+        case .authOk, .sendAck, .push, .syncBatch, .readAck, .error, .groupCreated, .historyPage, .unreadCounts,
+            .changeAck, .profile:
             throw ClientError(.invalidRequest, "a device cannot send this frame type")
         case nil:
             throw ClientError(.unknownFrameType, "frame carries no known body type")
+        }
+    }
+
+    private func messageID(_ text: String) throws -> MessageID {
+        guard let id = MessageID(text) else { throw ClientError(.invalidRequest, "not a message id: \(text)") }
+        return id
+    }
+
+    private func checkBody(_ body: String) throws {
+        guard !body.isEmpty else { throw ClientError(.invalidRequest, "empty message body") }
+        guard body.utf8.count <= limits.maxBodyBytes else {
+            throw ClientError(.payloadTooLarge, "message body exceeds \(limits.maxBodyBytes) bytes")
+        }
+    }
+
+    /// Records a change and answers with its event (empty when nothing changed).
+    private func change(_ command: StoreCommand) async throws -> Parley_Frame {
+        let event = try await committer.submit(command).event()
+        return .with {
+            $0.changeAck = .with {
+                if let event {
+                    $0.event = event.eventID
+                    $0.hlc = event.hlc
+                }
+            }
         }
     }
 
@@ -85,10 +131,7 @@ struct RequestHandler: Sendable {
         guard !send.clientMsgID.isEmpty, send.clientMsgID.utf8.count <= 128 else {
             throw ClientError(.invalidRequest, "client_msg_id must be 1...128 bytes")
         }
-        guard !send.body.isEmpty else { throw ClientError(.invalidRequest, "empty message body") }
-        guard send.body.utf8.count <= limits.maxBodyBytes else {
-            throw ClientError(.payloadTooLarge, "message body exceeds \(limits.maxBodyBytes) bytes")
-        }
+        try checkBody(send.body)
         let target: Post.Target
         switch send.target {
         case .toUser(let peer): target = .user(peer)
@@ -150,6 +193,7 @@ struct RequestHandler: Sendable {
 public struct LogicLimits: Sendable {
     public var maxBodyBytes = 16 * 1024
     public var maxGroupMembers = 1000
+    public var maxProfileValueBytes = 1024
     public var defaultPage = 200
     public var maxPage = 1000
 

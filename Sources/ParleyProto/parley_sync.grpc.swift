@@ -37,9 +37,23 @@ public enum Parley_Sync: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "AwaitStored" metadata.
+        public enum AwaitStored: Sendable {
+            /// Request type for "AwaitStored".
+            public typealias Input = Parley_AwaitStoredRequest
+            /// Response type for "AwaitStored".
+            public typealias Output = Parley_AwaitStoredResponse
+            /// Descriptor for "AwaitStored".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "parley.Sync"),
+                method: "AwaitStored",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "parley.Sync" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Pull.descriptor
+            Pull.descriptor,
+            AwaitStored.descriptor
         ]
     }
 }
@@ -84,6 +98,26 @@ extension Parley_Sync {
             request: GRPCCore.StreamingServerRequest<Parley_PullRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Parley_PullBatch>
+
+        /// Handle the "AwaitStored" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Answers once this region has stored the event (directly or through a
+        /// > third region), or with stored = false at the deadline: how a `geo` send
+        /// > learns that k other regions hold it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Parley_AwaitStoredRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Parley_AwaitStoredResponse` messages.
+        func awaitStored(
+            request: GRPCCore.StreamingServerRequest<Parley_AwaitStoredRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Parley_AwaitStoredResponse>
     }
 
     /// Service protocol for the "parley.Sync" service.
@@ -112,6 +146,26 @@ extension Parley_Sync {
             request: GRPCCore.ServerRequest<Parley_PullRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Parley_PullBatch>
+
+        /// Handle the "AwaitStored" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Answers once this region has stored the event (directly or through a
+        /// > third region), or with stored = false at the deadline: how a `geo` send
+        /// > learns that k other regions hold it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Parley_AwaitStoredRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Parley_AwaitStoredResponse` message.
+        func awaitStored(
+            request: GRPCCore.ServerRequest<Parley_AwaitStoredRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Parley_AwaitStoredResponse>
     }
 
     /// Simple service protocol for the "parley.Sync" service.
@@ -139,6 +193,26 @@ extension Parley_Sync {
             response: GRPCCore.RPCWriter<Parley_PullBatch>,
             context: GRPCCore.ServerContext
         ) async throws
+
+        /// Handle the "AwaitStored" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Answers once this region has stored the event (directly or through a
+        /// > third region), or with stored = false at the deadline: how a `geo` send
+        /// > learns that k other regions hold it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Parley_AwaitStoredRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Parley_AwaitStoredResponse` to respond with.
+        func awaitStored(
+            request: Parley_AwaitStoredRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Parley_AwaitStoredResponse
     }
 }
 
@@ -152,6 +226,17 @@ extension Parley_Sync.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Parley_PullBatch>(),
             handler: { request, context in
                 try await self.pull(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Parley_Sync.Method.AwaitStored.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_AwaitStoredRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_AwaitStoredResponse>(),
+            handler: { request, context in
+                try await self.awaitStored(
                     request: request,
                     context: context
                 )
@@ -173,6 +258,17 @@ extension Parley_Sync.ServiceProtocol {
         )
         return response
     }
+
+    public func awaitStored(
+        request: GRPCCore.StreamingServerRequest<Parley_AwaitStoredRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Parley_AwaitStoredResponse> {
+        let response = try await self.awaitStored(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -192,6 +288,19 @@ extension Parley_Sync.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func awaitStored(
+        request: GRPCCore.ServerRequest<Parley_AwaitStoredRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Parley_AwaitStoredResponse> {
+        return GRPCCore.ServerResponse<Parley_AwaitStoredResponse>(
+            message: try await self.awaitStored(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 }
@@ -227,6 +336,31 @@ extension Parley_Sync {
             deserializer: some GRPCCore.MessageDeserializer<Parley_PullBatch>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_PullBatch>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AwaitStored" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Answers once this region has stored the event (directly or through a
+        /// > third region), or with stored = false at the deadline: how a `geo` send
+        /// > learns that k other regions hold it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Parley_AwaitStoredRequest` message.
+        ///   - serializer: A serializer for `Parley_AwaitStoredRequest` messages.
+        ///   - deserializer: A deserializer for `Parley_AwaitStoredResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func awaitStored<Result>(
+            request: GRPCCore.ClientRequest<Parley_AwaitStoredRequest>,
+            serializer: some GRPCCore.MessageSerializer<Parley_AwaitStoredRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_AwaitStoredResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_AwaitStoredResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -278,6 +412,42 @@ extension Parley_Sync {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "AwaitStored" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Answers once this region has stored the event (directly or through a
+        /// > third region), or with stored = false at the deadline: how a `geo` send
+        /// > learns that k other regions hold it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Parley_AwaitStoredRequest` message.
+        ///   - serializer: A serializer for `Parley_AwaitStoredRequest` messages.
+        ///   - deserializer: A deserializer for `Parley_AwaitStoredResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func awaitStored<Result>(
+            request: GRPCCore.ClientRequest<Parley_AwaitStoredRequest>,
+            serializer: some GRPCCore.MessageSerializer<Parley_AwaitStoredRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_AwaitStoredResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_AwaitStoredResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Parley_Sync.Method.AwaitStored.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -307,6 +477,37 @@ extension Parley_Sync.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Parley_PullRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_PullBatch>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AwaitStored" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Answers once this region has stored the event (directly or through a
+    /// > third region), or with stored = false at the deadline: how a `geo` send
+    /// > learns that k other regions hold it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Parley_AwaitStoredRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func awaitStored<Result>(
+        request: GRPCCore.ClientRequest<Parley_AwaitStoredRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_AwaitStoredResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.awaitStored(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_AwaitStoredRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_AwaitStoredResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -342,6 +543,41 @@ extension Parley_Sync.ClientProtocol {
             metadata: metadata
         )
         return try await self.pull(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AwaitStored" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Answers once this region has stored the event (directly or through a
+    /// > third region), or with stored = false at the deadline: how a `geo` send
+    /// > learns that k other regions hold it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func awaitStored<Result>(
+        _ message: Parley_AwaitStoredRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_AwaitStoredResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Parley_AwaitStoredRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.awaitStored(
             request: request,
             options: options,
             onResponse: handleResponse

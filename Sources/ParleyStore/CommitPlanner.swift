@@ -6,12 +6,22 @@ import ParleyProto
 struct CommitSnapshot {
     var knownUsers: Set<String> = []
     var conversations: Set<String> = []
+    /// Group conversation → its owner.
+    var owners: [String: String] = [:]
+    /// Present members by conversation.
     var members: [String: Set<String>] = [:]
     /// Events of posts already stored, by (sender, client_msg_id).
     var storedPosts: [PostKey: Parley_Event] = [:]
-    /// Conversation and order of messages named by read markers.
-    var messages: [MessageID: (conversationID: String, order: ConversationOrder)] = [:]
+    /// Messages named by read markers, edits and recalls.
+    var messages: [MessageID: StoredMessage] = [:]
     var readMarkers: [ReaderKey: ConversationOrder] = [:]
+}
+
+struct StoredMessage {
+    var conversationID: String
+    var order: ConversationOrder
+    var sender: String
+    var recalled: Bool
 }
 
 struct PostKey: Hashable {
@@ -59,6 +69,11 @@ struct CommitPlanner {
             planMarkRead(reader: reader, conversationID: conversationID, messageID: messageID)
         case .createGroup(let owner, let groupID, let name, let members):
             planCreateGroup(owner: owner, groupID: groupID, name: name, members: members)
+        case .edit(let editor, let messageID, let body): planEdit(editor: editor, messageID: messageID, body: body)
+        case .recall(let user, let messageID): planRecall(by: user, messageID: messageID)
+        case .addMember(let user, let groupID, let member): planMembership(by: user, groupID: groupID, member: member, add: true)
+        case .removeMember(let user, let groupID, let member): planMembership(by: user, groupID: groupID, member: member, add: false)
+        case .setProfile(let userID, let field, let value): planSetProfile(userID: userID, field: field, value: value)
         }
     }
 
@@ -102,8 +117,10 @@ struct CommitPlanner {
             }
         }
         snapshot.storedPosts[key] = event
-        snapshot.messages[MessageID(origin: event.origin, seq: event.seq)] = (
-            conversationID, ConversationOrder(hlc: HLC(rawValue: event.hlc), origin: event.origin, seq: event.seq)
+        snapshot.messages[MessageID(origin: event.origin, seq: event.seq)] = StoredMessage(
+            conversationID: conversationID,
+            order: ConversationOrder(hlc: HLC(rawValue: event.hlc), origin: event.origin, seq: event.seq),
+            sender: post.sender, recalled: false
         )
         return .committed(event)
     }
@@ -142,6 +159,7 @@ struct CommitPlanner {
             return .rejected(ClientError(.invalidRequest, "group \(groupID) exists"))
         }
         snapshot.conversations.insert(conversationID)
+        snapshot.owners[conversationID] = owner
         snapshot.members[conversationID] = everyone
         let sorted = everyone.sorted()
         return .committed(append(audience: sorted) { event in
@@ -152,6 +170,95 @@ struct CommitPlanner {
                 $0.members = sorted
             }
         })
+    }
+
+    private mutating func planEdit(editor: String, messageID: MessageID, body: String) -> CommitOutcome {
+        guard let message = snapshot.messages[messageID] else {
+            return .rejected(ClientError(.invalidRequest, "unknown message \(messageID)"))
+        }
+        guard message.sender == editor else { return .rejected(ClientError(.notMember, "only the sender edits a message")) }
+        guard !message.recalled else { return .rejected(ClientError(.invalidRequest, "message \(messageID) was recalled")) }
+        let audience = conversationAudience(message.conversationID, including: editor)
+        return .committed(append(audience: audience) { event in
+            event.messageEdited = .with {
+                $0.messageID = messageID.description
+                $0.conversationID = message.conversationID
+                $0.editor = editor
+                $0.body = body
+            }
+        })
+    }
+
+    private mutating func planRecall(by user: String, messageID: MessageID) -> CommitOutcome {
+        guard var message = snapshot.messages[messageID] else {
+            return .rejected(ClientError(.invalidRequest, "unknown message \(messageID)"))
+        }
+        let isOwner = snapshot.owners[message.conversationID] == user && ConversationID.isGroup(message.conversationID)
+        guard message.sender == user || isOwner else {
+            return .rejected(ClientError(.notMember, "only the sender or the group's owner recalls a message"))
+        }
+        guard !message.recalled else { return .unchanged }
+        message.recalled = true
+        snapshot.messages[messageID] = message
+        let audience = conversationAudience(message.conversationID, including: user)
+        return .committed(append(audience: audience) { event in
+            event.messageRecalled = .with {
+                $0.messageID = messageID.description
+                $0.conversationID = message.conversationID
+                $0.by = user
+            }
+        })
+    }
+
+    private mutating func planMembership(by user: String, groupID: String, member: String, add: Bool) -> CommitOutcome {
+        let conversationID = ConversationID.group(groupID)
+        guard snapshot.conversations.contains(conversationID) else {
+            return .rejected(ClientError(.unknownConversation, "unknown group \(groupID)"))
+        }
+        let members = snapshot.members[conversationID] ?? []
+        guard snapshot.knownUsers.contains(member) else { return .rejected(ClientError(.unknownUser, "unknown user \(member)")) }
+        if add {
+            guard members.contains(user) else { return .rejected(ClientError(.notMember, "not a member of group \(groupID)")) }
+            guard !members.contains(member) else { return .unchanged }
+        } else {
+            guard snapshot.owners[conversationID] == user || member == user else {
+                return .rejected(ClientError(.notMember, "only the owner removes another member"))
+            }
+            guard members.contains(member) else { return .unchanged }
+        }
+        // Everyone who is or was in the group hears of it, the member concerned included.
+        let audience = members.union([member]).sorted()
+        snapshot.members[conversationID] = add ? members.union([member]) : members.subtracting([member])
+        return .committed(append(audience: audience) { event in
+            if add {
+                event.memberAdded = .with {
+                    $0.groupID = groupID
+                    $0.userID = member
+                    $0.by = user
+                }
+            } else {
+                event.memberRemoved = .with {
+                    $0.groupID = groupID
+                    $0.userID = member
+                    $0.by = user
+                }
+            }
+        })
+    }
+
+    private mutating func planSetProfile(userID: String, field: String, value: String) -> CommitOutcome {
+        .committed(append(audience: [userID]) { event in
+            event.profileSet = .with {
+                $0.userID = userID
+                $0.field = field
+                $0.value = value
+            }
+        })
+    }
+
+    /// A conversation's present members, and `user` (who acted on it).
+    private func conversationAudience(_ conversationID: String, including user: String) -> [String] {
+        (snapshot.members[conversationID] ?? []).union([user]).sorted()
     }
 
     /// Appends an event with the next seq and hlc. `user_seq`s are filled in

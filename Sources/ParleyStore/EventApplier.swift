@@ -28,12 +28,11 @@ enum EventApplier {
         _ events: [Parley_Event], knownOrders: [MessageID: ConversationOrder], heads: [OriginHead],
         carryCounters: Bool = false, _ tx: PostgresConnection, _ logger: Logger
     ) async throws {
-        var rows = DerivedRows()
+        var rows = DerivedRows(events)
         if carryCounters { rows.addCounters(of: events) }
         var markerMessages: [ReaderKey: MessageID] = [:]
         var orders = knownOrders
         for event in events {
-            rows.add(event)
             if case .messagePosted = event.kind {
                 orders[MessageID(origin: event.origin, seq: event.seq)] =
                     ConversationOrder(hlc: HLC(rawValue: event.hlc), origin: event.origin, seq: event.seq)
@@ -72,9 +71,44 @@ enum EventApplier {
     }
 }
 
-/// The rows an event batch adds to each table, column by column, written by
+/// The rows an event batch writes to each table, column by column, written by
 /// one prepared statement.
+///
+/// The convergence rules (docs/REPLICATION.md) are applied here, per batch,
+/// before anything reaches Postgres: one statement may not touch a row twice,
+/// so several writes to one register within a batch are first reduced to the
+/// one that wins, and edits or recalls of a message posted in the same batch
+/// are folded into its row. The statement's guards apply the same rules
+/// against what is already stored, so any batching gives the same state.
 private struct DerivedRows: PostgresPreparedStatement {
+    /// Last writer wins by `(hlc, origin)`.
+    private struct Stamped<Value> {
+        var value: Value
+        var stamp: Stamp
+
+        static func later(_ a: Self, _ b: Self) -> Self { b.stamp > a.stamp ? b : a }
+    }
+
+    private struct MessageRow {
+        var conversationID: String
+        var hlc: UInt64
+        var sender: String
+        var clientMsgID: String
+        var body: String
+        var recalled = false
+        var edit: Stamp?
+    }
+
+    private struct ClientKey: Hashable {
+        var sender: String
+        var clientMsgID: String
+    }
+
+    private struct FieldKey: Hashable {
+        var owner: String
+        var name: String
+    }
+
     // events
     var logOrigin: [String] = [], logSeq: [Int64] = [], logHLC: [Int64] = [], logKind: [Int16] = [], logPayload: [ByteBuffer] = []
     // inbox
@@ -83,13 +117,24 @@ private struct DerivedRows: PostgresPreparedStatement {
     var userID: [String] = [], userOrigin: [String] = [], userSeq: [Int64] = []
     // conversations
     var convID: [String] = [], convIsGroup: [Bool] = [], convName: [String] = [], convOwner: [String] = []
-    // members
-    var memberConv: [String] = [], memberUser: [String] = []
+    // members of direct conversations: fixed, inserted once
+    var directConv: [String] = [], directUser: [String] = []
+    // group membership registers
+    var memberConv: [String] = [], memberUser: [String] = [], memberPresent: [Bool] = [], memberHLC: [Int64] = [],
+        memberOrigin: [String] = []
     // messages
     var msgOrigin: [String] = [], msgSeq: [Int64] = [], msgConv: [String] = [], msgHLC: [Int64] = [],
-        msgSender: [String] = [], msgBody: [String] = []
-    // client_messages
-    var clientSender: [String] = [], clientID: [String] = [], clientOrigin: [String] = [], clientSeq: [Int64] = []
+        msgSender: [String] = [], msgBody: [String] = [], msgClientID: [String] = [], msgRecalled: [Bool] = [],
+        msgEditHLC: [Int64] = [], msgEditOrigin: [String] = []
+    // edits and recalls of messages stored before this batch
+    var editOrigin: [String] = [], editSeq: [Int64] = [], editBody: [String] = [], editHLC: [Int64] = [], editBy: [String] = []
+    var recallOrigin: [String] = [], recallSeq: [Int64] = []
+    // client_messages: the winning message of each (sender, client_msg_id)
+    var clientSender: [String] = [], clientID: [String] = [], clientOrigin: [String] = [], clientSeq: [Int64] = [],
+        clientHLC: [Int64] = []
+    // profiles
+    var profileUser: [String] = [], profileField: [String] = [], profileValue: [String] = [], profileHLC: [Int64] = [],
+        profileOrigin: [String] = []
     // read_markers
     var markConv: [String] = [], markUser: [String] = [], markHLC: [Int64] = [], markOrigin: [String] = [], markSeq: [Int64] = []
     // origins
@@ -97,34 +142,110 @@ private struct DerivedRows: PostgresPreparedStatement {
     // user_counters (replicated events only)
     var counterUser: [String] = [], counterOrigin: [String] = [], counterSeq: [Int64] = []
 
-    mutating func add(_ event: Parley_Event) {
+    /// `events` are new to this region and in causal order: a message comes
+    /// before its edits and recall.
+    init(_ events: [Parley_Event]) {
+        var messages: [MessageID: MessageRow] = [:]
+        var edits: [MessageID: Stamped<String>] = [:]
+        var recalls: Set<MessageID> = []
+        var winners: [ClientKey: Stamped<MessageID>] = [:]
+        var members: [FieldKey: Stamped<Bool>] = [:]
+        var profiles: [FieldKey: Stamped<String>] = [:]
+        for event in events {
+            let stamp = Stamp(hlc: HLC(rawValue: event.hlc), origin: event.origin)
+            addLog(event)
+            switch event.kind {
+            case .userRegistered(let registered):
+                userID.append(registered.userID); userOrigin.append(event.origin); userSeq.append(Int64(event.seq))
+            case .messagePosted(let posted):
+                let id = MessageID(origin: event.origin, seq: event.seq)
+                messages[id] = MessageRow(
+                    conversationID: posted.conversationID, hlc: event.hlc, sender: posted.sender,
+                    clientMsgID: posted.clientMsgID, body: posted.body
+                )
+                let key = ClientKey(sender: posted.sender, clientMsgID: posted.clientMsgID)
+                // The lowest (hlc, origin) wins a client id; the statement's guard does the same against stored rows.
+                let candidate = Stamped(value: id, stamp: stamp)
+                winners[key] = winners[key].map { $0.stamp < stamp ? $0 : candidate } ?? candidate
+                if let (a, b) = ConversationID.directUsers(of: posted.conversationID) {
+                    addConversation(posted.conversationID, isGroup: false, name: "", owner: "")
+                    for user in [a, b] { directConv.append(posted.conversationID); directUser.append(user) }
+                }
+            case .groupCreated(let group):
+                let conversationID = ConversationID.group(group.groupID)
+                addConversation(conversationID, isGroup: true, name: group.name, owner: group.owner)
+                for member in Set(group.members).union([group.owner]) {
+                    members.merge([FieldKey(owner: conversationID, name: member): Stamped(value: true, stamp: stamp)], uniquingKeysWith: Stamped.later)
+                }
+            case .memberAdded(let change):
+                members.merge([FieldKey(owner: ConversationID.group(change.groupID), name: change.userID): Stamped(value: true, stamp: stamp)], uniquingKeysWith: Stamped.later)
+            case .memberRemoved(let change):
+                members.merge([FieldKey(owner: ConversationID.group(change.groupID), name: change.userID): Stamped(value: false, stamp: stamp)], uniquingKeysWith: Stamped.later)
+            case .messageEdited(let edit):
+                guard let target = MessageID(edit.messageID) else { break }
+                if var row = messages[target] {
+                    if !row.recalled, stamp > row.edit ?? Stamp(hlc: HLC(rawValue: 0), origin: "") {
+                        row.body = edit.body
+                        row.edit = stamp
+                        messages[target] = row
+                    }
+                } else {
+                    edits.merge([target: Stamped(value: edit.body, stamp: stamp)], uniquingKeysWith: Stamped.later)
+                }
+            case .messageRecalled(let recall):
+                guard let target = MessageID(recall.messageID) else { break }
+                if var row = messages[target] {
+                    row.recalled = true
+                    row.body = ""
+                    messages[target] = row
+                } else {
+                    // The tombstone wins: an edit in the same batch is moot.
+                    recalls.insert(target)
+                    edits[target] = nil
+                }
+            case .profileSet(let profile):
+                profiles.merge([FieldKey(owner: profile.userID, name: profile.field): Stamped(value: profile.value, stamp: stamp)], uniquingKeysWith: Stamped.later)
+            case .readMoved, nil:
+                break
+            }
+        }
+        for (id, row) in messages {
+            msgOrigin.append(id.origin); msgSeq.append(Int64(id.seq)); msgConv.append(row.conversationID)
+            msgHLC.append(Int64(row.hlc)); msgSender.append(row.sender); msgBody.append(row.body)
+            msgClientID.append(row.clientMsgID); msgRecalled.append(row.recalled)
+            msgEditHLC.append(Int64(row.edit?.hlc.rawValue ?? 0)); msgEditOrigin.append(row.edit?.origin ?? "")
+        }
+        for (id, edit) in edits where !recalls.contains(id) {
+            editOrigin.append(id.origin); editSeq.append(Int64(id.seq)); editBody.append(edit.value)
+            editHLC.append(Int64(edit.stamp.hlc.rawValue)); editBy.append(edit.stamp.origin)
+        }
+        for id in recalls { recallOrigin.append(id.origin); recallSeq.append(Int64(id.seq)) }
+        for (key, winner) in winners {
+            clientSender.append(key.sender); clientID.append(key.clientMsgID)
+            clientOrigin.append(winner.value.origin); clientSeq.append(Int64(winner.value.seq))
+            clientHLC.append(Int64(winner.stamp.hlc.rawValue))
+        }
+        for (key, member) in members {
+            memberConv.append(key.owner); memberUser.append(key.name); memberPresent.append(member.value)
+            memberHLC.append(Int64(member.stamp.hlc.rawValue)); memberOrigin.append(member.stamp.origin)
+        }
+        for (key, profile) in profiles {
+            profileUser.append(key.owner); profileField.append(key.name); profileValue.append(profile.value)
+            profileHLC.append(Int64(profile.stamp.hlc.rawValue)); profileOrigin.append(profile.stamp.origin)
+        }
+    }
+
+    private mutating func addLog(_ event: Parley_Event) {
         logOrigin.append(event.origin); logSeq.append(Int64(event.seq)); logHLC.append(Int64(event.hlc))
         logKind.append(event.kindNumber); logPayload.append(event.encodedBuffer)
         for entry in event.audience {
             inboxUser.append(entry.userID); inboxOrigin.append(event.origin)
             inboxUserSeq.append(Int64(entry.userSeq)); inboxEventSeq.append(Int64(event.seq))
         }
-        switch event.kind {
-        case .userRegistered(let registered):
-            userID.append(registered.userID); userOrigin.append(event.origin); userSeq.append(Int64(event.seq))
-        case .messagePosted(let posted):
-            msgOrigin.append(event.origin); msgSeq.append(Int64(event.seq)); msgConv.append(posted.conversationID)
-            msgHLC.append(Int64(event.hlc)); msgSender.append(posted.sender); msgBody.append(posted.body)
-            clientSender.append(posted.sender); clientID.append(posted.clientMsgID)
-            clientOrigin.append(event.origin); clientSeq.append(Int64(event.seq))
-            if let (a, b) = ConversationID.directUsers(of: posted.conversationID) {
-                addConversation(posted.conversationID, isGroup: false, name: "", owner: "", members: [a, b])
-            }
-        case .groupCreated(let group):
-            addConversation(ConversationID.group(group.groupID), isGroup: true, name: group.name, owner: group.owner, members: group.members)
-        case .readMoved, nil:
-            break
-        }
     }
 
-    private mutating func addConversation(_ id: String, isGroup: Bool, name: String, owner: String, members: [String]) {
+    private mutating func addConversation(_ id: String, isGroup: Bool, name: String, owner: String) {
         convID.append(id); convIsGroup.append(isGroup); convName.append(name); convOwner.append(owner)
-        for member in members { memberConv.append(id); memberUser.append(member) }
     }
 
     mutating func addMarkers(_ markers: [ReaderKey: ConversationOrder]) {
@@ -161,22 +282,28 @@ private struct DerivedRows: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws {}
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 39)
-        b.append(logOrigin); b.append(logSeq); b.append(logHLC); b.append(logKind); b.append(logPayload)
-        b.append(inboxUser); b.append(inboxOrigin); b.append(inboxUserSeq); b.append(inboxEventSeq)
-        b.append(userID); b.append(userOrigin); b.append(userSeq)
-        b.append(convID); b.append(convIsGroup); b.append(convName); b.append(convOwner)
-        b.append(memberConv); b.append(memberUser)
-        b.append(msgOrigin); b.append(msgSeq); b.append(msgConv); b.append(msgHLC); b.append(msgSender); b.append(msgBody)
-        b.append(clientSender); b.append(clientID); b.append(clientOrigin); b.append(clientSeq)
-        b.append(markConv); b.append(markUser); b.append(markHLC); b.append(markOrigin); b.append(markSeq)
-        b.append(headOrigin); b.append(headSeq); b.append(headHLC)
-        b.append(counterUser); b.append(counterOrigin); b.append(counterSeq)
+        var b = PostgresBindings(capacity: 64)
+        b.append(logOrigin); b.append(logSeq); b.append(logHLC); b.append(logKind); b.append(logPayload)  // 1-5
+        b.append(inboxUser); b.append(inboxOrigin); b.append(inboxUserSeq); b.append(inboxEventSeq)  // 6-9
+        b.append(userID); b.append(userOrigin); b.append(userSeq)  // 10-12
+        b.append(convID); b.append(convIsGroup); b.append(convName); b.append(convOwner)  // 13-16
+        b.append(directConv); b.append(directUser)  // 17-18
+        b.append(msgOrigin); b.append(msgSeq); b.append(msgConv); b.append(msgHLC); b.append(msgSender); b.append(msgBody)  // 19-24
+        b.append(msgClientID); b.append(msgRecalled); b.append(msgEditHLC); b.append(msgEditOrigin)  // 25-28
+        b.append(clientSender); b.append(clientID); b.append(clientOrigin); b.append(clientSeq); b.append(clientHLC)  // 29-33
+        b.append(markConv); b.append(markUser); b.append(markHLC); b.append(markOrigin); b.append(markSeq)  // 34-38
+        b.append(headOrigin); b.append(headSeq); b.append(headHLC)  // 39-41
+        b.append(counterUser); b.append(counterOrigin); b.append(counterSeq)  // 42-44
+        b.append(memberConv); b.append(memberUser); b.append(memberPresent); b.append(memberHLC); b.append(memberOrigin)  // 45-49
+        b.append(editOrigin); b.append(editSeq); b.append(editBody); b.append(editHLC); b.append(editBy)  // 50-54
+        b.append(recallOrigin); b.append(recallSeq)  // 55-56
+        b.append(profileUser); b.append(profileField); b.append(profileValue); b.append(profileHLC); b.append(profileOrigin)  // 57-61
         return b
     }
 
-    /// Each table's insert is a CTE; empty arrays insert nothing. Read markers
-    /// only move forward; an origin's head only moves forward.
+    /// Each table's write is a CTE; empty arrays write nothing. Registers
+    /// (read markers, membership, edits, profiles, client-id winners, origin
+    /// heads) only move to a winning stamp, so replays change nothing.
     static let sql = """
         WITH
           ev AS (INSERT INTO events (origin, seq, hlc, kind, payload)
@@ -191,26 +318,46 @@ private struct DerivedRows: PostgresPreparedStatement {
           cv AS (INSERT INTO conversations (conversation_id, is_group, name, owner)
                  SELECT * FROM unnest($13::text[], $14::bool[], $15::text[], $16::text[])
                  ON CONFLICT DO NOTHING),
-          mb AS (INSERT INTO members (conversation_id, user_id)
+          dm AS (INSERT INTO members (conversation_id, user_id)
                  SELECT * FROM unnest($17::text[], $18::text[])
                  ON CONFLICT DO NOTHING),
-          ms AS (INSERT INTO messages (origin, seq, conversation_id, hlc, sender, body)
-                 SELECT * FROM unnest($19::text[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[])
+          ms AS (INSERT INTO messages (origin, seq, conversation_id, hlc, sender, body, client_msg_id, recalled, edit_hlc, edit_origin)
+                 SELECT * FROM unnest($19::text[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[],
+                                      $25::text[], $26::bool[], $27::bigint[], $28::text[])
                  ON CONFLICT DO NOTHING),
-          cm AS (INSERT INTO client_messages (sender, client_msg_id, origin, seq)
-                 SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::bigint[])
-                 ON CONFLICT DO NOTHING),
+          cm AS (INSERT INTO client_messages (sender, client_msg_id, origin, seq, hlc)
+                 SELECT * FROM unnest($29::text[], $30::text[], $31::text[], $32::bigint[], $33::bigint[])
+                 ON CONFLICT (sender, client_msg_id) DO UPDATE
+                   SET origin = excluded.origin, seq = excluded.seq, hlc = excluded.hlc
+                   WHERE (excluded.hlc, excluded.origin) < (client_messages.hlc, client_messages.origin)),
           rm AS (INSERT INTO read_markers (conversation_id, user_id, hlc, origin, seq)
-                 SELECT * FROM unnest($29::text[], $30::text[], $31::bigint[], $32::text[], $33::bigint[])
+                 SELECT * FROM unnest($34::text[], $35::text[], $36::bigint[], $37::text[], $38::bigint[])
                  ON CONFLICT (conversation_id, user_id) DO UPDATE
                    SET hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq
                    WHERE (read_markers.hlc, read_markers.origin, read_markers.seq) < (excluded.hlc, excluded.origin, excluded.seq)),
           hd AS (UPDATE origins o SET applied_seq = h.seq, last_hlc = GREATEST(o.last_hlc, h.hlc)
-                 FROM unnest($34::text[], $35::bigint[], $36::bigint[]) AS h(origin, seq, hlc)
+                 FROM unnest($39::text[], $40::bigint[], $41::bigint[]) AS h(origin, seq, hlc)
                  WHERE o.origin = h.origin AND o.applied_seq < h.seq),
           uc AS (INSERT INTO user_counters (user_id, origin, user_seq)
-                 SELECT * FROM unnest($37::text[], $38::text[], $39::bigint[])
-                 ON CONFLICT (user_id, origin) DO UPDATE SET user_seq = GREATEST(user_counters.user_seq, excluded.user_seq))
+                 SELECT * FROM unnest($42::text[], $43::text[], $44::bigint[])
+                 ON CONFLICT (user_id, origin) DO UPDATE SET user_seq = GREATEST(user_counters.user_seq, excluded.user_seq)),
+          gm AS (INSERT INTO members (conversation_id, user_id, present, hlc, origin)
+                 SELECT * FROM unnest($45::text[], $46::text[], $47::bool[], $48::bigint[], $49::text[])
+                 ON CONFLICT (conversation_id, user_id) DO UPDATE
+                   SET present = excluded.present, hlc = excluded.hlc, origin = excluded.origin
+                   WHERE (members.hlc, members.origin) < (excluded.hlc, excluded.origin)),
+          ed AS (UPDATE messages m SET body = x.body, edit_hlc = x.hlc, edit_origin = x.origin
+                 FROM unnest($50::text[], $51::bigint[], $52::text[], $53::bigint[], $54::text[]) AS x(t_origin, t_seq, body, hlc, origin)
+                 WHERE m.origin = x.t_origin AND m.seq = x.t_seq AND NOT m.recalled
+                   AND (m.edit_hlc, m.edit_origin) < (x.hlc, x.origin)),
+          rc AS (UPDATE messages m SET recalled = true, body = ''
+                 FROM unnest($55::text[], $56::bigint[]) AS x(t_origin, t_seq)
+                 WHERE m.origin = x.t_origin AND m.seq = x.t_seq),
+          pf AS (INSERT INTO profiles (user_id, field, value, hlc, origin)
+                 SELECT * FROM unnest($57::text[], $58::text[], $59::text[], $60::bigint[], $61::text[])
+                 ON CONFLICT (user_id, field) DO UPDATE
+                   SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin
+                   WHERE (profiles.hlc, profiles.origin) < (excluded.hlc, excluded.origin))
         SELECT 1
         """
 }
@@ -223,6 +370,11 @@ extension Parley_Event {
         case .messagePosted: 2
         case .readMoved: 3
         case .groupCreated: 4
+        case .messageEdited: 5
+        case .messageRecalled: 6
+        case .memberAdded: 7
+        case .memberRemoved: 8
+        case .profileSet: 9
         case nil: 0
         }
     }

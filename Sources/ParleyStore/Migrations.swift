@@ -92,6 +92,39 @@ public enum Migrations {
             )
             """,
         ]),
+        // Edits, recalls, membership changes and profiles (last writer wins by
+        // (hlc, origin)), and duplicate client ids decided by the lowest
+        // (hlc, origin): docs/REPLICATION.md.
+        (2, [
+            """
+            ALTER TABLE messages
+              ADD COLUMN client_msg_id text NOT NULL DEFAULT '',
+              ADD COLUMN recalled boolean NOT NULL DEFAULT false,
+              ADD COLUMN edit_hlc bigint NOT NULL DEFAULT 0,
+              ADD COLUMN edit_origin text NOT NULL DEFAULT ''
+            """,
+            "UPDATE messages m SET client_msg_id = c.client_msg_id FROM client_messages c WHERE c.origin = m.origin AND c.seq = m.seq",
+            // The winner of each (sender, client_msg_id): the lowest (hlc, origin).
+            "ALTER TABLE client_messages ADD COLUMN hlc bigint NOT NULL DEFAULT 0",
+            "UPDATE client_messages c SET hlc = m.hlc FROM messages m WHERE c.origin = m.origin AND c.seq = m.seq",
+            // Group membership is a register per (group, member); removed members keep their row.
+            """
+            ALTER TABLE members
+              ADD COLUMN present boolean NOT NULL DEFAULT true,
+              ADD COLUMN hlc bigint NOT NULL DEFAULT 0,
+              ADD COLUMN origin text NOT NULL DEFAULT ''
+            """,
+            """
+            CREATE TABLE profiles (
+                user_id text NOT NULL,
+                field text NOT NULL,
+                value text NOT NULL,
+                hlc bigint NOT NULL,
+                origin text NOT NULL,
+                PRIMARY KEY (user_id, field)
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.

@@ -27,22 +27,32 @@ extension RegionStore {
             let after = Int64(cursor[origin])
             let events = try await client.query(
                 """
-                SELECT i.user_seq, e.payload FROM inbox i
+                SELECT i.user_seq, e.payload, m.body, m.recalled, m.edit_hlc > 0,
+                       m.origin IS NOT NULL AND (c.origin, c.seq) IS DISTINCT FROM (m.origin, m.seq)
+                FROM inbox i
                 JOIN events e ON e.origin = i.origin AND e.seq = i.event_seq
+                LEFT JOIN messages m ON e.kind = 2 AND m.origin = e.origin AND m.seq = e.seq
+                LEFT JOIN client_messages c ON c.sender = m.sender AND c.client_msg_id = m.client_msg_id
                 WHERE i.user_id = \(userID) AND i.origin = \(origin) AND i.user_seq > \(after)
                 ORDER BY i.user_seq LIMIT \(remaining + 1)
                 """,
                 logger: logger
             )
             var taken = 0
-            for try await (userSeq, payload) in events.decode((Int64, ByteBuffer).self) {
+            for try await (userSeq, payload, body, recalled, edited, hidden) in events.decode(
+                (Int64, ByteBuffer, String?, Bool?, Bool?, Bool?).self
+            ) {
                 if taken == remaining { page.more = true; break }
                 taken += 1
                 let position = Parley_UserPosition.with {
                     $0.origin = origin
                     $0.userSeq = UInt64(userSeq)
                 }
-                page.events.append((position, try Parley_Event(buffer: payload).forDevice))
+                var event = try Parley_Event(buffer: payload).forDevice
+                if let body {
+                    event.withCurrentState(body: body, recalled: recalled ?? false, edited: edited ?? false, hidden: hidden ?? false)
+                }
+                page.events.append((position, event))
                 page.cursor[origin] = UInt64(userSeq)
             }
         }
@@ -67,7 +77,11 @@ extension RegionStore {
         }
         let rows = try await client.query(
             """
-            SELECT e.payload FROM messages m JOIN events e ON e.origin = m.origin AND e.seq = m.seq
+            SELECT e.payload, m.body, m.recalled, m.edit_hlc > 0 FROM messages m
+            JOIN events e ON e.origin = m.origin AND e.seq = m.seq
+            -- hidden duplicates (another message won their client id) are left out
+            JOIN client_messages c ON c.sender = m.sender AND c.client_msg_id = m.client_msg_id
+              AND c.origin = m.origin AND c.seq = m.seq
             WHERE m.conversation_id = \(conversationID)
               AND (m.hlc, m.origin, m.seq) < (\(bound.hlc), \(bound.origin), \(bound.seq))
             ORDER BY m.hlc DESC, m.origin DESC, m.seq DESC LIMIT \(limit + 1)
@@ -75,7 +89,11 @@ extension RegionStore {
             logger: logger
         )
         var messages: [Parley_Event] = []
-        for try await payload in rows.decode(ByteBuffer.self) { messages.append(try Parley_Event(buffer: payload).forDevice) }
+        for try await (payload, body, recalled, edited) in rows.decode((ByteBuffer, String, Bool, Bool).self) {
+            var event = try Parley_Event(buffer: payload).forDevice
+            event.withCurrentState(body: body, recalled: recalled, edited: edited, hidden: false)
+            messages.append(event)
+        }
         let more = messages.count > limit
         return (Array(messages.prefix(limit)), more)
     }
@@ -85,9 +103,11 @@ extension RegionStore {
         let rows = try await client.query(
             """
             SELECT mb.conversation_id, count(m.seq) FROM members mb
-            JOIN messages m ON m.conversation_id = mb.conversation_id AND m.sender <> mb.user_id
+            JOIN messages m ON m.conversation_id = mb.conversation_id AND m.sender <> mb.user_id AND NOT m.recalled
+            JOIN client_messages c ON c.sender = m.sender AND c.client_msg_id = m.client_msg_id
+              AND c.origin = m.origin AND c.seq = m.seq
             LEFT JOIN read_markers r ON r.conversation_id = mb.conversation_id AND r.user_id = mb.user_id
-            WHERE mb.user_id = \(userID)
+            WHERE mb.user_id = \(userID) AND mb.present
               AND (r.hlc IS NULL OR (m.hlc, m.origin, m.seq) > (r.hlc, r.origin, r.seq))
             GROUP BY mb.conversation_id
             """,
@@ -119,7 +139,7 @@ extension RegionStore {
 
     private func requireMember(userID: String, conversationID: String) async throws {
         let rows = try await client.query(
-            "SELECT 1 FROM members WHERE conversation_id = \(conversationID) AND user_id = \(userID)", logger: logger
+            "SELECT 1 FROM members WHERE conversation_id = \(conversationID) AND user_id = \(userID) AND present", logger: logger
         ).collect()
         guard rows.isEmpty else { return }
         let known = try await client.query(
@@ -131,7 +151,28 @@ extension RegionStore {
     }
 }
 
+extension RegionStore {
+    /// A user's profile fields.
+    public func profile(of userID: String) async throws -> [String: String] {
+        let known = try await client.query("SELECT 1 FROM users WHERE user_id = \(userID)", logger: logger).collect()
+        guard !known.isEmpty else { throw ClientError(.unknownUser, "unknown user \(userID)") }
+        var fields: [String: String] = [:]
+        let rows = try await client.query("SELECT field, value FROM profiles WHERE user_id = \(userID)", logger: logger)
+        for try await (field, value) in rows.decode((String, String).self) { fields[field] = value }
+        return fields
+    }
+}
+
 extension Parley_Event {
+    /// A posted message as it stands now rather than as it was posted.
+    mutating func withCurrentState(body: String, recalled: Bool, edited: Bool, hidden: Bool) {
+        guard case .messagePosted = kind else { return }
+        messagePosted.body = body
+        messagePosted.recalled = recalled
+        messagePosted.edited = edited
+        messagePosted.hidden = hidden
+    }
+
     /// The event as a device sees it: without the server-side audience and deps.
     public var forDevice: Parley_Event {
         var copy = self

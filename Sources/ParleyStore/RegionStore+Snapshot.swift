@@ -29,6 +29,13 @@ extension RegionStore {
                 users.formUnion(members)
                 users.insert(owner)
                 conversations.insert(ConversationID.group(groupID))
+            case .edit(_, let messageID, _), .recall(_, let messageID):
+                messageIDs.insert(messageID)
+            case .addMember(_, let groupID, let userID), .removeMember(_, let groupID, let userID):
+                users.insert(userID)
+                conversations.insert(ConversationID.group(groupID))
+            case .setProfile:
+                break
             }
         }
         let ids = Array(messageIDs)
@@ -40,16 +47,20 @@ extension RegionStore {
         )
         let rows = try await tx.execute(statement, logger: logger)
         var snapshot = CommitSnapshot()
-        for try await (kind, a, b, c, payload, n, h) in rows {
+        for try await (kind, a, b, c, payload, n, h, recalled) in rows {
             switch kind {
             case 1: snapshot.knownUsers.insert(a)
-            case 2: snapshot.conversations.insert(a)
+            case 2:
+                snapshot.conversations.insert(a)
+                snapshot.owners[a] = b
             case 3: snapshot.members[a, default: []].insert(b)
             case 4:
                 if let payload { snapshot.storedPosts[PostKey(sender: a, clientMsgID: b)] = try Parley_Event(buffer: payload) }
             case 5:
                 let order = ConversationOrder(hlc: HLC(rawValue: UInt64(h)), origin: a, seq: UInt64(n))
-                snapshot.messages[MessageID(origin: a, seq: UInt64(n))] = (b, order)
+                snapshot.messages[MessageID(origin: a, seq: UInt64(n))] = StoredMessage(
+                    conversationID: b, order: order, sender: c, recalled: recalled
+                )
             default:
                 snapshot.readMarkers[ReaderKey(conversationID: a, userID: b)] =
                     ConversationOrder(hlc: HLC(rawValue: UInt64(h)), origin: c, seq: UInt64(n))

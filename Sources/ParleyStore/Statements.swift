@@ -25,23 +25,28 @@ struct LockOriginStatement: PostgresPreparedStatement {
 }
 
 /// Everything the planner checks, in one round trip; column k tags each part.
+/// Conversations (with their owner and present members) are those named by
+/// the commands and those of the messages they name.
 struct SnapshotStatement: PostgresPreparedStatement {
     static let sql = """
-        SELECT 1 AS k, user_id AS a, '' AS b, '' AS c, NULL::bytea AS p, 0::bigint AS n, 0::bigint AS h
+        WITH named AS (SELECT * FROM unnest($5::text[], $6::bigint[]) AS n(origin, seq)),
+          wanted AS (SELECT unnest($2::text[]) AS conversation_id
+                     UNION SELECT m.conversation_id FROM messages m JOIN named USING (origin, seq))
+        SELECT 1 AS k, user_id AS a, '' AS b, '' AS c, NULL::bytea AS p, 0::bigint AS n, 0::bigint AS h, false AS r
           FROM users WHERE user_id = ANY($1::text[])
-        UNION ALL SELECT 2, conversation_id, '', '', NULL, 0, 0
-          FROM conversations WHERE conversation_id = ANY($2::text[])
-        UNION ALL SELECT 3, conversation_id, user_id, '', NULL, 0, 0
-          FROM members WHERE conversation_id = ANY($2::text[])
-        UNION ALL SELECT 4, c.sender, c.client_msg_id, '', e.payload, 0, 0
+        UNION ALL SELECT 2, conversation_id, owner, '', NULL, 0, 0, false
+          FROM conversations WHERE conversation_id IN (SELECT conversation_id FROM wanted)
+        UNION ALL SELECT 3, conversation_id, user_id, '', NULL, 0, 0, false
+          FROM members WHERE present AND conversation_id IN (SELECT conversation_id FROM wanted)
+        UNION ALL SELECT 4, c.sender, c.client_msg_id, '', e.payload, 0, 0, false
           FROM client_messages c JOIN events e ON e.origin = c.origin AND e.seq = c.seq
           WHERE (c.sender, c.client_msg_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
-        UNION ALL SELECT 5, origin, conversation_id, '', NULL, seq, hlc
-          FROM messages WHERE (origin, seq) IN (SELECT * FROM unnest($5::text[], $6::bigint[]))
-        UNION ALL SELECT 6, conversation_id, user_id, origin, NULL, seq, hlc
+        UNION ALL SELECT 5, m.origin, m.conversation_id, m.sender, NULL, m.seq, m.hlc, m.recalled
+          FROM messages m JOIN named USING (origin, seq)
+        UNION ALL SELECT 6, conversation_id, user_id, origin, NULL, seq, hlc, false
           FROM read_markers WHERE (conversation_id, user_id) IN (SELECT * FROM unnest($7::text[], $8::text[]))
         """
-    typealias Row = (Int32, String, String, String, ByteBuffer?, Int64, Int64)
+    typealias Row = (Int32, String, String, String, ByteBuffer?, Int64, Int64, Bool)
 
     var users: [String]
     var conversations: [String]

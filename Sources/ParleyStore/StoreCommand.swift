@@ -8,6 +8,13 @@ public enum StoreCommand: Sendable {
     case post(Post)
     case markRead(reader: String, conversationID: String, messageID: MessageID)
     case createGroup(owner: String, groupID: String, name: String, members: [String])
+    /// The sender replaces a message's body.
+    case edit(editor: String, messageID: MessageID, body: String)
+    /// The sender (or a group's owner) recalls a message: a tombstone.
+    case recall(by: String, messageID: MessageID)
+    case addMember(by: String, groupID: String, userID: String)
+    case removeMember(by: String, groupID: String, userID: String)
+    case setProfile(userID: String, field: String, value: String)
 }
 
 public struct Post: Sendable {

@@ -40,4 +40,29 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
             }
         }
     }
+
+    func awaitStored(request: Parley_AwaitStoredRequest, context: ServerContext) async throws -> Parley_AwaitStoredResponse {
+        let origin = request.event.origin
+        let seq = request.event.seq
+        let timeout = Duration.milliseconds(Int64(min(request.timeoutMs, 60_000)))
+        let watcher = self.watcher
+        let stored = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    let current = watcher.current
+                    if current[origin] >= seq { return true }
+                    await watcher.wait(beyond: current)
+                }
+                return false
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        return .with { $0.stored = stored }
+    }
 }

@@ -165,7 +165,7 @@ public final class LocalRegion: @unchecked Sendable {
     public func stopGate() async { await gate?.stop() }
 
     /// SIGKILL of one logic instance.
-    public func killLogic(_ index: Int) { logic[index].kill9() }
+    public func killLogic(_ index: Int) async { await logic[index].kill9() }
 
     public func stop() async {
         await sync?.stop()

@@ -35,7 +35,15 @@ public struct Chat: Sendable {
     static func render(_ received: ReceivedEvent) -> String {
         let where_ = "[\(received.position.origin)#\(received.position.userSeq)]"
         switch received.event.kind {
-        case .messagePosted(let posted): return "\(where_) \(posted.sender) in \(posted.conversationID): \(posted.body)"
+        case .messagePosted(let posted) where posted.hidden: return "\(where_) (a duplicate of \(posted.sender)'s \(posted.clientMsgID), not shown)"
+        case .messagePosted(let posted) where posted.recalled: return "\(where_) \(posted.sender) in \(posted.conversationID): (recalled)"
+        case .messagePosted(let posted):
+            return "\(where_) \(posted.sender) in \(posted.conversationID): \(posted.body)\(posted.edited ? " (edited)" : "")"
+        case .messageEdited(let edit): return "\(where_) \(edit.editor) edited \(edit.messageID): \(edit.body)"
+        case .messageRecalled(let recall): return "\(where_) \(recall.by) recalled \(recall.messageID)"
+        case .memberAdded(let change): return "\(where_) \(change.by) added \(change.userID) to \(change.groupID)"
+        case .memberRemoved(let change): return "\(where_) \(change.by) removed \(change.userID) from \(change.groupID)"
+        case .profileSet(let profile): return "\(where_) \(profile.userID) set \(profile.field) to \(profile.value)"
         case .readMoved(let read): return "\(where_) \(read.reader) read \(read.conversationID) up to \(read.messageID)"
         case .groupCreated(let group): return "\(where_) group \(group.groupID) \"\(group.name)\": \(group.members.joined(separator: ", "))"
         case .userRegistered(let user): return "\(where_) \(user.userID) registered"

@@ -7,7 +7,7 @@ import ParleyTools
 import Testing
 
 /// A whole region really running: Postgres, Redis, two logic processes and a gate.
-@Suite(.serialized) struct ChatTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ChatTests {
     @Test func chatOneToOneAndInGroupsOverTCPAndWebSocketThenCatchUpAfterBeingOffline() async throws {
         try await LocalRegion.with { region in
             let alice = try await region.connect("alice", via: .tcp)

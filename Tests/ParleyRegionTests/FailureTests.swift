@@ -8,7 +8,7 @@ import ParleyTools
 import Testing
 
 /// Failures of the region's own parts, with real processes killed and restarted.
-@Suite(.serialized) struct FailureTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct FailureTests {
     @Test func afterAGateRestartClientsReconnectAndResyncWithNothingLost() async throws {
         try await LocalRegion.with { region in
             let alice = try await region.connect("alice")
@@ -42,7 +42,7 @@ import Testing
             // Enough users that both instances are some user's home.
             var users: [TestUser] = []
             for index in 0..<8 { users.append(try await region.connect("u\(index)")) }
-            region.killLogic(0)
+            await region.killLogic(0)
             for (index, user) in users.enumerated() {
                 let ack = try await user.client.send(to: .user(users[(index + 1) % users.count].id), body: "after kill \(index)")
                 #expect(!ack.messageID.isEmpty)
@@ -61,7 +61,7 @@ import Testing
 }
 
 /// Bad input: the peer gets its documented code and is closed; everyone else is served.
-@Suite(.serialized) struct BadInputTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct BadInputTests {
     @Test func badFramesAndBadTokensGetTheirCodesWhileOthersKeepChatting() async throws {
         try await LocalRegion.with(
             gateArguments: ["--max-frame-size", "4096", "--idle-timeout-ms", "1500"],

@@ -8,7 +8,7 @@ import Testing
 
 /// Three regions really running, each with its own Postgres and Redis,
 /// replicating through `parley sync`.
-@Suite(.serialized) struct ReplicationTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ReplicationTests {
     /// Polls `condition` until it holds or `timeout` passes.
     private func eventually(_ timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
