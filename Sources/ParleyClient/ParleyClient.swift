@@ -95,11 +95,17 @@ public actor ParleyClient {
         drop(reason: "closed by the client")
     }
 
-    public func send(to recipient: Recipient, body: String, clientMsgID: String = ParleyClient.newClientMsgID()) async throws -> Parley_SendAck {
+    /// Sends a message; a retry (also after a reconnect, to any region)
+    /// keeps `clientMsgID`, so it is stored once.
+    public func send(
+        to recipient: Recipient, body: String, clientMsgID: String = ParleyClient.newClientMsgID(),
+        durability: Parley_Durability = .default
+    ) async throws -> Parley_SendAck {
         let frame = Parley_Frame.with {
             $0.send = .with {
                 $0.clientMsgID = clientMsgID
                 $0.body = body
+                $0.durability = durability
                 switch recipient {
                 case .user(let user): $0.toUser = user
                 case .group(let group): $0.groupID = group
@@ -135,6 +141,52 @@ public actor ParleyClient {
                 $0.limit = limit
             }
         }).historyPage
+    }
+
+    /// Replaces the body of one of this user's messages.
+    public func edit(messageID: String, body: String) async throws -> Parley_ChangeAck {
+        try await requestWithRetry(.with {
+            $0.edit = .with {
+                $0.messageID = messageID
+                $0.body = body
+            }
+        }).changeAck
+    }
+
+    /// Recalls one of this user's messages (or any message of a group this user owns).
+    public func recall(messageID: String) async throws -> Parley_ChangeAck {
+        try await requestWithRetry(.with { $0.recall = .with { $0.messageID = messageID } }).changeAck
+    }
+
+    public func addMember(_ userID: String, to groupID: String) async throws -> Parley_ChangeAck {
+        try await requestWithRetry(.with {
+            $0.addMember = .with {
+                $0.groupID = groupID
+                $0.userID = userID
+            }
+        }).changeAck
+    }
+
+    public func removeMember(_ userID: String, from groupID: String) async throws -> Parley_ChangeAck {
+        try await requestWithRetry(.with {
+            $0.removeMember = .with {
+                $0.groupID = groupID
+                $0.userID = userID
+            }
+        }).changeAck
+    }
+
+    public func setProfile(_ field: String, to value: String) async throws -> Parley_ChangeAck {
+        try await requestWithRetry(.with {
+            $0.setProfile = .with {
+                $0.field = field
+                $0.value = value
+            }
+        }).changeAck
+    }
+
+    public func profile(of userID: String) async throws -> [String: String] {
+        try await requestWithRetry(.with { $0.profileRequest = .with { $0.userID = userID } }).profile.fields
     }
 
     public func unreadCounts() async throws -> [String: UInt64] {

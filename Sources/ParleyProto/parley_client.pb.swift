@@ -27,6 +27,52 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// When a send is acknowledged.
+public nonisolated enum Parley_Durability: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// The region's default (regions/<region>.json).
+  case `default` // = 0
+
+  /// After the commit in the region that took the send.
+  case local // = 1
+
+  /// After k other regions have stored the event too; past the deadline the
+  /// send gets error 31 (it is committed and still replicates).
+  case geo // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .default
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .default
+    case 1: self = .local
+    case 2: self = .geo
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .default: return 0
+    case .local: return 1
+    case .geo: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Parley_Durability] = [
+    .default,
+    .local,
+    .geo,
+  ]
+
+}
+
 public nonisolated struct Parley_Frame: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -336,6 +382,8 @@ public nonisolated struct Parley_Send: Sendable {
   }
 
   public var body: String = String()
+
+  public var durability: Parley_Durability = .default
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1037,6 +1085,10 @@ public nonisolated struct Parley_ProfileSet: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "parley"
 
+nonisolated extension Parley_Durability: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DURABILITY_DEFAULT\0\u{1}DURABILITY_LOCAL\0\u{1}DURABILITY_GEO\0")
+}
+
 nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Frame"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0")
@@ -1615,7 +1667,7 @@ nonisolated extension Parley_AuthOk: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension Parley_Send: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Send"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_msg_id\0\u{3}to_user\0\u{3}group_id\0\u{1}body\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_msg_id\0\u{3}to_user\0\u{3}group_id\0\u{1}body\0\u{1}durability\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1641,6 +1693,7 @@ nonisolated extension Parley_Send: SwiftProtobuf.Message, SwiftProtobuf._Message
         }
       }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.body) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.durability) }()
       default: break
       }
     }
@@ -1668,6 +1721,9 @@ nonisolated extension Parley_Send: SwiftProtobuf.Message, SwiftProtobuf._Message
     if !self.body.isEmpty {
       try visitor.visitSingularStringField(value: self.body, fieldNumber: 4)
     }
+    if self.durability != .default {
+      try visitor.visitSingularEnumField(value: self.durability, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1675,6 +1731,7 @@ nonisolated extension Parley_Send: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs.clientMsgID != rhs.clientMsgID {return false}
     if lhs.target != rhs.target {return false}
     if lhs.body != rhs.body {return false}
+    if lhs.durability != rhs.durability {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -88,11 +88,52 @@ enum RawConnection {
     }
 }
 
+extension ReceivedEvent {
+    func isMessage(_ body: String) -> Bool {
+        if case .messagePosted(let posted) = event.kind { return posted.body == body }
+        return false
+    }
+}
+
 extension Array where Element == ReceivedEvent {
-    func count(ofMessage body: String) -> Int {
-        filter { event in
-            if case .messagePosted(let posted) = event.event.kind { return posted.body == body }
-            return false
-        }.count
+    func count(ofMessage body: String) -> Int { filter { $0.isMessage(body) }.count }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(_ timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try condition()
+}
+
+extension LocalRegion {
+    /// `origin:applied_seq,…` for every origin this region holds events of.
+    var appliedVector: String {
+        get throws {
+            try postgres.psql("SELECT string_agg(origin || ':' || applied_seq, ',' ORDER BY origin) FROM origins WHERE applied_seq > 0")
+        }
+    }
+
+    /// Every table replication writes, over every origin: one md5 per table.
+    var stateDigest: String {
+        get throws {
+            try postgres.psql("""
+                SELECT concat_ws(' ',
+                  'events', md5((SELECT string_agg(concat_ws(',', origin, seq, hlc, kind, md5(payload)), ';' ORDER BY origin, seq) FROM events)),
+                  'inbox', md5((SELECT string_agg(concat_ws(',', user_id, origin, user_seq, event_seq), ';' ORDER BY user_id, origin, user_seq) FROM inbox)),
+                  'counters', md5((SELECT string_agg(concat_ws(',', user_id, origin, user_seq), ';' ORDER BY user_id, origin) FROM user_counters)),
+                  'messages', md5((SELECT string_agg(concat_ws(',', origin, seq, conversation_id, hlc, sender, body, client_msg_id,
+                                     recalled, edit_hlc, edit_origin), ';' ORDER BY origin, seq) FROM messages)),
+                  'client_ids', md5((SELECT string_agg(concat_ws(',', sender, client_msg_id, origin, seq, hlc), ';' ORDER BY sender, client_msg_id) FROM client_messages)),
+                  'conversations', md5((SELECT string_agg(concat_ws(',', conversation_id, is_group, name, owner), ';' ORDER BY conversation_id) FROM conversations)),
+                  'members', md5((SELECT string_agg(concat_ws(',', conversation_id, user_id, present, hlc, origin), ';' ORDER BY conversation_id, user_id) FROM members)),
+                  'markers', md5((SELECT string_agg(concat_ws(',', conversation_id, user_id, hlc, origin, seq), ';' ORDER BY conversation_id, user_id) FROM read_markers)),
+                  'profiles', md5((SELECT string_agg(concat_ws(',', user_id, field, value, hlc, origin), ';' ORDER BY user_id, field) FROM profiles)),
+                  'users', md5((SELECT string_agg(user_id, ';' ORDER BY user_id) FROM users)))
+                """)
+        }
     }
 }

@@ -9,35 +9,6 @@ import Testing
 /// Three regions really running, each with its own Postgres and Redis,
 /// replicating through `parley sync`.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct ReplicationTests {
-    /// Polls `condition` until it holds or `timeout` passes.
-    private func eventually(_ timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try condition() { return true }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return try condition()
-    }
-
-    private func vector(_ region: LocalRegion) throws -> String {
-        try region.postgres.psql("SELECT string_agg(origin || ':' || applied_seq, ',' ORDER BY origin) FROM origins WHERE applied_seq > 0")
-    }
-
-    /// Every table replication writes, over every origin: one md5 per table.
-    private func digest(_ region: LocalRegion) throws -> String {
-        try region.postgres.psql("""
-            SELECT concat_ws(' ',
-              'events', md5((SELECT string_agg(concat_ws(',', origin, seq, hlc, kind, md5(payload)), ';' ORDER BY origin, seq) FROM events)),
-              'inbox', md5((SELECT string_agg(concat_ws(',', user_id, origin, user_seq, event_seq), ';' ORDER BY user_id, origin, user_seq) FROM inbox)),
-              'counters', md5((SELECT string_agg(concat_ws(',', user_id, origin, user_seq), ';' ORDER BY user_id, origin) FROM user_counters)),
-              'messages', md5((SELECT string_agg(concat_ws(',', origin, seq, conversation_id, hlc, sender, body), ';' ORDER BY origin, seq) FROM messages)),
-              'conversations', md5((SELECT string_agg(concat_ws(',', conversation_id, is_group, name, owner), ';' ORDER BY conversation_id) FROM conversations)),
-              'members', md5((SELECT string_agg(concat_ws(',', conversation_id, user_id), ';' ORDER BY conversation_id, user_id) FROM members)),
-              'markers', md5((SELECT string_agg(concat_ws(',', conversation_id, user_id, hlc, origin, seq), ';' ORDER BY conversation_id, user_id) FROM read_markers)),
-              'users', md5((SELECT string_agg(user_id, ';' ORDER BY user_id) FROM users)))
-            """)
-    }
-
     @Test func concurrentWritersInThreeRegionsConvergeToOneState() async throws {
         try await LocalCluster.with { cluster in
             let ann = try await cluster["eu"].connect("ann")
@@ -62,10 +33,10 @@ import Testing
                 try await tasks.waitForAll()
             }
             #expect(try await eventually {
-                let vectors = try cluster.regions.map(vector)
+                let vectors = try cluster.regions.map { try $0.appliedVector }
                 return Set(vectors).count == 1 && vectors[0].contains("ap:") && vectors[0].contains("us:")
             }, "applied vectors converge\n\(cluster.syncLogs)")
-            let digests = try cluster.regions.map(digest)
+            let digests = try cluster.regions.map { try $0.stateDigest }
             #expect(Set(digests).count == 1, "the same state everywhere:\n\(digests.joined(separator: "\n"))")
 
             // bob's device, in us, got ann's messages from eu pushed live once us applied them.
@@ -95,9 +66,35 @@ import Testing
             await cluster["us"].stopSync()
             for round in 0..<20 { _ = try await ann.client.send(to: .user("bob"), body: "while us was away \(round)") }
             try await cluster["us"].startSync()
-            #expect(try await eventually { Set(try cluster.regions.map(vector)).count == 1 }, "us caught up\n\(cluster.syncLogs)")
-            #expect(Set(try cluster.regions.map(digest)).count == 1)
+            #expect(try await eventually { Set(try cluster.regions.map { try $0.appliedVector }).count == 1 }, "us caught up\n\(cluster.syncLogs)")
+            #expect(Set(try cluster.regions.map { try $0.stateDigest }).count == 1)
             for user in [ann, bob] { await user.stop() }
+        }
+    }
+
+    @Test func aDeviceThatMovesToAnotherRegionResumesWithNoGapAndNothingTwice() async throws {
+        try await LocalCluster.with { cluster in
+            let ann = try await cluster["eu"].connect("ann")
+            let bobInUS = try await cluster["us"].connect("bob")
+            #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "2" } },
+                    "\(cluster.syncLogs)")
+            for round in 0..<10 { _ = try await ann.client.send(to: .user("bob"), body: "before \(round)") }
+            #expect(await bobInUS.inbox.wait { events in (0..<10).allSatisfy { events.containsMessage("before \($0)") } })
+            // bob's device leaves us (its region failed, say) and comes back through eu with its cursor.
+            await bobInUS.stop()
+            let cursor = await bobInUS.client.cursor
+            for round in 0..<10 { _ = try await ann.client.send(to: .user("bob"), body: "while moving \(round)") }
+            let bobInEU = try await cluster["eu"].connect("bob", cursor: cursor)
+            for round in 0..<5 { _ = try await ann.client.send(to: .user("bob"), body: "after \(round)") }
+            let expected = (0..<10).map { "while moving \($0)" } + (0..<5).map { "after \($0)" }
+            #expect(await bobInEU.inbox.wait { events in expected.allSatisfy { events.containsMessage($0) } })
+            let received = await bobInEU.inbox.received
+            #expect(!received.contains { event in (0..<10).contains { event.isMessage("before \($0)") } }, "nothing bob had is sent again")
+            for body in expected { #expect(received.count(ofMessage: body) == 1, "\(body) once") }
+            // Positions from eu continue exactly where the us connection stopped.
+            let positions = (await bobInUS.inbox.received + received).filter { $0.position.origin == "eu" }.map(\.position.userSeq)
+            #expect(positions == Array(1...UInt64(positions.count)), "dense and once: \(positions)")
+            for user in [ann, bobInEU] { await user.stop() }
         }
     }
 }
