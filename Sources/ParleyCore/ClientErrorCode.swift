@@ -26,6 +26,8 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let invalidRequest = ClientErrorCode(rawValue: 23)
     public static let payloadTooLarge = ClientErrorCode(rawValue: 24)
     public static let unavailable = ClientErrorCode(rawValue: 30)
+    /// A `geo` send committed here but too few other regions confirmed it in time.
+    public static let durabilityTimeout = ClientErrorCode(rawValue: 31)
     public static let internalError = ClientErrorCode(rawValue: 50)
 
     public var description: String {
@@ -44,6 +46,7 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
         case .invalidRequest: "invalid_request"
         case .payloadTooLarge: "payload_too_large"
         case .unavailable: "unavailable"
+        case .durabilityTimeout: "durability_timeout"
         case .internalError: "internal"
         default: "code_\(rawValue)"
         }

@@ -47,6 +47,20 @@ public struct RegionFile: Codable, Sendable {
     public var sync: String
     /// Default durability of sends accepted here: "local" or "geo".
     public var durability: String
+    /// `geo` sends: how many other regions must store the event before the
+    /// ack (default 1), and how long a send waits for them (default 2000 ms).
+    public var geoQuorum: Int?
+    public var geoTimeoutMs: Int?
+
+    /// The durability named by `durability`; anything else is a configuration error.
+    public var defaultDurability: Durability {
+        get throws {
+            guard let durability = Durability(rawValue: durability) else {
+                throw RegionFileError("region \(name): durability must be \"local\" or \"geo\", not \"\(durability)\"")
+            }
+            return durability
+        }
+    }
 
     public init(
         name: String, location: Location, clientNetworks: [String], postgres: Server, redis: Server,
@@ -66,6 +80,19 @@ public struct RegionFile: Codable, Sendable {
     public static func decode(_ bytes: [UInt8]) throws -> RegionFile {
         try JSONDecoder().decode(RegionFile.self, from: Data(bytes))
     }
+}
+
+/// When a send is acknowledged.
+public enum Durability: String, Sendable {
+    /// After the commit in the region that took it.
+    case local
+    /// After `geoQuorum` other regions have stored it too.
+    case geo
+}
+
+public struct RegionFileError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// The deployment: which regions exist and what they share.

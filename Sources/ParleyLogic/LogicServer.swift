@@ -16,6 +16,11 @@ public struct LogicConfiguration: Sendable {
     public var presenceTTLMilliseconds: UInt64 = 45_000
     public var maxBatch = 256
     public var limits = LogicLimits()
+    /// Other regions' sync addresses, asked to confirm `geo` sends.
+    public var peerSyncs: [String: String] = [:]
+    public var defaultDurability = Durability.local
+    public var geoQuorum = 1
+    public var geoTimeout = Duration.seconds(2)
 
     public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, redis: Endpoint) {
         self.region = region
@@ -38,9 +43,14 @@ public enum LogicServer {
         let committer = GroupCommitter(store: store, maxBatch: configuration.maxBatch, logger: logger) { events in
             dispatcher.enqueue(events)
         }
+        let pool = RPCClientPool()
+        let geo = GeoDurability(
+            region: configuration.region, peers: configuration.peerSyncs, quorum: configuration.geoQuorum,
+            timeout: configuration.geoTimeout, pool: pool, logger: logger
+        )
         let handler = RequestHandler(
-            region: configuration.region, store: store, committer: committer,
-            limits: configuration.limits, logger: logger
+            region: configuration.region, store: store, committer: committer, geo: geo,
+            defaultDurability: configuration.defaultDurability, limits: configuration.limits, logger: logger
         )
         let service = LinkService(handler: handler, links: gates)
         // Requests are served only once the schema is migrated.
@@ -52,6 +62,7 @@ public enum LogicServer {
             configuration: .init(
                 services: [
                     .init(service: postgres),
+                    .init(service: pool),
                     .init(service: dispatcher),
                     .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, logger: logger)),
                     .init(service: committer),

@@ -11,6 +11,8 @@ struct RequestHandler: Sendable {
     let region: String
     let store: RegionStore
     let committer: GroupCommitter
+    let geo: GeoDurability
+    let defaultDurability: Durability
     let limits: LogicLimits
     let logger: Logger
 
@@ -143,6 +145,8 @@ struct RequestHandler: Sendable {
         let duplicate: Bool
         if case .duplicate = outcome { duplicate = true } else { duplicate = false }
         guard let event = try outcome.event() else { throw ClientError(.internalError, "post recorded nothing") }
+        // A retry waits again: its first attempt may have timed out.
+        if try durability(of: send) == .geo { try await geo.confirm(event.eventID) }
         return .with {
             $0.sendAck = .with {
                 $0.clientMsgID = send.clientMsgID
@@ -152,6 +156,15 @@ struct RequestHandler: Sendable {
                 $0.conversationID = event.messagePosted.conversationID
                 $0.duplicate = duplicate
             }
+        }
+    }
+
+    private func durability(of send: Parley_Send) throws -> Durability {
+        switch send.durability {
+        case .default: return defaultDurability
+        case .local: return .local
+        case .geo: return .geo
+        case .UNRECOGNIZED(let value): throw ClientError(.invalidRequest, "unknown durability \(value)")
         }
     }
 

@@ -23,10 +23,15 @@ public final class RPCClientPool: Service, Sendable {
         let (client, isNew) = try clients.withLock { clients -> (Client, Bool) in
             if let existing = clients[address] { return (existing, false) }
             let endpoint = try Endpoint(address)
+            // A peer that comes back is reconnected to within two seconds
+            // (gRPC's default backoff grows to two minutes).
+            var config = HTTP2ClientTransport.Posix.Config.defaults
+            config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
             let client = GRPCClient(
                 transport: try .http2NIOPosix(
                     target: .dns(host: endpoint.host, port: endpoint.port),
-                    transportSecurity: .plaintext
+                    transportSecurity: .plaintext,
+                    config: config
                 )
             )
             clients[address] = client

@@ -20,6 +20,7 @@ struct LogicCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (region, _) = try deployment.load()
+        let peers = try deployment.peers()
         let postgres = deployment.postgres(of: region)
         var configuration = LogicConfiguration(
             region: region.name, listen: try Endpoint(listen), postgres: postgres,
@@ -27,6 +28,13 @@ struct LogicCommand: AsyncParsableCommand {
         )
         configuration.maxBatch = maxBatch
         configuration.limits.maxBodyBytes = maxBodyBytes
+        configuration.peerSyncs = Dictionary(uniqueKeysWithValues: peers.map { ($0.name, $0.sync) })
+        configuration.defaultDurability = try region.defaultDurability
+        configuration.geoQuorum = region.geoQuorum ?? 1
+        configuration.geoTimeout = .milliseconds(region.geoTimeoutMs ?? 2_000)
+        guard configuration.geoQuorum >= 1, configuration.geoQuorum <= peers.count || configuration.defaultDurability == .local else {
+            throw ValidationError("region \(region.name): geoQuorum must be 1...\(peers.count) (its number of peers)")
+        }
         try await LogicServer.run(configuration, logger: deployment.logger("parley.logic"))
     }
 }
