@@ -21,6 +21,7 @@ public struct LogicConfiguration: Sendable {
     public var defaultDurability = Durability.local
     public var geoQuorum = 1
     public var geoTimeout = Duration.seconds(2)
+    public var clock = HybridLogicalClock()
 
     public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, redis: Endpoint) {
         self.region = region
@@ -35,7 +36,7 @@ public struct LogicConfiguration: Sendable {
 public enum LogicServer {
     public static func run(_ configuration: LogicConfiguration, logger: Logger) async throws {
         let postgres = PostgresClient(configuration: configuration.postgres, backgroundLogger: logger)
-        let store = RegionStore(client: postgres, origin: configuration.region, clock: HybridLogicalClock(), logger: logger)
+        let store = RegionStore(client: postgres, origin: configuration.region, clock: configuration.clock, logger: logger)
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
         let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
         let gates = GateLinks()

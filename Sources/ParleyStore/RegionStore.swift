@@ -41,11 +41,11 @@ public final class RegionStore: Sendable {
         let now = clock.now()
         let logger = self.logger
         let planner = try await client.withTransaction(logger: logger) { tx -> CommitPlanner in
-            let (appliedSeq, lastHLC, deps) = try await Self.lockOrigin(origin, tx, logger)
+            let (appliedSeq, floorHLC, deps) = try await Self.lockOrigin(origin, tx, logger)
             let snapshot = try await Self.loadSnapshot(for: commands, tx, logger)
             var planner = CommitPlanner(
                 origin: origin, snapshot: snapshot, appliedSeq: appliedSeq,
-                lastHLC: lastHLC, now: now, deps: deps
+                lastHLC: floorHLC, now: now, deps: deps
             )
             planner.plan(commands)
             guard !planner.events.isEmpty else { return planner }
@@ -65,15 +65,20 @@ public final class RegionStore: Sendable {
     /// and reads the other origins' heads, the new events' causal dependencies.
     private static func lockOrigin(
         _ origin: String, _ tx: PostgresConnection, _ logger: Logger
-    ) async throws -> (appliedSeq: UInt64, lastHLC: HLC, deps: [String: UInt64]) {
+    ) async throws -> (appliedSeq: UInt64, floorHLC: HLC, deps: [String: UInt64]) {
         let rows = try await tx.execute(LockOriginStatement(origin: origin), logger: logger)
-        var head: (UInt64, HLC)?
+        var head: UInt64?
         var deps: [String: UInt64] = [:]
+        // New events must sort after everything this region has applied, from
+        // any origin (a reply after its question), whatever this host's wall
+        // clock says: the floor is the newest hlc of every origin's head.
+        var floor = HLC(rawValue: 0)
         for try await (name, seq, hlc) in rows {
-            if name == origin { head = (UInt64(seq), HLC(rawValue: UInt64(hlc))) } else if seq > 0 { deps[name] = UInt64(seq) }
+            if name == origin { head = UInt64(seq) } else if seq > 0 { deps[name] = UInt64(seq) }
+            floor = max(floor, HLC(rawValue: UInt64(hlc)))
         }
         guard let head else { throw StoreError("origin \(origin) has no counter row") }
-        return (head.0, head.1, deps)
+        return (head, floor, deps)
     }
 
     private static func incrementCounters(

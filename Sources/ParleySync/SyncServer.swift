@@ -13,6 +13,7 @@ public struct SyncConfiguration: Sendable {
     /// Peer region name → its sync address.
     public var peers: [String: String]
     public var pollInterval: Duration = .milliseconds(5)
+    public var clock = HybridLogicalClock()
 
     public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, peers: [String: String]) {
         self.region = region
@@ -27,7 +28,7 @@ public struct SyncConfiguration: Sendable {
 public enum SyncServer {
     public static func run(_ configuration: SyncConfiguration, logger: Logger) async throws {
         let postgres = PostgresClient(configuration: configuration.postgres, backgroundLogger: logger)
-        let store = RegionStore(client: postgres, origin: configuration.region, clock: HybridLogicalClock(), logger: logger)
+        let store = RegionStore(client: postgres, origin: configuration.region, clock: configuration.clock, logger: logger)
         let watcher = LogWatcher(store: store, interval: configuration.pollInterval, logger: logger)
         let applier = ReplicationApplier(store: store, origin: configuration.region, logger: logger)
         let pool = RPCClientPool()

@@ -11,7 +11,7 @@ public final class LocalCluster: Sendable {
 
     /// Starts the regions, runs `body`, and stops everything even if `body` throws.
     public static func with<T: Sendable>(
-        _ names: [String] = ["eu", "us", "ap"], syncArguments: [String: [String]] = [:],
+        _ names: [String] = ["eu", "us", "ap"], logicArguments: [String: [String]] = [:], syncArguments: [String: [String]] = [:],
         _ body: (LocalCluster) async throws -> T
     ) async throws -> T {
         let directory = try TestRun.scratch("cluster")
@@ -22,7 +22,8 @@ public final class LocalCluster: Sendable {
         do {
             for name in names {
                 started.append(try await LocalRegion.prepare(
-                    name: name, directory: directory, tokenSecret: secret, syncArguments: syncArguments[name] ?? []
+                    name: name, directory: directory, tokenSecret: secret,
+                    logicArguments: logicArguments[name] ?? [], syncArguments: syncArguments[name] ?? []
                 ))
             }
             for region in started { try await region.launch(withSync: true) }

@@ -15,6 +15,16 @@ struct DeploymentOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
+    @Option(help: ArgumentHelp("Milliseconds added to this process's wall clock (negative: behind).",
+                               discussion: "For tests and drills of a region whose clock is off; hybrid logical clocks keep causal order."))
+    var clockSkewMs = 0
+
+    /// The process's hybrid logical clock, over the (possibly skewed) wall clock.
+    var clock: HybridLogicalClock {
+        let skew = Int64(clockSkewMs)
+        return HybridLogicalClock { UInt64(max(0, Int64(HybridLogicalClock.systemMilliseconds()) + skew)) }
+    }
+
     func load() throws -> (region: RegionFile, cluster: ClusterFile) {
         let cluster = try ClusterFile.decode(read("cluster.json"))
         let region = try RegionFile.decode(read("\(self.region).json"))

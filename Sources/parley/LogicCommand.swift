@@ -27,6 +27,7 @@ struct LogicCommand: AsyncParsableCommand {
             redis: Endpoint(host: region.redis.host, port: region.redis.port)
         )
         configuration.maxBatch = maxBatch
+        configuration.clock = deployment.clock
         configuration.limits.maxBodyBytes = maxBodyBytes
         configuration.peerSyncs = Dictionary(uniqueKeysWithValues: peers.map { ($0.name, $0.sync) })
         configuration.defaultDurability = try region.defaultDurability

@@ -16,7 +16,8 @@ struct SyncCommand: AsyncParsableCommand {
         let (region, _) = try deployment.load()
         let postgres = deployment.postgres(of: region)
         let peers = Dictionary(uniqueKeysWithValues: try deployment.peers().filter { !withoutPeer.contains($0.name) }.map { ($0.name, $0.sync) })
-        let configuration = SyncConfiguration(region: region.name, listen: try Endpoint(region.sync), postgres: postgres, peers: peers)
+        var configuration = SyncConfiguration(region: region.name, listen: try Endpoint(region.sync), postgres: postgres, peers: peers)
+        configuration.clock = deployment.clock
         try await SyncServer.run(configuration, logger: deployment.logger("parley.sync"))
     }
 }

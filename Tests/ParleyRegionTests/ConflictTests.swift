@@ -98,4 +98,41 @@ import Testing
             for user in [annEU, annUS, bob, cat, dan] { await user.stop() }
         }
     }
+
+    /// ap's wall clock runs five minutes behind, us's five minutes ahead:
+    /// replies still sort after what they answer, and regions converge.
+    @Test func skewedClocksStillConvergeAndRepliesSortAfterWhatTheyAnswer() async throws {
+        let minutes5 = 5 * 60 * 1000
+        let skew = ["ap": ["--clock-skew-ms=\(-minutes5)"], "us": ["--clock-skew-ms=\(minutes5)"]]
+        try await LocalCluster.with(logicArguments: skew, syncArguments: skew) { cluster in
+            let ann = try await cluster["eu"].connect("ann")
+            let bob = try await cluster["us"].connect("bob")
+            let cat = try await cluster["ap"].connect("cat")
+            #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "3" } },
+                    "\(cluster.syncLogs)")
+            let group = try await ann.client.createGroup(name: "skew", members: ["bob", "cat"]).groupID
+            // A conversation hopping across the three clocks: each reply is
+            // written once its author's region has applied the message before it.
+            let turns: [(TestUser, String)] = [(bob, "1 from us (ahead)"), (cat, "2 from ap (behind)"), (ann, "3 from eu"),
+                                               (cat, "4 from ap (behind)"), (bob, "5 from us (ahead)"), (cat, "6 from ap (behind)")]
+            #expect(try await eventually { try cluster["us"].postgres.psql("SELECT count(*) FROM conversations WHERE is_group") == "1" })
+            #expect(try await eventually { try cluster["ap"].postgres.psql("SELECT count(*) FROM conversations WHERE is_group") == "1" })
+            var previous: String?
+            for (author, body) in turns {
+                if let previous {
+                    #expect(await author.inbox.wait { $0.containsMessage(previous) }, "\(author.id) saw \(previous)")
+                }
+                _ = try await author.client.send(to: .group(group), body: body)
+                previous = body
+            }
+            #expect(try await eventually { Set(try cluster.regions.map { try $0.appliedVector }).count == 1 }, "\(cluster.syncLogs)")
+            #expect(Set(try cluster.regions.map { try $0.stateDigest }).count == 1)
+            for user in [ann, bob, cat] {
+                let page = try await user.client.history(conversationID: ConversationID.group(group))
+                let bodies = page.messages.reversed().map(\.messagePosted.body)
+                #expect(bodies == turns.map(\.1), "\(user.id) sees the conversation in reply order: \(bodies)")
+            }
+            for user in [ann, bob, cat] { await user.stop() }
+        }
+    }
 }
