@@ -45,6 +45,9 @@ public struct RegionFile: Codable, Sendable {
     public var gates: [Gate]
     /// Where this region's `parley sync` serves its logs to peers.
     public var sync: String
+    /// Where `parley sync` answers `GET /status` (JSON) and `GET /metrics`
+    /// (Prometheus); none when absent.
+    public var syncStatus: String?
     /// Default durability of sends accepted here: "local" or "geo".
     public var durability: String
     /// `geo` sends: how many other regions must store the event before the

@@ -38,6 +38,14 @@ public struct VersionVector: Hashable, Sendable, CustomStringConvertible {
         return result
     }
 
+    /// How many events `other` holds that this vector does not, over every
+    /// origin but `excluded` (a region never lags behind on its own origin).
+    public func eventsBehind(_ other: VersionVector, excluding excluded: String? = nil) -> UInt64 {
+        other.entries.reduce(0) { total, entry in
+            entry.key == excluded || entry.value <= self[entry.key] ? total : total + (entry.value - self[entry.key])
+        }
+    }
+
     public var description: String {
         "{" + origins.map { "\($0):\(self[$0])" }.joined(separator: ",") + "}"
     }

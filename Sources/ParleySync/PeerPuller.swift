@@ -13,6 +13,7 @@ struct PeerPuller: Service {
     let address: String
     let pool: RPCClientPool
     let applier: ReplicationApplier
+    let monitor: ReplicationMonitor
     let logger: Logger
 
     func run() async throws {
@@ -25,8 +26,11 @@ struct PeerPuller: Service {
                 $0.batchSize = 500
             }
             let sync = Parley_Sync.Client(wrapping: try pool.client(for: address))
+            defer { monitor.connected(peer, false) }
             try await sync.pull(request, options: .failFast(timeout: nil)) { response in
+                monitor.connected(peer, true)
                 for try await batch in response.messages.cancelOnGracefulShutdown() {
+                    monitor.received(from: peer, peerApplied: VersionVector(batch.applied))
                     try await applier.receive(batch.events)
                 }
             }

@@ -9,12 +9,14 @@ import ParleyStore
 actor ReplicationApplier {
     private let store: RegionStore
     private let origin: String
+    private let monitor: ReplicationMonitor
     private let logger: Logger
     private var buffer: CausalBuffer<Parley_Event>?
 
-    init(store: RegionStore, origin: String, logger: Logger) {
+    init(store: RegionStore, origin: String, monitor: ReplicationMonitor, logger: Logger) {
         self.store = store
         self.origin = origin
+        self.monitor = monitor
         self.logger = logger
     }
 
@@ -33,6 +35,7 @@ actor ReplicationApplier {
         guard !ready.isEmpty else { return }
         do {
             try await store.applyReplicated(ready)
+            monitor.applied(ready.count)
         } catch {
             // The buffer ran ahead of the database: start again from what is stored.
             self.buffer = nil

@@ -14,6 +14,8 @@ public struct SyncConfiguration: Sendable {
     public var peers: [String: String]
     public var pollInterval: Duration = .milliseconds(5)
     public var clock = HybridLogicalClock()
+    /// Where to serve `GET /status` and `GET /metrics`, if anywhere.
+    public var status: Endpoint?
 
     public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, peers: [String: String]) {
         self.region = region
@@ -30,10 +32,14 @@ public enum SyncServer {
         let postgres = PostgresClient(configuration: configuration.postgres, backgroundLogger: logger)
         let store = RegionStore(client: postgres, origin: configuration.region, clock: configuration.clock, logger: logger)
         let watcher = LogWatcher(store: store, interval: configuration.pollInterval, logger: logger)
-        let applier = ReplicationApplier(store: store, origin: configuration.region, logger: logger)
+        let monitor = ReplicationMonitor(region: configuration.region, peers: Array(configuration.peers.keys))
+        let applier = ReplicationApplier(store: store, origin: configuration.region, monitor: monitor, logger: logger)
         let pool = RPCClientPool()
         let pullers: [any Service] = configuration.peers.sorted { $0.key < $1.key }.map { peer, address in
-            PeerPuller(region: configuration.region, peer: peer, address: address, pool: pool, applier: applier, logger: logger)
+            PeerPuller(
+                region: configuration.region, peer: peer, address: address, pool: pool, applier: applier,
+                monitor: monitor, logger: logger
+            )
         }
         let server = RPCServerService(
             listen: configuration.listen, services: [SyncService(store: store, watcher: watcher, logger: logger)]
@@ -44,7 +50,9 @@ public enum SyncServer {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: postgres), .init(service: pool), .init(service: watcher), .init(service: ready)],
+                services: [.init(service: postgres), .init(service: pool), .init(service: watcher)]
+                    + (configuration.status.map { [.init(service: StatusServer(listen: $0, monitor: monitor, watcher: watcher, logger: logger))] } ?? [])
+                    + [.init(service: ready)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import ParleyCore
 
 /// A whole region, really running: its own Postgres and Redis, two `parley
@@ -107,8 +110,8 @@ public final class LocalRegion: @unchecked Sendable {
         self.syncArguments = syncArguments
         self.directory = directory
         self.tokenSecret = tokenSecret
-        let ports = try (0..<6).map { _ in try FreePort.next() }
-        file = RegionFile(
+        let ports = try (0..<7).map { _ in try FreePort.next() }
+        var file = RegionFile(
             name: name,
             location: .init(latitude: 0, longitude: 0),
             clientNetworks: ["127.0.0.0/8"],
@@ -119,6 +122,8 @@ public final class LocalRegion: @unchecked Sendable {
             sync: "127.0.0.1:\(ports[5])",
             durability: "local"
         )
+        file.syncStatus = "127.0.0.1:\(ports[6])"
+        self.file = file
         try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: "\(directory)/\(name).json"))
     }
 
@@ -156,6 +161,16 @@ public final class LocalRegion: @unchecked Sendable {
         )
         sync = process
         try await FreePort.waitUntilAccepting(Int(file.sync.split(separator: ":")[1])!, server: process)
+    }
+
+    /// The body of `GET <path>` on the sync's status listener (`/status` or `/metrics`).
+    public func syncHTTP(_ path: String) async throws -> String {
+        guard let address = file.syncStatus, let url = URL(string: "http://\(address)\(path)") else {
+            throw TestSupportError("no sync status listener")
+        }
+        let (data, response) = try await URLSession.shared.data(from: url)
+        guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw TestSupportError("GET \(url): \(response)") }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// Graceful stop of the sync process (SIGTERM).

@@ -26,4 +26,13 @@ import Testing
         v["us"] = 0
         #expect(v == VersionVector())
     }
+
+    @Test func eventsBehindCountsWhatTheOtherHasAndThisLacks() {
+        let mine = VersionVector(["eu": 10, "us": 4, "ap": 7])
+        let peers = VersionVector(["eu": 3, "us": 9, "ap": 7, "sa": 2])
+        #expect(mine.eventsBehind(peers) == 5 + 2)
+        #expect(mine.eventsBehind(peers, excluding: "us") == 2)
+        #expect(peers.eventsBehind(mine) == 7)
+        #expect(mine.eventsBehind(mine) == 0)
+    }
 }

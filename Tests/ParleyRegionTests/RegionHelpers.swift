@@ -100,13 +100,13 @@ extension Array where Element == ReceivedEvent {
 }
 
 /// Polls `condition` until it holds or `timeout` passes.
-func eventually(_ timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
+func eventually(_ timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if try condition() { return true }
+        if try await condition() { return true }
         try await Task.sleep(for: .milliseconds(50))
     }
-    return try condition()
+    return try await condition()
 }
 
 extension LocalRegion {

@@ -52,6 +52,9 @@ import Testing
         // eu and us do not pull from each other: everything between them goes through ap.
         let cut = ["eu": ["--without-peer", "us"], "us": ["--without-peer", "eu"]]
         try await LocalCluster.with(syncArguments: cut) { cluster in
+            func apStatus() async throws -> SyncStatus {
+                try JSONDecoder().decode(SyncStatus.self, from: Data(try await cluster["ap"].syncHTTP("/status").utf8))
+            }
             let ann = try await cluster["eu"].connect("ann")
             let bob = try await cluster["us"].connect("bob")
             #expect(try await eventually {
@@ -65,9 +68,21 @@ import Testing
             // us's replication stops; eu keeps writing; us comes back and catches up.
             await cluster["us"].stopSync()
             for round in 0..<20 { _ = try await ann.client.send(to: .user("bob"), body: "while us was away \(round)") }
+            #expect(try await eventually { try await apStatus().peers["us"]?.connected == false }, "ap reports us gone")
             try await cluster["us"].startSync()
             #expect(try await eventually { Set(try cluster.regions.map { try $0.appliedVector }).count == 1 }, "us caught up\n\(cluster.syncLogs)")
             #expect(Set(try cluster.regions.map { try $0.stateDigest }).count == 1)
+
+            // What us's sync reports once caught up: ap connected, nothing behind, the vector in the database.
+            let status = try JSONDecoder().decode(SyncStatus.self, from: Data(try await cluster["us"].syncHTTP("/status").utf8))
+            #expect(status.peers.keys.sorted() == ["ap"], "eu is cut")
+            #expect(status.peers["ap"]?.connected == true && status.peers["ap"]?.lagEvents == 0)
+            #expect(status.eventsApplied == 20, "the twenty sends it missed, applied since it restarted")
+            let vector = status.applied.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")
+            #expect(vector == (try cluster["us"].appliedVector))
+            let metrics = try await cluster["us"].syncHTTP("/metrics")
+            #expect(metrics.contains(#"parley_sync_peer_lag_events{peer="ap"} 0"#), "\(metrics)")
+            #expect(metrics.contains(#"parley_sync_applied_seq{origin="eu"} \#(status.applied["eu"] ?? 0)"#), "\(metrics)")
             for user in [ann, bob] { await user.stop() }
         }
     }
@@ -97,4 +112,19 @@ import Testing
             for user in [ann, bobInEU] { await user.stop() }
         }
     }
+}
+
+/// `GET /status` of a sync, as docs/OPERATIONS.md describes it.
+struct SyncStatus: Decodable {
+    struct Peer: Decodable {
+        var connected: Bool
+        var lagEvents: UInt64
+        var lagSeconds: Double
+    }
+
+    var region: String
+    var applied: [String: UInt64]
+    var peers: [String: Peer]
+    var eventsApplied: UInt64
+    var applyRatePerSecond: Double
 }
