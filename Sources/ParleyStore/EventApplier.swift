@@ -151,6 +151,8 @@ private struct DerivedRows: PostgresPreparedStatement {
         var winners: [ClientKey: Stamped<MessageID>] = [:]
         var members: [FieldKey: Stamped<Bool>] = [:]
         var profiles: [FieldKey: Stamped<String>] = [:]
+        // A direct conversation is inserted once per batch, not once per message.
+        var directConversations: Set<String> = []
         for event in events {
             let stamp = Stamp(hlc: HLC(rawValue: event.hlc), origin: event.origin)
             addLog(event)
@@ -167,7 +169,8 @@ private struct DerivedRows: PostgresPreparedStatement {
                 // The lowest (hlc, origin) wins a client id; the statement's guard does the same against stored rows.
                 let candidate = Stamped(value: id, stamp: stamp)
                 winners[key] = winners[key].map { $0.stamp < stamp ? $0 : candidate } ?? candidate
-                if let (a, b) = ConversationID.directUsers(of: posted.conversationID) {
+                if let (a, b) = ConversationID.directUsers(of: posted.conversationID),
+                   directConversations.insert(posted.conversationID).inserted {
                     addConversation(posted.conversationID, isGroup: false, name: "", owner: "")
                     for user in [a, b] { directConv.append(posted.conversationID); directUser.append(user) }
                 }
@@ -358,7 +361,8 @@ private struct DerivedRows: PostgresPreparedStatement {
                  ON CONFLICT (user_id, field) DO UPDATE
                    SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin
                    WHERE (profiles.hlc, profiles.origin) < (excluded.hlc, excluded.origin))
-        SELECT 1
+        -- Wakes the sync's log watcher at commit (notifications of one transaction are merged).
+        SELECT pg_notify('parley_log', '')
         """
 }
 

@@ -8,6 +8,19 @@ extension RegionStore {
     /// `origin:firstSeq:lastSeq[,…]`.
     public static let replicatedChannel = "parley_replicated"
 
+    /// Any commit that appends to the log notifies this channel (no payload).
+    public static let logChannel = "parley_log"
+
+    /// Calls `changed` whenever a commit has appended to this region's log
+    /// (any origin), until cancelled. Holds one pooled connection.
+    public func listenForLogChanges(_ changed: @Sendable () -> Void) async throws {
+        try await client.withConnection { connection in
+            try await connection.listen(on: Self.logChannel) { notifications in
+                for try await _ in notifications { changed() }
+            }
+        }
+    }
+
     /// Calls `handle` with each batch of events replicated into this region
     /// from now on, until cancelled. Holds one pooled connection.
     public func listenForReplicated(_ handle: @Sendable ([Parley_Event]) async -> Void) async throws {

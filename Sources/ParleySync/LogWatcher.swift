@@ -1,12 +1,15 @@
 import Logging
 import ParleyCore
+import ParleyRPC
 import ParleyStore
 import ServiceLifecycle
 import Synchronization
 
 /// Watches this region's applied vector (every origin's log head) and wakes
-/// the pull streams when it moves. One poll for the whole process, whatever
-/// the number of peers.
+/// the pull streams when it moves. Every commit notifies `parley_log`; the
+/// watcher then reads the vector once (notifications arriving meanwhile are
+/// merged into one more read), with a slow poll as a safety net. One watcher
+/// per process, whatever the number of peers.
 final class LogWatcher: Service, Sendable {
     private struct State {
         var vector = VersionVector()
@@ -49,13 +52,31 @@ final class LogWatcher: Service, Sendable {
     }
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully {
-            do {
-                publish(try await store.appliedVector())
-            } catch {
-                logger.warning("cannot read the applied vector", metadata: ["error": "\(error)"])
+        let (kicks, kick) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let store = self.store
+        let logger = self.logger
+        let interval = self.interval
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await reconnecting("log notifications", logger: logger) {
+                    try await store.listenForLogChanges { kick.yield() }
+                }
             }
-            try? await Task.sleep(for: interval)
+            group.addTask {
+                while !Task.isShuttingDownGracefully, !Task.isCancelled {
+                    kick.yield()
+                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+                }
+                kick.finish()
+            }
+            for await _ in kicks {
+                do {
+                    publish(try await store.appliedVector())
+                } catch {
+                    logger.warning("cannot read the applied vector", metadata: ["error": "\(error)"])
+                }
+            }
+            group.cancelAll()
         }
         publish(current)
     }

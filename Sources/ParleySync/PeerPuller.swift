@@ -23,7 +23,8 @@ struct PeerPuller: Service {
             let request = Parley_PullRequest.with {
                 $0.peer = region
                 $0.after = after.entries
-                $0.batchSize = 500
+                // Large batches: catch-up cost is per transaction as much as per event.
+                $0.batchSize = 2_000
             }
             let sync = Parley_Sync.Client(wrapping: try pool.client(for: address))
             defer { monitor.connected(peer, false) }

@@ -12,7 +12,9 @@ public struct SyncConfiguration: Sendable {
     public var postgres: PostgresClient.Configuration
     /// Peer region name → its sync address.
     public var peers: [String: String]
-    public var pollInterval: Duration = .milliseconds(5)
+    /// Commits wake the log watcher at once (LISTEN/NOTIFY); this poll only
+    /// covers a lost notification connection.
+    public var pollInterval: Duration = .milliseconds(250)
     public var clock = HybridLogicalClock()
     /// Where to serve `GET /status` and `GET /metrics`, if anywhere.
     public var status: Endpoint?

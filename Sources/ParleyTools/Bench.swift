@@ -21,6 +21,12 @@ public struct Bench: Sendable {
         public var warmupSeconds: Int
         /// Sends in flight per client (1: wait for each ack).
         public var window: Int
+        /// When set, each pair's receiver connects here (another region) and
+        /// only senders send: deliveries then measure cross-region visibility.
+        public var receiverGates: [GateAddress]?
+        /// Total sends per second across senders (paced); nil: as fast as acks come back.
+        public var rate: Int?
+        public var durability: Parley_Durability = .default
 
         public init(gates: [GateAddress], tokenSecret: String, clients: Int, seconds: Int, warmupSeconds: Int, window: Int) {
             self.gates = gates
@@ -40,6 +46,8 @@ public struct Bench: Sendable {
         public var errors: UInt64
         public var ackMicros: (p50: UInt64, p99: UInt64, p999: UInt64)
         public var deliverMicros: (p50: UInt64, p99: UInt64, p999: UInt64)
+        /// Commit (the event's hlc, wall-clock milliseconds) to delivery, in ms.
+        public var visibleMillis: (p50: UInt64, p99: UInt64, p999: UInt64)
 
         public var description: String {
             """
@@ -48,6 +56,7 @@ public struct Bench: Sendable {
             delivered  \(String(format2: Double(delivered) / seconds)) msgs/s
             send→ack      p50 \(ms(ackMicros.p50)) ms  p99 \(ms(ackMicros.p99)) ms  p999 \(ms(ackMicros.p999)) ms
             send→deliver  p50 \(ms(deliverMicros.p50)) ms  p99 \(ms(deliverMicros.p99)) ms  p999 \(ms(deliverMicros.p999)) ms
+            commit→deliver (hlc, 1 ms resolution)  p50 \(visibleMillis.p50) ms  p99 \(visibleMillis.p99) ms  p999 \(visibleMillis.p999) ms
             """
         }
 
@@ -62,6 +71,7 @@ public struct Bench: Sendable {
         struct State {
             var ack = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var deliver = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+            var visible = Histogram<UInt64>(highestTrackableValue: 60_000, numberOfSignificantValueDigits: .three)
             var acked: UInt64 = 0
             var delivered: UInt64 = 0
             var errors: UInt64 = 0
@@ -77,7 +87,9 @@ public struct Bench: Sendable {
         var clients: [ParleyClient] = []
         for index in 0..<count {
             let token = try await authority.issue(userID: "bench\(run)_\(index)", lifetime: 3600)
-            let gate = options.gates[index % options.gates.count]
+            let isReceiver = index % 2 == 1
+            let gates = isReceiver ? (options.receiverGates ?? options.gates) : options.gates
+            let gate = gates[index % gates.count]
             var configuration = ParleyClient.Configuration(gates: [gate], token: token, deviceID: "bench")
             configuration.reconnects = false
             let client = ParleyClient(configuration: configuration)
@@ -88,13 +100,21 @@ public struct Bench: Sendable {
         let deadline = ContinuousClock.now + .seconds(options.warmupSeconds + options.seconds)
         let window = options.window
         let warmup = options.warmupSeconds
+        let oneWay = options.receiverGates != nil
+        let senders = oneWay ? count / 2 : count
+        // Each sender paces itself so that all of them together send `rate` per second.
+        let interval = options.rate.map { Duration.seconds(Double(senders) / Double(max(1, $0))) }
+        let durability = options.durability
         var started = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, client) in clients.enumerated() {
                 group.addTask { await Self.receive(client, recorder) }
                 let partner = "bench\(run)_\(index ^ 1)"
+                if oneWay && index % 2 == 1 { continue }
                 for _ in 0..<window {
-                    group.addTask { await Self.send(from: client, to: partner, until: deadline, recorder) }
+                    group.addTask {
+                        await Self.send(from: client, to: partner, every: interval, durability: durability, until: deadline, recorder)
+                    }
                 }
             }
             try await Task.sleep(for: .seconds(warmup))
@@ -111,16 +131,26 @@ public struct Bench: Sendable {
             Report(
                 clients: count, seconds: seconds, acked: state.acked, delivered: state.delivered, errors: state.errors,
                 ackMicros: (state.ack.valueAtPercentile(50), state.ack.valueAtPercentile(99), state.ack.valueAtPercentile(99.9)),
-                deliverMicros: (state.deliver.valueAtPercentile(50), state.deliver.valueAtPercentile(99), state.deliver.valueAtPercentile(99.9))
+                deliverMicros: (state.deliver.valueAtPercentile(50), state.deliver.valueAtPercentile(99), state.deliver.valueAtPercentile(99.9)),
+                visibleMillis: (state.visible.valueAtPercentile(50), state.visible.valueAtPercentile(99), state.visible.valueAtPercentile(99.9))
             )
         }
     }
 
-    private static func send(from client: ParleyClient, to partner: String, until deadline: ContinuousClock.Instant, _ recorder: Recorder) async {
+    private static func send(
+        from client: ParleyClient, to partner: String, every interval: Duration?, durability: Parley_Durability,
+        until deadline: ContinuousClock.Instant, _ recorder: Recorder
+    ) async {
+        // Paced senders start spread over one interval, not all at once.
+        var next = ContinuousClock.now + (interval.map { $0 * Double.random(in: 0..<1) } ?? .zero)
         while ContinuousClock.now < deadline, !Task.isCancelled {
+            if let interval {
+                try? await Task.sleep(until: next)
+                next += interval
+            }
             let sent = monotonicMicros()
             do {
-                _ = try await client.send(to: .user(partner), body: "t=\(sent)")
+                _ = try await client.send(to: .user(partner), body: "t=\(sent)", durability: durability)
                 let latency = monotonicMicros() - sent
                 guard recorder.measuring.load(ordering: .relaxed) else { continue }
                 recorder.state.withLock { state in
@@ -140,10 +170,12 @@ public struct Bench: Sendable {
             guard case .messagePosted(let posted) = received.event.kind, posted.sender != me,
                   received.live, let sent = UInt64(posted.body.dropFirst(2)) else { continue }
             let latency = monotonicMicros() &- sent
+            let visible = WallClock.milliseconds() &- HLC(rawValue: received.event.hlc).milliseconds
             guard recorder.measuring.load(ordering: .relaxed), latency < 60_000_000 else { continue }
             recorder.state.withLock { state in
                 state.delivered += 1
                 _ = state.deliver.record(latency)
+                if visible < 60_000 { _ = state.visible.record(visible) }
             }
         }
     }

@@ -107,14 +107,32 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Measured seconds.") var seconds = 20
     @Option(help: "Warm-up seconds, not measured.") var warmup = 3
     @Option(help: "Sends in flight per client.") var window = 1
+    @Option(help: "Receivers connect to this region's gates (cross-region visibility); default: the same region.")
+    var receiveRegion: String?
+    @Option(help: "Total sends per second, paced; default: as fast as acks return.") var rate: Int?
+    @Option(help: "Send durability: default, local or geo.") var durability = "default"
 
     func run() async throws {
         let (region, _) = try deployment.load()
         let gates = try region.gates.map { try GateChoice.address($0, transport: choice.transport) }
-        let bench = Bench(options: .init(
+        var options = Bench.Options(
             gates: gates, tokenSecret: try deployment.tokenSecret, clients: clients,
             seconds: seconds, warmupSeconds: warmup, window: window
-        ))
+        )
+        if let receiveRegion {
+            guard let peer = try deployment.peers().first(where: { $0.name == receiveRegion }) else {
+                throw ValidationError("no region \(receiveRegion) in the cluster")
+            }
+            options.receiverGates = try peer.gates.map { try GateChoice.address($0, transport: choice.transport) }
+        }
+        options.rate = rate
+        switch durability {
+        case "default": options.durability = .default
+        case "local": options.durability = .local
+        case "geo": options.durability = .geo
+        default: throw ValidationError("durability is default, local or geo")
+        }
+        let bench = Bench(options: options)
         print(try await bench.run())
     }
 }
