@@ -36,6 +36,11 @@ public nonisolated struct Parley_PullRequest: Sendable {
 
   public var batchSize: UInt32 = 0
 
+  /// Only these origins; empty means every origin. A region asks each peer
+  /// for the peer's own origin, and for another origin only while its direct
+  /// link to that origin is down, so no event is shipped to it twice.
+  public var origins: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -99,7 +104,7 @@ fileprivate nonisolated let _protobuf_package = "parley"
 
 nonisolated extension Parley_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{1}after\0\u{3}batch_size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}peer\0\u{1}after\0\u{3}batch_size\0\u{1}origins\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -110,6 +115,7 @@ nonisolated extension Parley_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._
       case 1: try { try decoder.decodeSingularStringField(value: &self.peer) }()
       case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.after) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.batchSize) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.origins) }()
       default: break
       }
     }
@@ -125,6 +131,9 @@ nonisolated extension Parley_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._
     if self.batchSize != 0 {
       try visitor.visitSingularUInt32Field(value: self.batchSize, fieldNumber: 3)
     }
+    if !self.origins.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.origins, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -132,6 +141,7 @@ nonisolated extension Parley_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.peer != rhs.peer {return false}
     if lhs.after != rhs.after {return false}
     if lhs.batchSize != rhs.batchSize {return false}
+    if lhs.origins != rhs.origins {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

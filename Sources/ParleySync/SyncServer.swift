@@ -10,8 +10,10 @@ public struct SyncConfiguration: Sendable {
     public var region: String
     public var listen: Endpoint
     public var postgres: PostgresClient.Configuration
-    /// Peer region name → its sync address.
+    /// Peer region name → its sync address (the peers pulled from directly).
     public var peers: [String: String]
+    /// Every other region of the cluster, including any not pulled from directly.
+    public var origins: Set<String> = []
     /// Commits wake the log watcher at once (LISTEN/NOTIFY); this poll only
     /// covers a lost notification connection.
     public var pollInterval: Duration = .milliseconds(250)
@@ -37,10 +39,11 @@ public enum SyncServer {
         let monitor = ReplicationMonitor(region: configuration.region, peers: Array(configuration.peers.keys))
         let applier = ReplicationApplier(store: store, origin: configuration.region, monitor: monitor, logger: logger)
         let pool = RPCClientPool()
+        let links = DirectLinks(origins: configuration.origins.union(configuration.peers.keys))
         let pullers: [any Service] = configuration.peers.sorted { $0.key < $1.key }.map { peer, address in
             PeerPuller(
                 region: configuration.region, peer: peer, address: address, pool: pool, applier: applier,
-                monitor: monitor, logger: logger
+                monitor: monitor, links: links, logger: logger
             )
         }
         let server = RPCServerService(

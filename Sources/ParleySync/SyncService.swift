@@ -17,6 +17,7 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
 
     func pull(request: Parley_PullRequest, response: RPCWriter<Parley_PullBatch>, context: ServerContext) async throws {
         let after = VersionVector(request.after)
+        let only = Set(request.origins)
         let batchSize = Int(request.batchSize == 0 ? 500 : min(request.batchSize, 5_000))
         logger.info("peer pulling", metadata: ["peer": "\(request.peer)", "after": "\(after)"])
         // At shutdown the stream ends; the peer resumes from its applied vector.
@@ -24,6 +25,8 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
             var sent = after
             while !Task.isCancelled {
                 let available = watcher.current
+                // Origins not asked for count as fully sent, so they never wake this stream.
+                for origin in available.origins where !only.isEmpty && !only.contains(origin) { sent[origin] = .max }
                 var wrote = false
                 for origin in available.origins where available[origin] > sent[origin] {
                     let events = try await store.events(origin: origin, after: sent[origin], limit: batchSize)

@@ -18,6 +18,7 @@ struct SyncCommand: AsyncParsableCommand {
         let peers = Dictionary(uniqueKeysWithValues: try deployment.peers().filter { !withoutPeer.contains($0.name) }.map { ($0.name, $0.sync) })
         var configuration = SyncConfiguration(region: region.name, listen: try Endpoint(region.sync), postgres: postgres, peers: peers)
         configuration.clock = deployment.clock
+        configuration.origins = Set(try deployment.peers().map(\.name))
         configuration.status = try region.syncStatus.map { try Endpoint($0) }
         try await SyncServer.run(configuration, logger: deployment.logger("parley.sync"))
     }
