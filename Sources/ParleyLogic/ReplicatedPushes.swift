@@ -4,8 +4,11 @@ import ParleyStore
 import ServiceLifecycle
 
 /// Pushes events that `parley sync` applied here to this region's online
-/// devices, as the dispatcher does for local commits. Every logic instance
-/// listens, so a device may get such a push twice; its cursor drops the copy.
+/// devices, as the dispatcher does for local commits. One logic instance per
+/// region does it (the holder of an advisory lock on its listening
+/// connection); the others stand by and take over within a second of its
+/// connection closing. A push missed meanwhile shows the device a gap at the
+/// next one, and it pulls.
 struct ReplicatedPushes: Service {
     let store: RegionStore
     let dispatcher: PushDispatcher
@@ -14,7 +17,7 @@ struct ReplicatedPushes: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             await reconnecting("replication notifications", logger: logger) {
-                try await store.listenForReplicated { events in dispatcher.enqueue(events) }
+                try await store.listenForReplicated(asLeader: true) { events in dispatcher.enqueue(events) }
             }
         }
     }

@@ -22,19 +22,37 @@ extension RegionStore {
     }
 
     /// Calls `handle` with each batch of events replicated into this region
-    /// from now on, until cancelled. Holds one pooled connection.
-    public func listenForReplicated(_ handle: @Sendable ([Parley_Event]) async -> Void) async throws {
+    /// from now on, until cancelled. Holds one pooled connection. With
+    /// `asLeader`, first waits (polling once a second) for the region's
+    /// replicated-push lock, held by that connection's session, so one
+    /// listener per region handles each batch.
+    public func listenForReplicated(asLeader: Bool = false, _ handle: @Sendable ([Parley_Event]) async -> Void) async throws {
         try await client.withConnection { connection in
-            try await connection.listen(on: Self.replicatedChannel) { notifications in
-                for try await notification in notifications {
-                    for range in notification.payload.split(separator: ",") {
-                        let parts = range.split(separator: ":")
-                        guard parts.count == 3, let first = UInt64(parts[1]), let last = UInt64(parts[2]), last >= first else { continue }
-                        let events = try await events(origin: String(parts[0]), after: first - 1, limit: Int(last - first + 1))
-                        await handle(events)
+            while asLeader {
+                // One lock id for "pshr" (replicated pushes).
+                let rows = try await connection.query("SELECT pg_try_advisory_lock(1886613618)", logger: logger)
+                var acquired = false
+                for try await granted in rows.decode(Bool.self) { acquired = granted }
+                if acquired { break }
+                try await Task.sleep(for: .seconds(1))
+            }
+            do {
+                try await connection.listen(on: Self.replicatedChannel) { notifications in
+                    for try await notification in notifications {
+                        for range in notification.payload.split(separator: ",") {
+                            let parts = range.split(separator: ":")
+                            guard parts.count == 3, let first = UInt64(parts[1]), let last = UInt64(parts[2]), last >= first else { continue }
+                            let events = try await events(origin: String(parts[0]), after: first - 1, limit: Int(last - first + 1))
+                            await handle(events)
+                        }
                     }
                 }
+            } catch {
+                // The connection goes back to the pool: it must not keep leading.
+                if asLeader { _ = try? await connection.query("SELECT pg_advisory_unlock_all()", logger: logger) }
+                throw error
             }
+            if asLeader { _ = try? await connection.query("SELECT pg_advisory_unlock_all()", logger: logger) }
         }
     }
 
