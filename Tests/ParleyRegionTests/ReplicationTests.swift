@@ -87,6 +87,31 @@ import Testing
         }
     }
 
+    /// One logic instance per region pushes replicated events; whichever it
+    /// is, killing it hands the job to the other.
+    @Test func replicatedPushesResumeWhenTheLogicInstanceSendingThemDies() async throws {
+        try await LocalCluster.with(["eu", "us"]) { cluster in
+            let ann = try await cluster["eu"].connect("ann")
+            let bob = try await cluster["us"].connect("bob")
+            #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "2" } },
+                    "\(cluster.syncLogs)")
+            for victim in [0, 1] {
+                await cluster["us"].killLogic(victim)
+                // The standby takes the lead within about a second; until it listens, pushes
+                // are missed (bob would sync them), so keep writing until one arrives live.
+                var pushed = false
+                for attempt in 0..<20 where !pushed {
+                    let body = "after us logic\(victim) died, \(attempt)"
+                    _ = try await ann.client.send(to: .user("bob"), body: body)
+                    pushed = await bob.inbox.wait(timeout: .milliseconds(500)) { $0.contains { $0.live && $0.isMessage(body) } }
+                }
+                #expect(pushed, "a replicated message reached bob live after logic\(victim) died")
+                try await cluster["us"].startLogic(victim)
+            }
+            for user in [ann, bob] { await user.stop() }
+        }
+    }
+
     @Test func aDeviceThatMovesToAnotherRegionResumesWithNoGapAndNothingTwice() async throws {
         try await LocalCluster.with { cluster in
             let ann = try await cluster["eu"].connect("ann")
