@@ -27,12 +27,7 @@ struct GeoDurability: Sendable {
         // deadline, a little later, covers a peer that never answers. The call
         // waits for a connection rather than failing at once: a peer that is
         // restarting may still confirm in time.
-        let options = {
-            var options = CallOptions.defaults
-            options.timeout = timeout + .milliseconds(500)
-            options.waitForReady = true
-            return options
-        }()
+        let options = CallOptions.waitingForReady(timeout: timeout + .milliseconds(500))
         let confirmed = await withTaskGroup(of: Bool.self) { group in
             for (peer, address) in peers {
                 group.addTask {

@@ -80,4 +80,12 @@ extension CallOptions {
         options.waitForReady = false
         return options
     }
+
+    /// Calls that wait, up to `timeout`, for a peer that may be reconnecting.
+    public static func waitingForReady(timeout: Duration) -> CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = timeout
+        options.waitForReady = true
+        return options
+    }
 }

@@ -89,6 +89,12 @@ private struct DerivedRows: PostgresPreparedStatement {
         static func later(_ a: Self, _ b: Self) -> Self { b.stamp > a.stamp ? b : a }
     }
 
+    /// Offers a write to a register: the later stamp stays.
+    private static func offer<Key: Hashable, Value>(_ registers: inout [Key: Stamped<Value>], _ key: Key, _ value: Value, at stamp: Stamp) {
+        let write = Stamped(value: value, stamp: stamp)
+        registers[key] = registers[key].map { Stamped.later($0, write) } ?? write
+    }
+
     private struct MessageRow {
         var conversationID: String
         var hlc: UInt64
@@ -178,12 +184,12 @@ private struct DerivedRows: PostgresPreparedStatement {
                 let conversationID = ConversationID.group(group.groupID)
                 addConversation(conversationID, isGroup: true, name: group.name, owner: group.owner)
                 for member in Set(group.members).union([group.owner]) {
-                    members.merge([FieldKey(owner: conversationID, name: member): Stamped(value: true, stamp: stamp)], uniquingKeysWith: Stamped.later)
+                    Self.offer(&members, FieldKey(owner: conversationID, name: member), true, at: stamp)
                 }
             case .memberAdded(let change):
-                members.merge([FieldKey(owner: ConversationID.group(change.groupID), name: change.userID): Stamped(value: true, stamp: stamp)], uniquingKeysWith: Stamped.later)
+                Self.offer(&members, FieldKey(owner: ConversationID.group(change.groupID), name: change.userID), true, at: stamp)
             case .memberRemoved(let change):
-                members.merge([FieldKey(owner: ConversationID.group(change.groupID), name: change.userID): Stamped(value: false, stamp: stamp)], uniquingKeysWith: Stamped.later)
+                Self.offer(&members, FieldKey(owner: ConversationID.group(change.groupID), name: change.userID), false, at: stamp)
             case .messageEdited(let edit):
                 guard let target = MessageID(edit.messageID) else { break }
                 if var row = messages[target] {
@@ -193,7 +199,7 @@ private struct DerivedRows: PostgresPreparedStatement {
                         messages[target] = row
                     }
                 } else {
-                    edits.merge([target: Stamped(value: edit.body, stamp: stamp)], uniquingKeysWith: Stamped.later)
+                    Self.offer(&edits, target, edit.body, at: stamp)
                 }
             case .messageRecalled(let recall):
                 guard let target = MessageID(recall.messageID) else { break }
@@ -207,7 +213,7 @@ private struct DerivedRows: PostgresPreparedStatement {
                     edits[target] = nil
                 }
             case .profileSet(let profile):
-                profiles.merge([FieldKey(owner: profile.userID, name: profile.field): Stamped(value: profile.value, stamp: stamp)], uniquingKeysWith: Stamped.later)
+                Self.offer(&profiles, FieldKey(owner: profile.userID, name: profile.field), profile.value, at: stamp)
             case .readMoved, nil:
                 break
             }
