@@ -125,6 +125,15 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // A TCP proxy that delays, loses, drops, blackholes or cuts a link: this
+        // kernel has no netem; tests, benchmarks and drills hurt links with it.
+        .target(
+            name: "ParleyFault",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Client SDK: ships to apps alone.
         .target(
             name: "ParleyClient",
@@ -147,7 +156,7 @@ let package = Package(
         // Ephemeral real servers (Postgres, Redis) and whole regions for tests.
         .target(
             name: "ParleyTestSupport",
-            dependencies: ["ParleyCore"]
+            dependencies: ["ParleyCore", "ParleyFault"]
         ),
         .executableTarget(
             name: "parley",
@@ -169,6 +178,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth"]),
+        .testTarget(
+            name: "ParleyFaultTests",
+            dependencies: [
+                "ParleyFault",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "ParleyRedisTests", dependencies: ["ParleyRedis", "ParleyPresence", "ParleyTestSupport"]),
         .testTarget(
             name: "ParleyStoreTests",
@@ -181,7 +198,7 @@ let package = Package(
         .testTarget(
             name: "ParleyRegionTests",
             dependencies: [
-                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyTools", "ParleyTestSupport",
+                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyTools", "ParleyTestSupport", "ParleyFault",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -7,10 +7,15 @@ public struct RPCServerService: Service {
     public let server: GRPCServer<HTTP2ServerTransport.Posix>
 
     public init(listen: Endpoint, services: [any RegistrableRPCService]) {
+        var config = HTTP2ServerTransport.Posix.Config.defaults
+        // Our clients ping idle connections every two seconds to notice partitions
+        // (RPCClientPool); the default policy would close them for it.
+        config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .seconds(1), allowWithoutCalls: true)
         server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: listen.host, port: listen.port),
-                transportSecurity: .plaintext
+                transportSecurity: .plaintext,
+                config: config
             ),
             services: services
         )

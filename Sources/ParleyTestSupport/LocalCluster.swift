@@ -1,17 +1,30 @@
 import Foundation
 import ParleyCore
+import ParleyFault
 
 /// Several regions really running, replicating through their `parley sync`:
 /// each with its own Postgres, Redis, logic instances and gate, all sharing
 /// one regions folder and one token secret.
 public final class LocalCluster: Sendable {
     public let regions: [LocalRegion]
+    /// With `faultyLinks`, the proxy each region's sync and logic reach a
+    /// peer's sync through, by (from, to): what `to` serves `from` crosses it.
+    private let links: [String: FaultProxy]
+
+    public func link(from: String, to: String) -> FaultProxy { links["\(from)>\(to)"]! }
+
+    /// Sets the faults of both directions between two regions.
+    public func setLink(_ a: String, _ b: String, _ faults: LinkFaults) {
+        link(from: a, to: b).set(faults)
+        link(from: b, to: a).set(faults)
+    }
 
     public subscript(name: String) -> LocalRegion { regions.first { $0.name == name }! }
 
     /// Starts the regions, runs `body`, and stops everything even if `body` throws.
     public static func with<T: Sendable>(
         _ names: [String] = ["eu", "us", "ap"], logicArguments: [String: [String]] = [:], syncArguments: [String: [String]] = [:],
+        faultyLinks: Bool = false,
         _ body: (LocalCluster) async throws -> T
     ) async throws -> T {
         let directory = try TestRun.scratch("cluster")
@@ -19,6 +32,7 @@ public final class LocalCluster: Sendable {
         try JSONEncoder().encode(ClusterFile(regions: names, tokenSecret: secret))
             .write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
         var started: [LocalRegion] = []
+        var links: [String: FaultProxy] = [:]
         do {
             for name in names {
                 started.append(try await LocalRegion.prepare(
@@ -26,29 +40,47 @@ public final class LocalCluster: Sendable {
                     logicArguments: logicArguments[name] ?? [], syncArguments: syncArguments[name] ?? []
                 ))
             }
+            if faultyLinks {
+                for from in started {
+                    for to in started where to !== from {
+                        let proxy = try await FaultProxy.start(
+                            name: "\(from.name)>\(to.name)", listenPort: try FreePort.next(),
+                            upstreamHost: "127.0.0.1", upstreamPort: Int(to.file.sync.split(separator: ":")[1])!
+                        )
+                        links[proxy.name] = proxy
+                        let via = ["--peer-sync", "\(to.name)=127.0.0.1:\(proxy.port)"]
+                        from.logicArguments += via
+                        from.syncArguments += via
+                    }
+                }
+            }
             for region in started { try await region.launch(withSync: true) }
         } catch {
-            await stop(started)
+            await stop(started, links)
             throw error
         }
-        let cluster = LocalCluster(regions: started)
+        let cluster = LocalCluster(regions: started, links: links)
         do {
             let result = try await body(cluster)
-            await stop(started)
+            await stop(started, links)
             return result
         } catch {
-            await stop(started)
+            await stop(started, links)
             throw error
         }
     }
 
-    private static func stop(_ regions: [LocalRegion]) async {
+    private static func stop(_ regions: [LocalRegion], _ links: [String: FaultProxy]) async {
         await withDiscardingTaskGroup { group in
             for region in regions { group.addTask { await region.stop() } }
         }
+        for link in links.values { await link.stop() }
     }
 
-    private init(regions: [LocalRegion]) { self.regions = regions }
+    private init(regions: [LocalRegion], links: [String: FaultProxy]) {
+        self.regions = regions
+        self.links = links
+    }
 
     /// The end of every region's sync log, for failure messages.
     public var syncLogs: String {

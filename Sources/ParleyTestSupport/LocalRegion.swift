@@ -26,8 +26,9 @@ public final class LocalRegion: @unchecked Sendable {
     public private(set) var gate: ChildProcess?
     public private(set) var sync: ChildProcess?
     let gateArguments: [String]
-    let logicArguments: [String]
-    let syncArguments: [String]
+    // Set before launch by a cluster that routes peer links through proxies.
+    var logicArguments: [String]
+    var syncArguments: [String]
 
     public static let binary: String = {
         if let path = ProcessInfo.processInfo.environment["PARLEY_BIN"] { return path }

@@ -15,6 +15,11 @@ struct DeploymentOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
+    @Option(help: ArgumentHelp("Reach a peer region's sync at this address instead of its region file's (repeatable).",
+                               discussion: "REGION=HOST:PORT, e.g. through `parley proxy` to delay or cut that link.",
+                               valueName: "region=host:port"))
+    var peerSync: [String] = []
+
     @Option(help: ArgumentHelp("Milliseconds added to this process's wall clock (negative: behind).",
                                discussion: "For tests and drills of a region whose clock is off; hybrid logical clocks keep causal order."))
     var clockSkewMs = 0
@@ -31,10 +36,22 @@ struct DeploymentOptions: ParsableArguments {
         return (region, cluster)
     }
 
-    /// Every other region of the cluster, by name.
+    /// Every other region of the cluster, by name, with `--peer-sync` applied.
     func peers() throws -> [RegionFile] {
         let cluster = try ClusterFile.decode(read("cluster.json"))
-        return try cluster.regions.filter { $0 != region }.map { try RegionFile.decode(read("\($0).json")) }
+        var via: [String: String] = [:]
+        for entry in peerSync {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, cluster.regions.contains(parts[0]), parts[1].contains(":") else {
+                throw ValidationError("--peer-sync wants REGION=HOST:PORT with a region of the cluster, not \(entry)")
+            }
+            via[parts[0]] = parts[1]
+        }
+        return try cluster.regions.filter { $0 != region }.map { name in
+            var peer = try RegionFile.decode(read("\(name).json"))
+            if let address = via[name] { peer.sync = address }
+            return peer
+        }
     }
 
     /// The region's PostgreSQL, as every role that stores connects to it.
