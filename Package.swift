@@ -162,7 +162,9 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyCore", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleySync", "ParleyClient", "ParleyTools", "ParleyRPC", "ParleyStore",
+                "ParleyFault",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

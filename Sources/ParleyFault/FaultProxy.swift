@@ -42,6 +42,18 @@ public struct LinkFaults: Codable, Sendable, Equatable {
     }
 
     public static let healthy = LinkFaults()
+
+    /// Absent fields take their healthy value: `{"delayMs": 50}` is a delay alone.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            state: try container.decodeIfPresent(State.self, forKey: .state) ?? .open,
+            delayMs: try container.decodeIfPresent(Int.self, forKey: .delayMs) ?? 0,
+            dropRate: try container.decodeIfPresent(Double.self, forKey: .dropRate) ?? 0,
+            lossRate: try container.decodeIfPresent(Double.self, forKey: .lossRate) ?? 0,
+            retransmitMs: try container.decodeIfPresent(Int.self, forKey: .retransmitMs) ?? 200
+        )
+    }
 }
 
 /// A TCP proxy in front of one upstream address that delays, loses, drops,

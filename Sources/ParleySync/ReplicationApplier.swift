@@ -5,42 +5,82 @@ import ParleyStore
 
 /// Applies what the peers send, in causal order, once each: events from all
 /// peers go through one `CausalBuffer`, and whatever it releases is applied
-/// in one transaction per batch.
+/// by one loop, one transaction for everything released since the last one.
+///
+/// Receiving does not wait for the database: a puller hands its batch over
+/// and reads the next while the previous transaction commits, so under load
+/// transactions grow instead of queueing (one per received message capped a
+/// region at ~200 small transactions/s). A puller waits only when more than
+/// `highWater` events are waiting to be applied: that is the flow control
+/// that keeps a fast peer from filling memory.
 actor ReplicationApplier {
     private let store: RegionStore
     private let origin: String
     private let monitor: ReplicationMonitor
     private let logger: Logger
+    private let highWater: Int
+    private let maxTransaction: Int
     private var buffer: CausalBuffer<Parley_Event>?
+    /// Released by the buffer, in causal order, not yet committed.
+    private var pending: [Parley_Event] = []
+    private var applying = false
+    private var roomWaiters: [CheckedContinuation<Void, Never>] = []
 
-    init(store: RegionStore, origin: String, monitor: ReplicationMonitor, logger: Logger) {
+    init(store: RegionStore, origin: String, monitor: ReplicationMonitor, logger: Logger, highWater: Int = 20_000, maxTransaction: Int = 10_000) {
         self.store = store
         self.origin = origin
         self.monitor = monitor
         self.logger = logger
+        self.highWater = highWater
+        self.maxTransaction = maxTransaction
     }
 
-    /// The applied vector, as a puller should ask peers for.
+    /// The vector a puller should ask peers from: what is applied or on its
+    /// way to the database (a pending event is retried until it is stored).
     func vector() async throws -> VersionVector {
         try await prepared().applied
     }
 
+    /// Hands events over for applying; returns at once unless too many wait.
     func receive(_ events: [Parley_Event]) async throws {
         var buffer = try await prepared()
-        var ready: [Parley_Event] = []
         for event in events where event.origin != origin {
-            ready += buffer.receive(origin: event.origin, seq: event.seq, deps: VersionVector(event.deps), payload: event)
+            pending += buffer.receive(origin: event.origin, seq: event.seq, deps: VersionVector(event.deps), payload: event)
         }
         self.buffer = buffer
-        guard !ready.isEmpty else { return }
-        do {
-            try await store.applyReplicated(ready)
-            monitor.applied(ready.count)
-        } catch {
-            // The buffer ran ahead of the database: start again from what is stored.
-            self.buffer = nil
-            throw error
+        if !pending.isEmpty, !applying {
+            applying = true
+            Task { await self.applyPending() }
         }
+        while pending.count > highWater {
+            await withCheckedContinuation { roomWaiters.append($0) }
+        }
+    }
+
+    /// Commits what is pending until nothing is. A failed transaction stored
+    /// nothing (and an event stored anyway is skipped), so it is retried as
+    /// is: the buffer already released those events and no peer sends them again.
+    private func applyPending() async {
+        var failures = 0
+        while !pending.isEmpty {
+            let batch = Array(pending.prefix(maxTransaction))
+            do {
+                try await store.applyReplicated(batch)
+                pending.removeFirst(batch.count)
+                monitor.applied(batch.count)
+                failures = 0
+                if pending.count <= highWater, !roomWaiters.isEmpty {
+                    let waiters = roomWaiters
+                    roomWaiters = []
+                    for waiter in waiters { waiter.resume() }
+                }
+            } catch {
+                failures += 1
+                if failures == 1 { logger.warning("cannot apply replicated events; retrying", metadata: ["error": "\(error)"]) }
+                try? await Task.sleep(for: .milliseconds(min(2_000, 50 << min(failures, 6))))
+            }
+        }
+        applying = false
     }
 
     /// The buffer, seeded from the database. This region's own origin counts
