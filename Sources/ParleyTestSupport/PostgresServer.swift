@@ -23,7 +23,7 @@ public final class PostgresServer: Sendable {
         try FileManager.default.createDirectory(atPath: sockets, withIntermediateDirectories: true)
         let asPostgres = getuid() == 0
         if asPostgres { try run("/bin/chown", ["-R", "postgres:postgres", root]) }
-        try run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], asPostgres: asPostgres)
+        try run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"], asPostgres: asPostgres)
         let port = try FreePort.next()
         let arguments = [
             "-D", data, "-p", "\(port)", "-k", sockets, "-c", "listen_addresses=127.0.0.1",
