@@ -116,7 +116,8 @@ private struct DerivedRows: PostgresPreparedStatement {
     }
 
     // events
-    var logOrigin: [String] = [], logSeq: [Int64] = [], logHLC: [Int64] = [], logKind: [Int16] = [], logPayload: [ByteBuffer] = []
+    var logOrigin: [String] = [], logSeq: [Int64] = [], logHLC: [Int64] = [], logKind: [Int16] = [], logPayload: [ByteBuffer] = [],
+        logConversation: [String] = []
     // inbox
     var inboxUser: [String] = [], inboxOrigin: [String] = [], inboxUserSeq: [Int64] = [], inboxEventSeq: [Int64] = []
     // users
@@ -246,7 +247,7 @@ private struct DerivedRows: PostgresPreparedStatement {
 
     private mutating func addLog(_ event: Parley_Event) {
         logOrigin.append(event.origin); logSeq.append(Int64(event.seq)); logHLC.append(Int64(event.hlc))
-        logKind.append(event.kindNumber); logPayload.append(event.encodedBuffer)
+        logKind.append(event.kindNumber); logPayload.append(event.encodedBuffer); logConversation.append(event.conversationID)
         for entry in event.audience {
             inboxUser.append(entry.userID); inboxOrigin.append(event.origin)
             inboxUserSeq.append(Int64(entry.userSeq)); inboxEventSeq.append(Int64(event.seq))
@@ -307,6 +308,7 @@ private struct DerivedRows: PostgresPreparedStatement {
         b.append(editOrigin); b.append(editSeq); b.append(editBody); b.append(editHLC); b.append(editBy)  // 50-54
         b.append(recallOrigin); b.append(recallSeq)  // 55-56
         b.append(profileUser); b.append(profileField); b.append(profileValue); b.append(profileHLC); b.append(profileOrigin)  // 57-61
+        b.append(logConversation)  // 62
         return b
     }
 
@@ -315,8 +317,8 @@ private struct DerivedRows: PostgresPreparedStatement {
     /// heads) only move to a winning stamp, so replays change nothing.
     static let sql = """
         WITH
-          ev AS (INSERT INTO events (origin, seq, hlc, kind, payload)
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int2[], $5::bytea[])
+          ev AS (INSERT INTO events (origin, seq, hlc, kind, payload, conversation_id)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int2[], $5::bytea[], $62::text[])
                  ON CONFLICT DO NOTHING),
           ib AS (INSERT INTO inbox (user_id, origin, user_seq, event_seq)
                  SELECT * FROM unnest($6::text[], $7::text[], $8::bigint[], $9::bigint[])
@@ -373,6 +375,21 @@ private struct DerivedRows: PostgresPreparedStatement {
 }
 
 extension Parley_Event {
+    /// The `conversation_id` column: the conversation the event changes, or
+    /// "" (registrations and profiles belong to none).
+    var conversationID: String {
+        switch kind {
+        case .messagePosted(let posted): posted.conversationID
+        case .readMoved(let read): read.conversationID
+        case .groupCreated(let group): ConversationID.group(group.groupID)
+        case .messageEdited(let edit): edit.conversationID
+        case .messageRecalled(let recall): recall.conversationID
+        case .memberAdded(let added): ConversationID.group(added.groupID)
+        case .memberRemoved(let removed): ConversationID.group(removed.groupID)
+        case .userRegistered, .profileSet, nil: ""
+        }
+    }
+
     /// The `kind` column: which body the event carries.
     var kindNumber: Int16 {
         switch kind {

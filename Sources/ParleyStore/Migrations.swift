@@ -125,6 +125,7 @@ public enum Migrations {
             )
             """,
         ]),
+        (3, Digests.migration),
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.
