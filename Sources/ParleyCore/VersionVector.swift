@@ -46,6 +46,20 @@ public struct VersionVector: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Parses `origin:seq,origin:seq` (as `compact` writes it); nil if malformed.
+    public init?(compact text: String) {
+        var entries: [String: UInt64] = [:]
+        for part in text.split(separator: ",") {
+            let pair = part.split(separator: ":")
+            guard pair.count == 2, !pair[0].isEmpty, let seq = UInt64(pair[1]) else { return nil }
+            entries[String(pair[0])] = seq
+        }
+        self.init(entries)
+    }
+
+    /// `origin:seq,origin:seq`, sorted by origin: a vector in a URL or a report.
+    public var compact: String { origins.map { "\($0):\(self[$0])" }.joined(separator: ",") }
+
     public var description: String {
         "{" + origins.map { "\($0):\(self[$0])" }.joined(separator: ",") + "}"
     }

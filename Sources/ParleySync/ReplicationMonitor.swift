@@ -7,25 +7,6 @@ import Synchronization
 /// far it is behind each peer (in events and in seconds), and how fast it
 /// applies. Fed by the pullers and the applier; read over HTTP.
 final class ReplicationMonitor: Sendable {
-    struct PeerStatus: Codable, Sendable {
-        var connected: Bool
-        /// Events the peer holds (as of its last batch) that this region has not applied.
-        var lagEvents: UInt64
-        /// How long this region has been behind the peer; 0 when caught up.
-        var lagSeconds: Double
-        /// Milliseconds since the peer's last batch was received, nil before the first.
-        var lastBatchAgoMs: UInt64?
-    }
-
-    struct Status: Codable, Sendable {
-        var region: String
-        var applied: [String: UInt64]
-        var peers: [String: PeerStatus]
-        var eventsApplied: UInt64
-        /// Events applied per second over the last ten seconds.
-        var applyRatePerSecond: Double
-    }
-
     private struct Peer {
         var connected = false
         var reported = VersionVector()
@@ -74,23 +55,23 @@ final class ReplicationMonitor: Sendable {
     }
 
     /// The status against this region's applied vector `local`.
-    func status(local: VersionVector) -> Status {
+    func status(local: VersionVector) -> ReplicationStatus {
         let now = WallClock.milliseconds()
         return state.withLock { state in
             state.recent.removeAll { now - $0.ms > Self.rateWindowMs }
-            var peers: [String: PeerStatus] = [:]
+            var peers: [String: PeerReplicationStatus] = [:]
             for name in state.peers.keys {
                 guard var peer = state.peers[name] else { continue }
                 let behind = local.eventsBehind(peer.reported, excluding: region)
                 if behind == 0 { peer.behindSinceMs = nil } else if peer.behindSinceMs == nil { peer.behindSinceMs = now }
                 state.peers[name] = peer
-                peers[name] = PeerStatus(
+                peers[name] = PeerReplicationStatus(
                     connected: peer.connected, lagEvents: behind,
                     lagSeconds: Double(now - (peer.behindSinceMs ?? now)) / 1000,
                     lastBatchAgoMs: peer.lastBatchMs.map { now - $0 }
                 )
             }
-            return Status(
+            return ReplicationStatus(
                 region: region, applied: local.entries, peers: peers, eventsApplied: state.eventsApplied,
                 applyRatePerSecond: Double(state.recent.reduce(0) { $0 + $1.events }) / Double(Self.rateWindowMs / 1000)
             )

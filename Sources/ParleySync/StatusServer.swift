@@ -1,7 +1,9 @@
 import Foundation
 import Hummingbird
 import Logging
+import ParleyCore
 import ParleyRPC
+import ParleyStore
 import ServiceLifecycle
 
 /// `GET /status` (JSON) and `GET /metrics` (Prometheus) for a region's sync.
@@ -9,6 +11,7 @@ struct StatusServer: Service {
     let listen: Endpoint
     let monitor: ReplicationMonitor
     let watcher: LogWatcher
+    let store: RegionStore
     let logger: Logger
 
     func run() async throws {
@@ -25,6 +28,7 @@ struct StatusServer: Service {
                 body: .init(byteBuffer: ByteBuffer(string: monitor.prometheus(local: watcher.current)))
             )
         }
+        addDigestRoutes(to: router)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "parley-sync"),
@@ -32,4 +36,54 @@ struct StatusServer: Service {
         )
         try await app.run()
     }
+}
+
+/// The digests `parley check` compares (docs/OPERATIONS.md, "Checking that
+/// regions agree"), all JSON:
+/// - `GET /digest/log?at=eu:10,us:7`: per origin, the log through that seq;
+/// - `GET /digest/log/buckets?origin=eu&through=10`: its buckets of 1,024 seqs;
+/// - `GET /digest/log/events?origin=eu&bucket=0&through=10`: one bucket's events;
+/// - `GET /digest/integrity`: per origin, applied seq and events stored;
+/// - `GET /digest/conversations`: every conversation's log and state digests;
+/// - `GET /digest/state?conversation=ID`: one conversation's state rows.
+extension StatusServer {
+    private func addDigestRoutes(to router: Router<BasicRequestContext>) {
+        let store = self.store
+        router.get("/digest/log") { request, _ -> Response in
+            guard let vector = VersionVector(compact: request.uri.queryParameters.get("at") ?? "") else {
+                throw HTTPError(.badRequest, message: "at=origin:seq,... is required")
+            }
+            return try json(try await store.logDigests(at: vector))
+        }
+        router.get("/digest/log/buckets") { request, _ -> Response in
+            let query = request.uri.queryParameters
+            guard let origin = query.get("origin"), let through = query.get("through", as: UInt64.self) else {
+                throw HTTPError(.badRequest, message: "origin and through are required")
+            }
+            return try json(try await store.logBuckets(origin: origin, through: through))
+        }
+        router.get("/digest/log/events") { request, _ -> Response in
+            let query = request.uri.queryParameters
+            guard let origin = query.get("origin"), let bucket = query.get("bucket", as: Int64.self),
+                  let through = query.get("through", as: UInt64.self)
+            else { throw HTTPError(.badRequest, message: "origin, bucket and through are required") }
+            return try json(try await store.events(origin: origin, bucket: bucket, through: through))
+        }
+        router.get("/digest/integrity") { _, _ -> Response in
+            try json(try await store.logIntegrity())
+        }
+        router.get("/digest/conversations") { _, _ -> Response in
+            try json(try await store.conversationDigests())
+        }
+        router.get("/digest/state") { request, _ -> Response in
+            guard let conversation = request.uri.queryParameters.get("conversation") else {
+                throw HTTPError(.badRequest, message: "conversation is required")
+            }
+            return try json(try await store.stateRows(conversation: conversation))
+        }
+    }
+}
+
+private func json(_ value: some Encodable) throws -> Response {
+    Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(value))))
 }

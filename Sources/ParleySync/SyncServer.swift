@@ -56,7 +56,7 @@ public enum SyncServer {
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: postgres), .init(service: pool), .init(service: watcher)]
-                    + (configuration.status.map { [.init(service: StatusServer(listen: $0, monitor: monitor, watcher: watcher, logger: logger))] } ?? [])
+                    + (configuration.status.map { [.init(service: StatusServer(listen: $0, monitor: monitor, watcher: watcher, store: store, logger: logger))] } ?? [])
                     + [.init(service: ready)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger

@@ -82,6 +82,20 @@ public final class LocalCluster: Sendable {
         self.links = links
     }
 
+    /// Runs `parley check` against the cluster: its exit status and output (stdout, then stderr).
+    public func check(_ arguments: [String] = []) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: LocalRegion.binary)
+        process.arguments = ["check", "--regions", regions[0].directory] + arguments
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let text = output.fileHandleForReading.readDataToEndOfFile() + errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: text, as: UTF8.self))
+    }
+
     /// The end of every region's sync log, for failure messages.
     public var syncLogs: String {
         regions.map { "--- \($0.name) sync:\n" + String(($0.sync?.log ?? "not running").suffix(2_000)) }.joined(separator: "\n")
