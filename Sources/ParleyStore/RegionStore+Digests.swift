@@ -33,19 +33,19 @@ extension RegionStore {
     }
 
     /// The buckets of one origin's log through `through`, the last one partial.
-    public func logBuckets(origin: String, through: UInt64) async throws -> [LogBucket] {
+    public func logBuckets(origin: String, through: UInt64) async throws -> [DigestBucket] {
         let last = Int64(through) >> Int64(Digests.bucketShift)
-        var buckets: [LogBucket] = []
+        var buckets: [DigestBucket] = []
         let full = try await client.query(
             "SELECT bucket, digest, events FROM log_buckets WHERE origin = \(origin) AND bucket < \(last) AND events <> 0 ORDER BY bucket",
             logger: logger
         )
         for try await (bucket, digest, events) in full.decode((Int64, Int64, Int64).self) {
-            buckets.append(LogBucket(bucket: bucket, digest: digest, events: events))
+            buckets.append(DigestBucket(bucket: bucket, digest: digest, events: events))
         }
         let partial = try await events(origin: origin, bucket: last, through: through)
         if !partial.isEmpty {
-            buckets.append(LogBucket(bucket: last, digest: partial.reduce(0) { $0 ^ $1.hash }, events: Int64(partial.count)))
+            buckets.append(DigestBucket(bucket: last, digest: partial.reduce(0) { $0 ^ $1.hash }, events: Int64(partial.count)))
         }
         return buckets
     }
@@ -87,12 +87,30 @@ extension RegionStore {
         return integrity
     }
 
-    /// Every conversation's digests.
-    public func conversationDigests() async throws -> [ConversationDigest] {
+    /// The conversations in 256 buckets by the hash of their id: per bucket,
+    /// the XOR of each conversation's digests and how many it holds. Two
+    /// regions compare these first and list only the buckets that differ.
+    public func conversationBuckets() async throws -> [DigestBucket] {
+        let rows = try await client.query(
+            """
+            SELECT parley_h64(conversation_id) & 255, bit_xor(parley_h64(concat_ws('|', conversation_id, log_digest, log_events, state_digest))), count(*)
+            FROM conversation_digests WHERE log_events <> 0 OR state_digest <> 0 GROUP BY 1 ORDER BY 1
+            """,
+            logger: logger
+        )
+        var buckets: [DigestBucket] = []
+        for try await (bucket, digest, count) in rows.decode((Int64, Int64, Int64).self) {
+            buckets.append(DigestBucket(bucket: bucket, digest: digest, events: count))
+        }
+        return buckets
+    }
+
+    /// The digests of the conversations in one bucket of `conversationBuckets`.
+    public func conversationDigests(bucket: Int64) async throws -> [ConversationDigest] {
         let rows = try await client.query(
             """
             SELECT conversation_id, log_digest, log_events, state_digest FROM conversation_digests
-            WHERE log_events <> 0 OR state_digest <> 0 ORDER BY conversation_id
+            WHERE (log_events <> 0 OR state_digest <> 0) AND parley_h64(conversation_id) & 255 = \(bucket) ORDER BY conversation_id
             """,
             logger: logger
         )

@@ -44,7 +44,8 @@ struct StatusServer: Service {
 /// - `GET /digest/log/buckets?origin=eu&through=10`: its buckets of 1,024 seqs;
 /// - `GET /digest/log/events?origin=eu&bucket=0&through=10`: one bucket's events;
 /// - `GET /digest/integrity`: per origin, applied seq and events stored;
-/// - `GET /digest/conversations`: every conversation's log and state digests;
+/// - `GET /digest/conversations/buckets`: conversations in 256 buckets by hash;
+/// - `GET /digest/conversations?bucket=7`: one bucket's conversations, their log and state digests;
 /// - `GET /digest/state?conversation=ID`: one conversation's state rows.
 extension StatusServer {
     private func addDigestRoutes(to router: Router<BasicRequestContext>) {
@@ -72,8 +73,14 @@ extension StatusServer {
         router.get("/digest/integrity") { _, _ -> Response in
             try json(try await store.logIntegrity())
         }
-        router.get("/digest/conversations") { _, _ -> Response in
-            try json(try await store.conversationDigests())
+        router.get("/digest/conversations/buckets") { _, _ -> Response in
+            try json(try await store.conversationBuckets())
+        }
+        router.get("/digest/conversations") { request, _ -> Response in
+            guard let bucket = request.uri.queryParameters.get("bucket", as: Int64.self) else {
+                throw HTTPError(.badRequest, message: "bucket (0-255) is required")
+            }
+            return try json(try await store.conversationDigests(bucket: bucket))
         }
         router.get("/digest/state") { request, _ -> Response in
             guard let conversation = request.uri.queryParameters.get("conversation") else {

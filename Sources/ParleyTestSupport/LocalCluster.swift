@@ -96,6 +96,29 @@ public final class LocalCluster: Sendable {
         return (process.terminationStatus, String(decoding: text, as: UTF8.self))
     }
 
+    /// Runs `parley check --watch SECONDS` until it has printed `lines` lines
+    /// (or ended), then stops it: the lines it printed.
+    public func watchCheck(every seconds: Double, lines wanted: Int) throws -> [String] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: LocalRegion.binary)
+        process.arguments = ["check", "--regions", regions[0].directory, "--watch", "\(seconds)"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        defer {
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+        }
+        var text = ""
+        while text.split(separator: "\n").count < wanted {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }  // ended
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        return text.split(separator: "\n").map(String.init)
+    }
+
     /// The end of every region's sync log, for failure messages.
     public var syncLogs: String {
         regions.map { "--- \($0.name) sync:\n" + String(($0.sync?.log ?? "not running").suffix(2_000)) }.joined(separator: "\n")

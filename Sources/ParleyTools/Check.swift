@@ -21,13 +21,16 @@ public struct HTTPRegionDigests: RegionDigestSource {
     public func logDigests(at vector: VersionVector) async throws -> [String: LogDigest] {
         try await get("/digest/log", ["at": vector.compact])
     }
-    public func logBuckets(origin: String, through: UInt64) async throws -> [LogBucket] {
+    public func logBuckets(origin: String, through: UInt64) async throws -> [DigestBucket] {
         try await get("/digest/log/buckets", ["origin": origin, "through": "\(through)"])
     }
     public func events(origin: String, bucket: Int64, through: UInt64) async throws -> [EventSummary] {
         try await get("/digest/log/events", ["origin": origin, "bucket": "\(bucket)", "through": "\(through)"])
     }
-    public func conversations() async throws -> [ConversationDigest] { try await get("/digest/conversations") }
+    public func conversationBuckets() async throws -> [DigestBucket] { try await get("/digest/conversations/buckets") }
+    public func conversations(bucket: Int64) async throws -> [ConversationDigest] {
+        try await get("/digest/conversations", ["bucket": "\(bucket)"])
+    }
     public func stateRows(conversation: String) async throws -> [StateRow] {
         try await get("/digest/state", ["conversation": conversation])
     }

@@ -81,6 +81,9 @@ import Testing
             #expect(report?.comparedAt.contains("eu:1") == true, "eu's registration is everywhere, its group and notes not yet")
             let (status, output) = try cluster.check()
             #expect(status == 0 && output.contains("us "), "\(output)")
+            // --watch: one line per check, with the verdict and the largest lag.
+            let lines = try cluster.watchCheck(every: 0.3, lines: 3)
+            #expect(lines.count == 3 && lines.allSatisfy { $0.contains(" consistent; max lag ") && $0.contains("(us behind ") }, "\(lines)")
             for peer in ["eu", "ap"] { cluster.link(from: "us", to: peer).set(.healthy) }
 
             await cluster["ap"].stopSync()

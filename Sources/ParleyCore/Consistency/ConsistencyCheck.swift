@@ -5,9 +5,10 @@ public protocol RegionDigestSource: Sendable {
     func status() async throws -> ReplicationStatus
     func integrity() async throws -> [String: LogIntegrity]
     func logDigests(at vector: VersionVector) async throws -> [String: LogDigest]
-    func logBuckets(origin: String, through: UInt64) async throws -> [LogBucket]
+    func logBuckets(origin: String, through: UInt64) async throws -> [DigestBucket]
     func events(origin: String, bucket: Int64, through: UInt64) async throws -> [EventSummary]
-    func conversations() async throws -> [ConversationDigest]
+    func conversationBuckets() async throws -> [DigestBucket]
+    func conversations(bucket: Int64) async throws -> [ConversationDigest]
     func stateRows(conversation: String) async throws -> [StateRow]
 }
 
@@ -166,7 +167,7 @@ public enum ConsistencyCheck {
         var differences: [ConsistencyReport.Difference] = []
         for origin in vector.origins where Set(regions.map { digests[$0.name]?[origin] }).count > 1 {
             let through = vector[origin]
-            var buckets: [String: [Int64: LogBucket]] = [:]
+            var buckets: [String: [Int64: DigestBucket]] = [:]
             for region in regions {
                 buckets[region.name] = Dictionary(uniqueKeysWithValues: try await region.logBuckets(origin: origin, through: through).map { ($0.bucket, $0) })
             }
@@ -195,11 +196,23 @@ public enum ConsistencyCheck {
 
     /// Conversations whose events are applied alike everywhere but whose state differs, with the differing rows.
     static func stateDifferences(_ regions: [any RegionDigestSource]) async throws -> (compared: Int, deferred: Int, [ConsistencyReport.Difference]) {
-        var byConversation: [String: [String: ConversationDigest]] = [:]
+        // Buckets equal everywhere hold conversations equal everywhere: only the others are listed.
+        var buckets: [String: [Int64: DigestBucket]] = [:]
         for region in regions {
-            for digest in try await region.conversations() { byConversation[digest.conversation, default: [:]][region.name] = digest }
+            buckets[region.name] = Dictionary(uniqueKeysWithValues: try await region.conversationBuckets().map { ($0.bucket, $0) })
         }
         var compared = 0, deferred = 0
+        var byConversation: [String: [String: ConversationDigest]] = [:]
+        for bucket in Set(buckets.values.flatMap(\.keys)).sorted() {
+            let versions = Set(regions.map { buckets[$0.name]?[bucket] })
+            if versions.count == 1, let same = versions.first ?? nil {
+                compared += Int(same.events)
+                continue
+            }
+            for region in regions {
+                for digest in try await region.conversations(bucket: bucket) { byConversation[digest.conversation, default: [:]][region.name] = digest }
+            }
+        }
         var differences: [ConsistencyReport.Difference] = []
         for (conversation, digests) in byConversation.sorted(by: { $0.key < $1.key }) {
             let logs = Set(regions.map { name -> [Int64] in

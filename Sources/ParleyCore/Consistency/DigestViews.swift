@@ -13,8 +13,10 @@ public struct LogDigest: Codable, Sendable, Hashable {
     }
 }
 
-/// One bucket of 1,024 seqs of an origin's log (the last may be partial).
-public struct LogBucket: Codable, Sendable, Hashable {
+/// A node under the root of a digest tree: one bucket of 1,024 seqs of an
+/// origin's log (the last may be partial; `events` counts events), or one of
+/// the 256 buckets of conversations by hash (`events` counts conversations).
+public struct DigestBucket: Codable, Sendable, Hashable {
     public var bucket: Int64
     public var digest: Int64
     public var events: Int64
