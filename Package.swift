@@ -125,6 +125,18 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // `parley route`: nearest healthy region first, health probes with hysteresis, drain.
+        .target(
+            name: "ParleyRoute",
+            dependencies: [
+                "ParleyCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // A TCP proxy that delays, loses, drops, blackholes or cuts a link: this
         // kernel has no netem; tests, benchmarks and drills hurt links with it.
         .target(
@@ -162,7 +174,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyCore", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleySync", "ParleyClient", "ParleyTools", "ParleyRPC", "ParleyStore",
-                "ParleyFault",
+                "ParleyFault", "ParleyRoute",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

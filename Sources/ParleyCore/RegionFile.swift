@@ -54,6 +54,8 @@ public struct RegionFile: Codable, Sendable {
     /// ack (default 1), and how long a send waits for them (default 2000 ms).
     public var geoQuorum: Int?
     public var geoTimeoutMs: Int?
+    /// Where this region's `parley route` answers (`GET /route`); none when absent.
+    public var route: String?
 
     /// The durability named by `durability`; anything else is a configuration error.
     public var defaultDurability: Durability {
@@ -104,6 +106,26 @@ public struct ClusterFile: Codable, Sendable {
     /// Signs client tokens; shared by every region so tokens are valid everywhere.
     /// Overridden by the PARLEY_TOKEN_SECRET environment variable.
     public var tokenSecret: String
+    /// How `parley route` decides a region is down or up; defaults when absent.
+    public var route: RouteSettings?
+
+    public struct RouteSettings: Codable, Sendable {
+        /// Every region is probed this often.
+        public var probeIntervalMs: Int
+        /// A probe not answered within this counts as failed.
+        public var probeTimeoutMs: Int
+        /// Failures in a row before a region is declared down (F).
+        public var downAfter: Int
+        /// Successes in a row before a down region is declared up again (S).
+        public var upAfter: Int
+
+        public init(probeIntervalMs: Int = 500, probeTimeoutMs: Int = 400, downAfter: Int = 3, upAfter: Int = 2) {
+            self.probeIntervalMs = probeIntervalMs
+            self.probeTimeoutMs = probeTimeoutMs
+            self.downAfter = downAfter
+            self.upAfter = upAfter
+        }
+    }
 
     public init(regions: [String], tokenSecret: String) {
         self.regions = regions

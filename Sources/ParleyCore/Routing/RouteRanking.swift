@@ -46,9 +46,13 @@ public enum RouteRanking {
         var first: Candidate?
         if let hint = client.hint { first = available.first { $0.name == hint } }
         if first == nil, let address = client.address {
-            first = available
-                .compactMap { candidate in candidate.clientNetworks.filter { $0.contains(address) }.map(\.prefixLength).max().map { (candidate, $0) } }
-                .max { $0.1 < $1.1 }?.0
+            // Longest prefix; on a tie, the earlier region in the cluster file.
+            var best: (candidate: Candidate, length: Int)?
+            for candidate in available {
+                guard let length = candidate.clientNetworks.filter({ $0.contains(address) }).map(\.prefixLength).max() else { continue }
+                if length > best?.length ?? -1 { best = (candidate, length) }
+            }
+            first = best?.candidate
         }
         let origin = client.location ?? first?.location
         let rest = available.enumerated().filter { $0.element.name != first?.name }.sorted { a, b in

@@ -1,0 +1,70 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ParleyCore
+import ServiceLifecycle
+
+/// `parley route`: tells clients which regions to use, nearest healthy first
+/// (docs/OPERATIONS.md, "Routing clients"). Any region's instance answers the same.
+///
+/// - `GET /route?addr=10.2.3.4&lat=..&lon=..&hint=us`: the ordered regions
+///   with their gates; `addr` defaults to the caller's address;
+/// - `GET /status`: every region's health, drain flag and state changes;
+/// - `POST /drain/<region>`, `POST /undrain/<region>`.
+public enum RouteServer {
+    public static func run(
+        listen: (host: String, port: Int), regions: [RegionFile], settings: ClusterFile.RouteSettings, logger: Logger
+    ) async throws {
+        let table = RouteTable(regions: regions, settings: settings, logger: logger)
+        let router = Router(context: RouteRequestContext.self)
+        router.get("/route") { request, context -> Response in
+            let query = request.uri.queryParameters
+            let address = query.get("addr").flatMap(IPv4Address.init) ?? context.remoteAddress?.ipAddress.flatMap(IPv4Address.init)
+            var location: RegionFile.Location?
+            if let lat = query.get("lat", as: Double.self), let lon = query.get("lon", as: Double.self) {
+                location = .init(latitude: lat, longitude: lon)
+            }
+            let answer = table.answer(for: .init(address: address, location: location, hint: query.get("hint")))
+            return try json(["regions": answer])
+        }
+        router.get("/status") { _, _ -> Response in
+            try json(table.status)
+        }
+        router.post("/drain/:region") { _, context -> Response in
+            guard let region = context.parameters.get("region"), table.setDraining(region, true) else { throw HTTPError(.notFound, message: "no such region") }
+            return try json(table.status)
+        }
+        router.post("/undrain/:region") { _, context -> Response in
+            guard let region = context.parameters.get("region"), table.setDraining(region, false) else { throw HTTPError(.notFound, message: "no such region") }
+            return try json(table.status)
+        }
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "parley-route"), logger: logger
+        )
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: RegionProber(table: table, settings: settings)), .init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            )
+        )
+        try await group.run()
+    }
+}
+
+/// The request context, with the caller's address for `GET /route`.
+struct RouteRequestContext: RequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
+private func json(_ value: some Encodable) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+}

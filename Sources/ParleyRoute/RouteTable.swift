@@ -1,0 +1,101 @@
+import Logging
+import ParleyCore
+import Synchronization
+
+/// Every region's health as this route instance sees it, and which are
+/// drained: what `GET /route` ranks and `GET /status` shows.
+public final class RouteTable: Sendable {
+    public struct RegionStatus: Codable, Sendable {
+        public var state: RegionHealth.State
+        public var draining: Bool
+        public var failuresInARow: Int
+        public var successesInARow: Int
+        /// Times this region was declared down, and up again, since start.
+        public var wentDown: Int
+        public var cameUp: Int
+        public var lastProbeError: String?
+    }
+
+    private struct Entry {
+        var health: RegionHealth
+        var draining = false
+        var wentDown = 0
+        var cameUp = 0
+        var lastProbeError: String?
+    }
+
+    let regions: [RegionFile]
+    private let entries: Mutex<[String: Entry]>
+    private let logger: Logger
+
+    public init(regions: [RegionFile], settings: ClusterFile.RouteSettings, logger: Logger) {
+        self.regions = regions
+        self.logger = logger
+        entries = Mutex(Dictionary(uniqueKeysWithValues: regions.map {
+            ($0.name, Entry(health: RegionHealth(downAfter: settings.downAfter, upAfter: settings.upAfter)))
+        }))
+    }
+
+    /// Records one probe of `region`; a state change is logged and counted.
+    func record(_ region: String, error: String?) {
+        let change = entries.withLock { entries -> RegionHealth.State? in
+            entries[region]?.lastProbeError = error
+            let change = entries[region]?.health.record(success: error == nil)
+            if change == .down { entries[region]?.wentDown += 1 }
+            if change == .up { entries[region]?.cameUp += 1 }
+            return change
+        }
+        if let change {
+            logger.notice("region \(change == .down ? "down" : "up")", metadata: ["region": "\(region)", "lastError": "\(error ?? "none")"])
+        }
+    }
+
+    /// Drains (or undrains) a region: it leaves (or rejoins) every answer.
+    public func setDraining(_ region: String, _ draining: Bool) -> Bool {
+        let known = entries.withLock { entries -> Bool in
+            guard entries[region] != nil else { return false }
+            entries[region]?.draining = draining
+            return true
+        }
+        if known { logger.notice(draining ? "region draining" : "region undrained", metadata: ["region": "\(region)"]) }
+        return known
+    }
+
+    public var status: [String: RegionStatus] {
+        entries.withLock { entries in
+            entries.mapValues {
+                RegionStatus(
+                    state: $0.health.state, draining: $0.draining, failuresInARow: $0.health.failuresInARow,
+                    successesInARow: $0.health.successesInARow, wentDown: $0.wentDown, cameUp: $0.cameUp, lastProbeError: $0.lastProbeError
+                )
+            }
+        }
+    }
+
+    /// The regions for a client, nearest healthy first, with their gates.
+    public func answer(for client: RouteRanking.Client) -> [RouteAnswer] {
+        let status = self.status
+        let candidates = regions.map { region in
+            RouteRanking.Candidate(
+                name: region.name, location: region.location, clientNetworks: region.clientNetworks.compactMap(IPv4Network.init),
+                available: status[region.name].map { $0.state == .up && !$0.draining } ?? false
+            )
+        }
+        return RouteRanking.rank(candidates, for: client).compactMap { name in
+            regions.first { $0.name == name }.map { region in
+                RouteAnswer(region: name, gates: region.gates.map { .init(tcp: $0.tcp, webSocket: "ws://\($0.webSocket)/ws") })
+            }
+        }
+    }
+}
+
+/// One region in a route answer, with where its clients connect.
+public struct RouteAnswer: Codable, Sendable, Equatable {
+    public struct Gate: Codable, Sendable, Equatable {
+        public var tcp: String
+        public var webSocket: String
+    }
+
+    public var region: String
+    public var gates: [Gate]
+}

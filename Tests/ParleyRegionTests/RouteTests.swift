@@ -1,0 +1,75 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import ParleyTestSupport
+import Testing
+
+/// `parley route` in front of three regions really running.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct RouteTests {
+    private struct Answer: Decodable {
+        struct Region: Decodable { var region: String; var gates: [Gate] }
+        struct Gate: Decodable { var tcp: String; var webSocket: String }
+        var regions: [Region]
+    }
+
+    private struct Status: Decodable {
+        var state: String
+        var draining: Bool
+        var failuresInARow: Int
+        var wentDown: Int
+        var cameUp: Int
+    }
+
+    private func http(_ port: Int, _ method: String, _ path: String) async throws -> (Int, Data) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = method
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+
+    @Test func answersNearestHealthyFirstDropsARegionAfterFFailedProbesAndTakesItBackAfterS() async throws {
+        try await LocalCluster.with { cluster in
+            let port = try FreePort.next()
+            let route = try ChildProcess(
+                name: "eu-route", executable: LocalRegion.binary,
+                arguments: ["route", "--regions", cluster["eu"].directory, "--region", "eu", "--listen", "127.0.0.1:\(port)",
+                            "--probe-interval-ms", "200", "--down-after", "3", "--up-after", "2"],
+                logPath: "\(cluster["eu"].directory)/eu-route.log"
+            )
+            try await FreePort.waitUntilAccepting(port, server: route)
+            func regions(_ query: String) async throws -> [String] {
+                let (code, data) = try await http(port, "GET", "/route?\(query)")
+                guard code == 200 else { return ["HTTP \(code)"] }
+                return try JSONDecoder().decode(Answer.self, from: data).regions.map(\.region)
+            }
+            func status() async throws -> [String: Status] {
+                try JSONDecoder().decode([String: Status].self, from: try await http(port, "GET", "/status").1)
+            }
+
+            #expect(try await regions("hint=us") == ["us", "eu", "ap"], "the hint first, then the file's order (equal locations)")
+            #expect(try await regions("addr=127.0.0.1") == ["eu", "us", "ap"], "every region serves 127/8: the file's order")
+            let answer = try JSONDecoder().decode(Answer.self, from: try await http(port, "GET", "/route?hint=ap").1)
+            #expect(answer.regions.first?.gates.first?.tcp == cluster["ap"].file.gates[0].tcp)
+
+            // us's gate goes away: after three failed probes in a row us leaves every answer.
+            await cluster["us"].stopGate()
+            #expect(try await eventually(.seconds(10)) { try await regions("hint=us") == ["eu", "ap"] }, "\(route.log.suffix(2_000))")
+            let down = try await status()["us"]
+            #expect(down?.state == "down" && down?.wentDown == 1 && (down?.failuresInARow ?? 0) >= 3)
+            try await cluster["us"].startGate()
+            #expect(try await eventually(.seconds(10)) { try await regions("hint=us") == ["us", "eu", "ap"] })
+            #expect(try await status()["us"]?.cameUp == 1)
+
+            // A drained region leaves the answers at once and comes back when undrained.
+            #expect(try await http(port, "POST", "/drain/ap").0 == 200)
+            #expect(try await regions("hint=ap") == ["eu", "us"])
+            #expect(try await status()["ap"]?.draining == true)
+            #expect(try await http(port, "POST", "/undrain/ap").0 == 200)
+            #expect(try await regions("hint=ap") == ["ap", "eu", "us"])
+            #expect(try await http(port, "POST", "/drain/mars").0 == 404)
+            #expect(try await status().values.allSatisfy { $0.wentDown <= 1 }, "no flapping")
+            await route.stop()
+        }
+    }
+}
