@@ -22,6 +22,12 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
         logger.info("peer pulling", metadata: ["peer": "\(request.peer)", "after": "\(after)"])
         // At shutdown the stream ends; the peer resumes from its applied vector.
         try await cancelWhenGracefulShutdown {
+            // An empty first batch: the peer knows at once that the stream is up and
+            // how far behind it is, even when there is nothing to send yet.
+            try await response.write(.with {
+                $0.applied = watcher.current.entries
+                $0.sentAtMs = WallClock.milliseconds()
+            })
             var sent = after
             while !Task.isCancelled {
                 let available = watcher.current

@@ -21,6 +21,11 @@ import Testing
                 try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "2" }
             }, "\(cluster.syncLogs)")
             #expect(try await eventually { try await direct("eu", "us") })
+            // ap has written nothing of its own: its streams are up all the same.
+            #expect(try await eventually {
+                let (euAP, usAP) = (try await direct("eu", "ap"), try await direct("us", "ap"))
+                return euAP && usAP
+            }, "\(cluster.syncLogs)")
 
             for fault in [LinkFaults.State.cut, .blackhole] {
                 cluster.setLink("eu", "us", LinkFaults(state: fault))
