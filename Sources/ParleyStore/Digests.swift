@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// Digests that let `parley check` prove regions agree without rescanning
 /// them (DESIGN §4), kept by PostgreSQL itself.
 ///
@@ -19,8 +21,8 @@
 ///   conversation row). Two regions whose conversation logs agree must agree
 ///   on its state.
 enum Digests {
-    /// The bucket width of `log_buckets`, as a shift: 1,024 seqs.
-    static let bucketShift = 10
+    /// The bucket width of `log_buckets`, as a shift: the checker's.
+    static let bucketShift = ConsistencyCheck.bucketShift
 
     /// Derived tables digested per conversation, with the hash of a row.
     static let derivedTables: [(table: String, rowHash: String)] = [

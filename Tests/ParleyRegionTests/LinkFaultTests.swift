@@ -1,4 +1,5 @@
 import Foundation
+import ParleyCore
 import ParleyFault
 import ParleyTestSupport
 import Testing
@@ -8,8 +9,8 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(3))) struct LinkFaultTests {
     @Test func aLinkCutOrBlackholedWhileRunningIsRoutedAroundAndRejoinedWhenHealed() async throws {
         try await LocalCluster.with(faultyLinks: true) { cluster in
-            func status(_ region: String) async throws -> SyncStatus {
-                try JSONDecoder().decode(SyncStatus.self, from: Data(try await cluster[region].syncHTTP("/status").utf8))
+            func status(_ region: String) async throws -> ReplicationStatus {
+                try JSONDecoder().decode(ReplicationStatus.self, from: Data(try await cluster[region].syncHTTP("/status").utf8))
             }
             func direct(_ a: String, _ b: String) async throws -> Bool {
                 let (ab, ba) = (try await status(a).peers[b]?.connected, try await status(b).peers[a]?.connected)

@@ -52,8 +52,8 @@ import Testing
         // eu and us do not pull from each other: everything between them goes through ap.
         let cut = ["eu": ["--without-peer", "us"], "us": ["--without-peer", "eu"]]
         try await LocalCluster.with(syncArguments: cut) { cluster in
-            func apStatus() async throws -> SyncStatus {
-                try JSONDecoder().decode(SyncStatus.self, from: Data(try await cluster["ap"].syncHTTP("/status").utf8))
+            func apStatus() async throws -> ReplicationStatus {
+                try JSONDecoder().decode(ReplicationStatus.self, from: Data(try await cluster["ap"].syncHTTP("/status").utf8))
             }
             let ann = try await cluster["eu"].connect("ann")
             let bob = try await cluster["us"].connect("bob")
@@ -74,7 +74,7 @@ import Testing
             #expect(Set(try cluster.regions.map { try $0.stateDigest }).count == 1)
 
             // What us's sync reports once caught up: ap connected, nothing behind, the vector in the database.
-            let status = try JSONDecoder().decode(SyncStatus.self, from: Data(try await cluster["us"].syncHTTP("/status").utf8))
+            let status = try JSONDecoder().decode(ReplicationStatus.self, from: Data(try await cluster["us"].syncHTTP("/status").utf8))
             #expect(status.peers.keys.sorted() == ["ap"], "eu is cut")
             #expect(status.peers["ap"]?.connected == true && status.peers["ap"]?.lagEvents == 0)
             #expect(status.eventsApplied == 20, "the twenty sends it missed, applied since it restarted")
@@ -137,19 +137,4 @@ import Testing
             for user in [ann, bobInEU] { await user.stop() }
         }
     }
-}
-
-/// `GET /status` of a sync, as docs/OPERATIONS.md describes it.
-struct SyncStatus: Decodable {
-    struct Peer: Decodable {
-        var connected: Bool
-        var lagEvents: UInt64
-        var lagSeconds: Double
-    }
-
-    var region: String
-    var applied: [String: UInt64]
-    var peers: [String: Peer]
-    var eventsApplied: UInt64
-    var applyRatePerSecond: Double
 }

@@ -246,8 +246,8 @@ public enum ConsistencyCheck {
         return (compared, deferred, differences)
     }
 
-    /// Log buckets hold 1,024 seqs (`seq >> 10`), as `log_buckets` in PostgreSQL.
-    static let bucketShift = 10
+    /// Log buckets hold 1,024 seqs (`seq >> 10`); `log_buckets` in PostgreSQL uses the same width.
+    public static let bucketShift = 10
 
     static func seqs(of bucket: Int64, through: UInt64) -> [Int64] {
         let first = max(1, bucket << Int64(bucketShift))
