@@ -161,7 +161,7 @@ let package = Package(
         .target(
             name: "ParleyTools",
             dependencies: [
-                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth",
+                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth", "ParleyFault",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),

@@ -17,22 +17,61 @@ import ParleyProto
 /// gap in the pushes reveals, reconnects with backoff when the connection
 /// drops, and re-syncs from its cursor. Sends carry a `client_msg_id` and are
 /// retried with the same id, so a retry is stored once.
+///
+/// Failover: with `routes`, the client asks `parley route` which regions to
+/// use (keeping its last answer for when no route instance answers) and
+/// connects to the first that takes it. A connection that closes, goes
+/// silent past `livenessTimeout`, or is told `going_away` is abandoned: its
+/// region goes last for `avoidLostRegionFor` and the client moves on with the
+/// same token, re-syncs from its cursor and resends unacknowledged requests
+/// with the same `client_msg_id`. Reconnect attempts back off with jitter.
 public actor ParleyClient {
+    public enum Transport: Sendable { case tcp, webSocket }
+
     public struct Configuration: Sendable {
+        /// Gates to use when no `routes` are given or none has ever answered.
         public var gates: [GateAddress]
         public var token: String
         public var deviceID: String
+        /// `parley route` instances (`host:port` or `http://host:port`), asked in order.
+        public var routes: [String] = []
+        /// Sent to route: a region to prefer, and where the device is.
+        public var regionHint: String?
+        public var location: RegionFile.Location?
+        /// Which of a routed region's gates to use.
+        public var transport: Transport = .tcp
+        public var routeTimeout: Duration = .seconds(1)
         public var requestTimeout: Duration = .seconds(10)
+        /// How long signing in to a gate may take before the next is tried.
+        public var signInTimeout: Duration = .seconds(3)
+        /// A connection with nothing received for this long is dead (a
+        /// partition sends no reset); nil: twice the gate's heartbeat interval.
+        /// Heartbeats go out whenever half of it has passed in silence.
+        public var livenessTimeout: Duration?
+        /// A region (or fixed gate) whose connection was lost is tried last for this long.
+        public var avoidLostRegionFor: Duration = .seconds(30)
         /// Reconnect (and re-sync) on its own after the connection drops.
         public var reconnects = true
         public var syncPageSize: UInt32 = 500
         public var logger = Logger(label: "parley.client")
 
-        public init(gates: [GateAddress], token: String, deviceID: String) {
+        public init(gates: [GateAddress] = [], routes: [String] = [], token: String, deviceID: String) {
             self.gates = gates
+            self.routes = routes
             self.token = token
             self.deviceID = deviceID
         }
+    }
+
+    /// One failover: the connection was lost and the client was back, signed
+    /// in and re-synced, `downtime` later.
+    public struct Recovery: Sendable {
+        public let from: String?
+        public let to: String?
+        public let reason: String
+        public let downtime: Duration
+        /// When the client was back.
+        public let at: ContinuousClock.Instant
     }
 
     public enum Recipient: Sendable, Hashable {
@@ -51,6 +90,10 @@ public actor ParleyClient {
     public private(set) var lastServerError: ServerError?
     /// How many times a gap in pushes made the client pull.
     public private(set) var gapsPulled = 0
+    /// The region of the current connection (nil without route or when not connected).
+    public private(set) var region: String?
+    /// Every loss of connection and how long the client took to recover, oldest first.
+    public private(set) var recoveries: [Recovery] = []
 
     private var connection: Connection?
     private var connecting: Task<Parley_AuthOk, any Error>?
@@ -59,18 +102,29 @@ public actor ParleyClient {
     private var syncing = false
     private var syncAgain = false
     private var stopped = false
-    private var gateIndex = 0
+    private let directory: RegionDirectory
+    private var lastRouteAnswer: [RegionDirectory.Candidate]?
+    /// Regions (or fixed gates) lost recently, tried last until the instant given.
+    private var avoided: [String: ContinuousClock.Instant] = [:]
+    private var lost: (at: ContinuousClock.Instant, from: String?, reason: String)?
+    private var lastReceived = ContinuousClock.now
+    /// Recently delivered messages by (sender, client_msg_id): a send that two
+    /// regions both accepted during a failover reaches the device twice.
+    private var delivered = RecentSet<MessageKey>(capacity: 20_000)
+    private var lastHeartbeat = ContinuousClock.now
 
     private struct Connection {
         let id: UInt64
+        let candidate: RegionDirectory.Candidate
         let transport: FrameTransport
         let reader: Task<Void, Never>
-        var heartbeat: Task<Void, Never>?
+        var keepAlive: Task<Void, Never>?
     }
 
     public init(configuration: Configuration, cursor: SyncCursor = SyncCursor()) {
         self.configuration = configuration
         self.cursor = cursor
+        directory = RegionDirectory(configuration: configuration)
         (events, emit) = AsyncStream.makeStream()
     }
 
@@ -86,6 +140,11 @@ public actor ParleyClient {
         defer { connecting = nil }
         let ok = try await task.value
         try await sync()
+        if let lost {
+            let now = ContinuousClock.now
+            recoveries.append(Recovery(from: lost.from, to: region, reason: lost.reason, downtime: now - lost.at, at: now))
+            self.lost = nil
+        }
         return ok
     }
 
@@ -238,29 +297,42 @@ public actor ParleyClient {
     private func openConnection() async throws -> Parley_AuthOk {
         drop(reason: "reconnecting")
         var lastError: any Error = ClientConnectionError.notConnected
-        for offset in 0..<configuration.gates.count {
-            let index = (gateIndex + offset) % configuration.gates.count
+        for candidate in await candidates() {
             do {
-                let ok = try await open(configuration.gates[index])
-                gateIndex = index
-                return ok
+                return try await open(candidate)
             } catch let error as ServerError where !error.code.isRetryable {
                 throw error
             } catch {
+                configuration.logger.debug("gate refused", metadata: ["gate": "\(candidate.address)", "error": "\(error)"])
                 lastError = error
             }
         }
         throw lastError
     }
 
+    /// The gates to try in order: route's answer (or its last one), else the
+    /// fixed gates; recently lost regions last.
+    private func candidates() async -> [RegionDirectory.Candidate] {
+        var list = directory.fixedCandidates
+        if !directory.routes.isEmpty {
+            if let answer = await directory.ask(), !answer.isEmpty { lastRouteAnswer = answer }
+            if let lastRouteAnswer { list = lastRouteAnswer }
+        }
+        let now = ContinuousClock.now
+        avoided = avoided.filter { $0.value > now }
+        let isAvoided = { (candidate: RegionDirectory.Candidate) in self.avoided[candidate.regionKey] != nil }
+        return list.filter { !isAvoided($0) } + list.filter(isAvoided)
+    }
+
     private static let connectionIDs = ConnectionIDs()
 
-    private func open(_ address: GateAddress) async throws -> Parley_AuthOk {
-        let transport = try await FrameTransport.connect(to: address, logger: configuration.logger)
+    private func open(_ candidate: RegionDirectory.Candidate) async throws -> Parley_AuthOk {
+        let transport = try await FrameTransport.connect(to: candidate.address, logger: configuration.logger)
         let id = Self.connectionIDs.next()
         let reader = Task { await self.read(transport, connectionID: id) }
-        var connection = Connection(id: id, transport: transport, reader: reader)
+        var connection = Connection(id: id, candidate: candidate, transport: transport, reader: reader)
         self.connection = connection
+        lastReceived = .now
         let answer: Parley_Frame
         do {
             answer = try await exchange(.with {
@@ -268,7 +340,7 @@ public actor ParleyClient {
                     $0.token = configuration.token
                     $0.deviceID = configuration.deviceID
                 }
-            }, on: connection)
+            }, on: connection, timeout: configuration.signInTimeout)
         } catch {
             drop(reason: "sign-in failed")
             throw error
@@ -279,15 +351,31 @@ public actor ParleyClient {
         }
         let ok = answer.authOk
         userID = ok.userID
+        region = candidate.region
         let interval = Duration.milliseconds(Int64(max(200, ok.heartbeatIntervalMs)))
-        connection.heartbeat = Task { [transport] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                transport.send(.with { $0.heartbeat = .with { $0.clientTimeMs = WallClock.milliseconds() } })
-            }
-        }
+        connection.keepAlive = Task { await self.keepAlive(id, interval: interval) }
         self.connection = connection
         return ok
+    }
+
+    /// Sends heartbeats (every `interval`, or sooner once half the liveness
+    /// timeout has passed in silence) and abandons a connection that stays silent.
+    private func keepAlive(_ id: UInt64, interval: Duration) async {
+        let liveness = configuration.livenessTimeout ?? interval * 2
+        let tick = min(interval, liveness / 4)
+        lastHeartbeat = .now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: tick)
+            guard let connection, connection.id == id else { return }
+            let now = ContinuousClock.now
+            if now - lastReceived > liveness {
+                return connectionLost(id, reason: "nothing received for \(liveness)")
+            }
+            if now - lastHeartbeat >= interval || now - lastReceived >= liveness / 2 {
+                lastHeartbeat = now
+                connection.transport.send(.with { $0.heartbeat = .with { $0.clientTimeMs = WallClock.milliseconds() } })
+            }
+        }
     }
 
     private func read(_ transport: FrameTransport, connectionID: UInt64) async {
@@ -301,6 +389,7 @@ public actor ParleyClient {
     }
 
     private func received(_ frame: Parley_Frame) {
+        lastReceived = .now
         if frame.requestID != 0, let waiter = pending.removeValue(forKey: frame.requestID) {
             waiter.resume(returning: frame)
             return
@@ -316,7 +405,10 @@ public actor ParleyClient {
     }
 
     private func connectionLost(_ connectionID: UInt64, reason: String) {
-        guard connection?.id == connectionID else { return }
+        guard let connection, connection.id == connectionID else { return }
+        let now = ContinuousClock.now
+        avoided[connection.candidate.regionKey] = now + configuration.avoidLostRegionFor
+        if lost == nil { lost = (now, region, reason) }
         drop(reason: reason)
         guard configuration.reconnects, !stopped else { return }
         Task { await self.reconnectWithBackoff() }
@@ -325,7 +417,8 @@ public actor ParleyClient {
     private func drop(reason: String) {
         guard let connection else { return }
         self.connection = nil
-        connection.heartbeat?.cancel()
+        region = nil
+        connection.keepAlive?.cancel()
         connection.transport.close()
         let waiters = pending
         pending = [:]
@@ -333,6 +426,9 @@ public actor ParleyClient {
     }
 
     private func reconnectWithBackoff() async {
+        // A region that fails drops all its clients at once: a little jitter
+        // before the first attempt keeps them from arriving elsewhere together.
+        try? await Task.sleep(for: Backoff.firstAttempt())
         var attempt = 0
         while !stopped, connection == nil {
             do {
@@ -350,12 +446,12 @@ public actor ParleyClient {
 
     // MARK: - Requests
 
-    private func exchange(_ frame: Parley_Frame, on connection: Connection) async throws -> Parley_Frame {
+    private func exchange(_ frame: Parley_Frame, on connection: Connection, timeout: Duration? = nil) async throws -> Parley_Frame {
         var frame = frame
         let id = nextRequestID
         nextRequestID += 1
         frame.requestID = id
-        let timeout = configuration.requestTimeout
+        let timeout = timeout ?? configuration.requestTimeout
         let timer = Task {
             try await Task.sleep(for: timeout)
             self.expire(id)
@@ -395,7 +491,11 @@ public actor ParleyClient {
         switch cursor.classify(origin: push.position.origin, userSeq: push.position.userSeq) {
         case .next:
             cursor.advance(origin: push.position.origin, userSeq: push.position.userSeq)
-            emit.yield(ReceivedEvent(position: push.position, event: push.event, live: live))
+            var duplicate = false
+            if case .messagePosted(let posted) = push.event.kind {
+                duplicate = posted.hidden || !delivered.insert(MessageKey(sender: posted.sender, clientMsgID: posted.clientMsgID))
+            }
+            emit.yield(ReceivedEvent(position: push.position, event: push.event, live: live, duplicate: duplicate))
         case .duplicate:
             break
         case .gap:
@@ -412,6 +512,38 @@ public struct ReceivedEvent: Sendable {
     public let event: Parley_Event
     /// True for a live push, false when it came through sync.
     public let live: Bool
+    /// A message this device already received under the same sender and
+    /// client_msg_id (two regions accepted one send during a failover; the
+    /// regions keep the lower (hlc, origin) and hide the other): not to be shown again.
+    public let duplicate: Bool
+}
+
+struct MessageKey: Hashable {
+    let sender: String
+    let clientMsgID: String
+}
+
+/// A set that remembers only its newest `capacity` members.
+struct RecentSet<Element: Hashable> {
+    private var members: Set<Element> = []
+    private var order: [Element] = []
+    private var head = 0
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Inserts `element`; false when it was already there.
+    mutating func insert(_ element: Element) -> Bool {
+        guard members.insert(element).inserted else { return false }
+        if order.count < capacity {
+            order.append(element)
+        } else {
+            members.remove(order[head])
+            order[head] = element
+            head = (head + 1) % capacity
+        }
+        return true
+    }
 }
 
 /// An `Error` frame from the server.
@@ -434,6 +566,8 @@ extension ClientErrorCode {
 
 /// Exponential backoff with jitter, so reconnecting clients do not stampede.
 enum Backoff {
+    static func firstAttempt() -> Duration { .milliseconds(Int64.random(in: 0...200)) }
+
     static func delay(attempt: Int) -> Duration {
         let base = min(5_000.0, 50.0 * Double(1 << min(attempt, 10)))
         return .milliseconds(Int64(base * Double.random(in: 0.5...1.0)))
@@ -452,3 +586,8 @@ private final class ConnectionIDs: Sendable {
 }
 
 import Synchronization
+
+extension RegionDirectory.Candidate {
+    /// What a lost connection puts aside: its region, or the gate itself without route.
+    var regionKey: String { region ?? address.description }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import ParleyFault
 import Synchronization
 
 #if canImport(Glibc)
@@ -19,8 +20,10 @@ public final class ChildProcess: @unchecked Sendable {
     public init(name: String, executable: String, arguments: [String], logPath: String, environment: [String: String]? = nil) throws {
         self.name = name
         self.logPath = logPath
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        // Appended to: a process restarted by a test keeps its earlier log.
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try log.seekToEnd()
         process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -37,13 +40,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// False once the process has exited, even if it is a zombie nobody has
     /// reaped yet (Foundation's `Process` has been seen not to notice a
     /// crashed child; waiting on it would hang the test run).
-    public var isRunning: Bool {
-        guard process.isRunning else { return false }
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let afterName = stat.range(of: ") ")
-        else { return false }
-        return stat[afterName.upperBound] != "Z"
-    }
+    public var isRunning: Bool { process.isRunning && ProcessTable.isAlive(pid) }
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     public func stop(grace: Duration = .seconds(5)) async {
@@ -60,6 +57,14 @@ public final class ChildProcess: @unchecked Sendable {
     public func kill9() async {
         guard isRunning else { return }
         kill(pid, SIGKILL)
+        await waitForExit(within: .seconds(5))
+    }
+
+    /// SIGKILL to the process and every process it started, all at once (a
+    /// postmaster and its backends, as when the machine loses power).
+    public func kill9Tree() async {
+        guard isRunning else { return }
+        await ProcessTable.killTrees([pid])
         await waitForExit(within: .seconds(5))
     }
 

@@ -21,23 +21,26 @@ public final class LocalCluster: Sendable {
 
     public subscript(name: String) -> LocalRegion { regions.first { $0.name == name }! }
 
-    /// Starts the regions, runs `body`, and stops everything even if `body` throws.
+    /// Starts the regions, runs `body`, and stops everything even if `body`
+    /// throws. With `route` settings each region also runs `parley route`
+    /// (on its region file's `route` address).
     public static func with<T: Sendable>(
         _ names: [String] = ["eu", "us", "ap"], logicArguments: [String: [String]] = [:], syncArguments: [String: [String]] = [:],
-        faultyLinks: Bool = false,
+        faultyLinks: Bool = false, route: ClusterFile.RouteSettings? = nil,
         _ body: (LocalCluster) async throws -> T
     ) async throws -> T {
         let directory = try TestRun.scratch("cluster")
         let secret = "test-secret-\(UUID().uuidString)"
-        try JSONEncoder().encode(ClusterFile(regions: names, tokenSecret: secret))
-            .write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
+        var clusterFile = ClusterFile(regions: names, tokenSecret: secret)
+        clusterFile.route = route
+        try JSONEncoder().encode(clusterFile).write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
         var started: [LocalRegion] = []
         var links: [String: FaultProxy] = [:]
         do {
             for name in names {
                 started.append(try await LocalRegion.prepare(
                     name: name, directory: directory, tokenSecret: secret,
-                    logicArguments: logicArguments[name] ?? [], syncArguments: syncArguments[name] ?? []
+                    logicArguments: logicArguments[name] ?? [], syncArguments: syncArguments[name] ?? [], withRoute: route != nil
                 ))
             }
             if faultyLinks {

@@ -25,6 +25,7 @@ public final class LocalRegion: @unchecked Sendable {
     public private(set) var logic: [ChildProcess] = []
     public private(set) var gate: ChildProcess?
     public private(set) var sync: ChildProcess?
+    public private(set) var route: ChildProcess?
     let gateArguments: [String]
     // Set before launch by a cluster that routes peer links through proxies.
     var logicArguments: [String]
@@ -70,7 +71,7 @@ public final class LocalRegion: @unchecked Sendable {
     /// `directory` (shared by a cluster's regions); `launch` starts its processes.
     static func prepare(
         name: String, directory: String, tokenSecret: String, gateArguments: [String] = [], logicArguments: [String] = [],
-        syncArguments: [String] = []
+        syncArguments: [String] = [], withRoute: Bool = false
     ) async throws -> LocalRegion {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw TestSupportError("parley binary not found at \(binary): run `swift build` first (ops/test does)")
@@ -84,7 +85,7 @@ public final class LocalRegion: @unchecked Sendable {
         do {
             return try LocalRegion(
                 name: name, directory: directory, tokenSecret: tokenSecret, postgres: postgres, redis: redis,
-                gateArguments: gateArguments, logicArguments: logicArguments, syncArguments: syncArguments
+                gateArguments: gateArguments, logicArguments: logicArguments, syncArguments: syncArguments, withRoute: withRoute
             )
         } catch {
             await redis.stop()
@@ -97,11 +98,12 @@ public final class LocalRegion: @unchecked Sendable {
         for index in file.logic.indices { try await startLogic(index) }
         try await startGate()
         if withSync { try await startSync() }
+        if file.route != nil { try await startRoute() }
     }
 
     private init(
         name: String, directory: String, tokenSecret: String, postgres: PostgresServer, redis: RedisServer,
-        gateArguments: [String], logicArguments: [String], syncArguments: [String]
+        gateArguments: [String], logicArguments: [String], syncArguments: [String], withRoute: Bool = false
     ) throws {
         self.name = name
         self.postgres = postgres
@@ -111,7 +113,7 @@ public final class LocalRegion: @unchecked Sendable {
         self.syncArguments = syncArguments
         self.directory = directory
         self.tokenSecret = tokenSecret
-        let ports = try (0..<7).map { _ in try FreePort.next() }
+        let ports = try (0..<8).map { _ in try FreePort.next() }
         var file = RegionFile(
             name: name,
             location: .init(latitude: 0, longitude: 0),
@@ -124,6 +126,7 @@ public final class LocalRegion: @unchecked Sendable {
             durability: "local"
         )
         file.syncStatus = "127.0.0.1:\(ports[6])"
+        if withRoute { file.route = "127.0.0.1:\(ports[7])" }
         self.file = file
         try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: "\(directory)/\(name).json"))
     }
@@ -164,6 +167,37 @@ public final class LocalRegion: @unchecked Sendable {
         try await FreePort.waitUntilAccepting(Int(file.sync.split(separator: ":")[1])!, server: process)
     }
 
+    /// `parley route` for this region, on the region file's `route` address.
+    public func startRoute() async throws {
+        guard let listen = file.route else { throw TestSupportError("region \(name) has no route address") }
+        let process = try ChildProcess(
+            name: "\(name)-route", executable: Self.binary,
+            arguments: ["route", "--regions", directory, "--region", name, "--log-level", "info"],
+            logPath: "\(directory)/\(name)-route.log"
+        )
+        route = process
+        try await FreePort.waitUntilAccepting(Int(listen.split(separator: ":")[1])!, server: process)
+    }
+
+    /// SIGKILL to every process of the region at once, Postgres and Redis
+    /// included: the region is gone as if its machines lost power.
+    public func killAll() async {
+        let processes = [route, gate, sync].compactMap { $0 } + logic
+        await withDiscardingTaskGroup { group in
+            for process in processes { group.addTask { await process.kill9() } }
+            group.addTask { await self.postgres.kill9() }
+            group.addTask { await self.redis.kill9() }
+        }
+    }
+
+    /// Brings a killed region back: Postgres recovers its data, Redis starts
+    /// empty, then every process starts again.
+    public func restartAll() async throws {
+        try await postgres.restart()
+        try await redis.restart()
+        try await launch(withSync: true)
+    }
+
     /// The body of `GET <path>` on the sync's status listener (`/status` or `/metrics`).
     public func syncHTTP(_ path: String) async throws -> String {
         guard let address = file.syncStatus, let url = URL(string: "http://\(address)\(path)") else {
@@ -184,6 +218,7 @@ public final class LocalRegion: @unchecked Sendable {
     public func killLogic(_ index: Int) async { await logic[index].kill9() }
 
     public func stop() async {
+        await route?.stop()
         await sync?.stop()
         await gate?.stop()
         for process in logic { await process.stop() }

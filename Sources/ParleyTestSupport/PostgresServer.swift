@@ -1,4 +1,6 @@
 import Foundation
+import ParleyFault
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -10,7 +12,11 @@ import Glibc
 public final class PostgresServer: Sendable {
     public let port: Int
     public let dataDirectory: String
-    let process: ChildProcess
+    private let executable: String
+    private let arguments: [String]
+    private let logPath: String
+    private let current: Mutex<ChildProcess>
+    var process: ChildProcess { current.withLock { $0 } }
 
     public static let database = "parley"
 
@@ -27,19 +33,20 @@ public final class PostgresServer: Sendable {
         let port = try FreePort.next()
         let arguments = [
             "-D", data, "-p", "\(port)", "-k", sockets, "-c", "listen_addresses=127.0.0.1",
-            // Test data is disposable: skip the fsyncs that make tests slow.
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            // Test data is disposable: skip the fsyncs that make tests slow
+            // (they guard against a machine crash, which no test makes). A
+            // commit still waits for its WAL write, so a drill's SIGKILL
+            // never loses an acknowledged transaction, as in production.
+            "-c", "fsync=off", "-c", "synchronous_commit=on", "-c", "full_page_writes=off",
             "-c", "max_connections=200",
         ]
-        let process = try ChildProcess(
-            name: name,
+        let server = try PostgresServer(
+            name: name, port: port, dataDirectory: data,
             executable: asPostgres ? "/usr/sbin/runuser" : bin + "/postgres",
             arguments: asPostgres ? ["-u", "postgres", "--", bin + "/postgres"] + arguments : arguments,
             logPath: root + "/postgres.log"
         )
-        let server = PostgresServer(port: port, dataDirectory: data, process: process)
         do {
-            try await FreePort.waitUntilAccepting(port, server: process)
             try await server.waitForStartup(bin: bin)
             try run(bin + "/createdb", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", database])
         } catch {
@@ -49,10 +56,28 @@ public final class PostgresServer: Sendable {
         return server
     }
 
-    private init(port: Int, dataDirectory: String, process: ChildProcess) {
+    private init(name: String, port: Int, dataDirectory: String, executable: String, arguments: [String], logPath: String) throws {
         self.port = port
         self.dataDirectory = dataDirectory
-        self.process = process
+        self.executable = executable
+        self.arguments = arguments
+        self.logPath = logPath
+        current = Mutex(try ChildProcess(name: name, executable: executable, arguments: arguments, logPath: logPath))
+    }
+
+    /// SIGKILL to the postmaster and every backend at once: what a crash of
+    /// the machine does to it (the data directory stays for `restart`).
+    public func kill9() async { await process.kill9Tree() }
+
+    /// Starts the server again on its data directory and port, after `kill9`:
+    /// it recovers from its write-ahead log.
+    public func restart() async throws {
+        StalePostgresLocks.remove(
+            dataDirectory: dataDirectory, socketDirectory: (dataDirectory as NSString).deletingLastPathComponent + "/sock", port: port
+        )
+        let process = try ChildProcess(name: self.process.name, executable: executable, arguments: arguments, logPath: logPath)
+        current.withLock { $0 = process }
+        try await waitForStartup(bin: Self.binDirectory())
     }
 
     /// Fast shutdown: SIGINT to the postmaster aborts open transactions and
@@ -81,6 +106,7 @@ public final class PostgresServer: Sendable {
 
     private func waitForStartup(bin: String) async throws {
         let deadline = ContinuousClock.now + .seconds(30)
+        try await FreePort.waitUntilAccepting(port, server: process)
         while true {
             if (try? Self.run(bin + "/pg_isready", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres"])) != nil { return }
             guard ContinuousClock.now < deadline else { throw TestSupportError("postgres not ready:\n\(process.log.suffix(2000))") }

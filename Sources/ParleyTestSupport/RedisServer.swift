@@ -1,33 +1,51 @@
 import Foundation
+import Synchronization
 
 /// A real, ephemeral Redis server on a free loopback port, persisting nothing.
 public final class RedisServer: Sendable {
     public let port: Int
-    let process: ChildProcess
+    private let executable: String
+    private let root: String
+    private let current: Mutex<ChildProcess>
+    var process: ChildProcess { current.withLock { $0 } }
 
     public static func start(name: String = "redis") async throws -> RedisServer {
         guard let executable = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
             .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
         else { throw TestSupportError("redis-server not found: run ops/setup") }
         let root = try TestRun.scratch(name)
-        let port = try FreePort.next()
-        let process = try ChildProcess(
+        let server = try RedisServer(name: name, port: try FreePort.next(), executable: executable, root: root)
+        do {
+            try await FreePort.waitUntilAccepting(server.port, server: server.process)
+        } catch {
+            await server.stop()
+            throw error
+        }
+        return server
+    }
+
+    private init(name: String, port: Int, executable: String, root: String) throws {
+        self.port = port
+        self.executable = executable
+        self.root = root
+        current = Mutex(try Self.launch(name: name, port: port, executable: executable, root: root))
+    }
+
+    private static func launch(name: String, port: Int, executable: String, root: String) throws -> ChildProcess {
+        try ChildProcess(
             name: name, executable: executable,
             arguments: ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", root],
             logPath: root + "/redis.log"
         )
-        do {
-            try await FreePort.waitUntilAccepting(port, server: process)
-        } catch {
-            await process.stop()
-            throw error
-        }
-        return RedisServer(port: port, process: process)
     }
 
-    private init(port: Int, process: ChildProcess) {
-        self.port = port
-        self.process = process
+    public func kill9() async { await process.kill9() }
+
+    /// Starts an empty server again on the same port, after `kill9`.
+    public func restart() async throws {
+        let process = try Self.launch(name: self.process.name, port: port, executable: executable, root: root)
+        current.withLock { $0 = process }
+        try await FreePort.waitUntilAccepting(port, server: process)
     }
 
     public func stop() async { await process.stop() }

@@ -98,10 +98,13 @@ extension ConsistencyReport {
     }
 
     /// One line for `--watch`: time, verdict, the largest lag.
-    public var line: String {
+    public var line: String { "\(ISO8601DateFormatter().string(from: Date())) \(summary)" }
+
+    /// Verdict, the largest lag, and the vector compared at.
+    public var summary: String {
         let worst = lag.max { $0.events < $1.events }
         let lagText = worst.map { "max lag \($0.events) events (\($0.region) behind \($0.peer)), \(String(format: "%.1f", lag.map(\.seconds).max() ?? 0)) s" } ?? "no lag reported"
         let extra = verdict == .unreachable ? " " + unreachable.keys.sorted().joined(separator: ", ") : verdict == .divergent ? " \(differences.count) differences" : ""
-        return "\(ISO8601DateFormatter().string(from: Date())) \(verdict.rawValue)\(extra); \(lagText); compared at \(comparedAt)"
+        return "\(verdict.rawValue)\(extra); \(lagText); compared at \(comparedAt)"
     }
 }

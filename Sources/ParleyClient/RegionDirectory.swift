@@ -1,0 +1,85 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Where the client may connect, in the order to try: asks `parley route`
+/// (any instance answers the same) and keeps its last answer for when no
+/// route instance can be reached; without route addresses, the fixed gates.
+struct RegionDirectory: Sendable {
+    /// One gate to try and the region it belongs to (nil for fixed gates).
+    struct Candidate: Sendable, Equatable {
+        let region: String?
+        let address: GateAddress
+    }
+
+    let routes: [String]
+    let query: String
+    let transport: ParleyClient.Transport
+    let fixed: [GateAddress]
+    let timeout: TimeInterval
+
+    init(configuration: ParleyClient.Configuration) {
+        routes = configuration.routes.map { $0.hasPrefix("http") ? $0 : "http://\($0)" }
+        var items: [URLQueryItem] = []
+        if let hint = configuration.regionHint { items.append(.init(name: "hint", value: hint)) }
+        if let location = configuration.location {
+            items.append(.init(name: "lat", value: "\(location.latitude)"))
+            items.append(.init(name: "lon", value: "\(location.longitude)"))
+        }
+        var components = URLComponents()
+        components.queryItems = items
+        query = components.percentEncodedQuery.map { "?" + $0 } ?? ""
+        transport = configuration.transport
+        fixed = configuration.gates
+        timeout = configuration.routeTimeout.seconds
+    }
+
+    /// The route's current answer, or nil when no route instance answered.
+    func ask() async -> [Candidate]? {
+        for route in routes {
+            guard let url = URL(string: "\(route)/route\(query)") else { continue }
+            var request = URLRequest(url: url)
+            request.timeoutInterval = timeout
+            guard let (data, response) = try? await URLSession.shared.data(for: request),
+                  (response as? HTTPURLResponse)?.statusCode == 200,
+                  let answer = try? JSONDecoder().decode(RouteAnswer.self, from: data)
+            else { continue }
+            return answer.regions.flatMap { region in
+                region.gates.map { gate in
+                    Candidate(region: region.region, address: transport == .tcp ? gate.tcpAddress : .webSocket(url: gate.webSocket))
+                }
+            }
+        }
+        return nil
+    }
+
+    var fixedCandidates: [Candidate] { fixed.map { Candidate(region: nil, address: $0) } }
+
+    private struct RouteAnswer: Decodable {
+        struct Region: Decodable {
+            var region: String
+            var gates: [Gate]
+        }
+
+        struct Gate: Decodable {
+            var tcp: String
+            /// A URL, `ws://host:port/ws`.
+            var webSocket: String
+
+            var tcpAddress: GateAddress {
+                let parts = tcp.split(separator: ":")
+                return .tcp(host: String(parts.first ?? ""), port: parts.count == 2 ? Int(parts[1]) ?? 0 : 0)
+            }
+        }
+
+        var regions: [Region]
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

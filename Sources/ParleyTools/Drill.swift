@@ -1,0 +1,265 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import ParleyAuth
+import ParleyClient
+import ParleyCore
+import ParleyProto
+import Synchronization
+
+/// What a drill does to the cluster it runs against.
+public protocol DrillCluster: Sendable {
+    /// The folder with cluster.json and the region files: routes, gates, sync status.
+    var regionsDirectory: String { get }
+    /// SIGKILL to every process of the region at once, Postgres and Redis included.
+    func kill(region: String) async throws
+    /// Brings a killed region back on its data.
+    func restart(region: String) async throws
+}
+
+/// `parley drill`: takes a region down under load from simulated clients
+/// that fail over through `parley route`, heals it, and reports detection,
+/// client recovery, acknowledged messages lost, duplicates and convergence
+/// (docs/OPERATIONS.md, "Drills").
+public struct Drill: Sendable {
+    public enum Scenario: String, Sendable, Codable, CaseIterable {
+        /// Every process of the region SIGKILLed, then restarted on its data.
+        case killRegion = "kill-region"
+    }
+
+    public struct Options: Sendable {
+        public var scenario: Scenario
+        /// The region the fault hits.
+        public var region: String
+        /// Simulated users, spread over the regions; each writes to the next one.
+        public var clients = 12
+        public var sendsPerSecondPerClient = 2.0
+        public var durability: Parley_Durability = .geo
+        /// Load before the fault.
+        public var loadBefore: Duration = .seconds(3)
+        /// The fault lasts at least this long, and until every affected client recovered.
+        public var outage: Duration = .seconds(4)
+        /// Load after the heal, before the convergence is measured.
+        public var loadAfter: Duration = .seconds(2)
+        /// Give up on recovery, detection or convergence after this long.
+        public var limit: Duration = .seconds(60)
+        /// How long a client's connection may stay silent before it moves on.
+        public var clientLiveness: Duration = .seconds(2)
+
+        public init(scenario: Scenario, region: String) {
+            self.scenario = scenario
+            self.region = region
+        }
+    }
+
+    public let options: Options
+    public let cluster: any DrillCluster
+
+    public init(options: Options, cluster: any DrillCluster) {
+        self.options = options
+        self.cluster = cluster
+    }
+
+    public func run(log: @Sendable (String) -> Void = { _ in }) async throws -> DrillReport {
+        let topology = try Topology(directory: cluster.regionsDirectory)
+        guard topology.regions.contains(where: { $0.name == options.region }) else {
+            throw DrillError("no region \(options.region) in \(cluster.regionsDirectory)")
+        }
+        let survivors = topology.regions.filter { $0.name != options.region }
+        guard let observer = survivors.first(where: { $0.route != nil }) else {
+            throw DrillError("a drill needs `parley route` in a region other than \(options.region) (route in the region files)")
+        }
+        // A region still starting would send its clients elsewhere and skew
+        // who the fault affects: start from a cluster route sees whole.
+        let names = topology.regions.map(\.name)
+        guard await poll(limit: options.limit, { await Self.routeStates(observer).map { states in names.allSatisfy { states[$0] == "up" } } ?? false }) != nil else {
+            throw DrillError("route at \(observer.route ?? "") does not see every region up: \(await Self.routeStates(observer) ?? [:])")
+        }
+        let recorder = DrillRecorder()
+        let users = try await connectUsers(topology, recorder: recorder, log: log)
+        log("\(users.count) clients connected; introducing partners")
+        try await introduce(users, recorder: recorder)
+
+        let load = DrillLoad(users: users, recorder: recorder, interval: .seconds(1 / options.sendsPerSecondPerClient), durability: options.durability)
+        let loadTask = Task { await load.run() }
+        try await Task.sleep(for: options.loadBefore)
+
+        var affected: [SimulatedUser] = []
+        var movedBefore = 0
+        var where_: [String: Int] = [:]
+        for user in users {
+            let region = await user.client.region
+            if region == options.region { affected.append(user) }
+            where_[region ?? "none", default: 0] += 1
+            movedBefore += await user.client.recoveries.count
+        }
+        log("fault: \(options.scenario.rawValue) \(options.region) (clients by region: \(where_.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); \(movedBefore) reconnects before the fault)")
+        let faultAt = ContinuousClock.now
+        try await cluster.kill(region: options.region)
+
+        let detected = await poll(limit: options.limit) { await Self.routeSays(observer, options.region, is: "down") }
+        let detection = detected.map { $0 - faultAt }
+        log("route: \(options.region) \(detection.map { "down after \(seconds($0)) s" } ?? "never declared down")")
+        var recoveries: [Duration] = []
+        let recovered = await poll(limit: options.limit) {
+            recoveries = []
+            for user in affected {
+                guard let back = await user.client.recoveries.last(where: { $0.at > faultAt && $0.to != options.region }) else { return false }
+                recoveries.append(back.at - faultAt)
+            }
+            return true
+        }
+        log("clients: \(recoveries.count) of \(affected.count) recovered elsewhere")
+        // Events of the killed region that no other region holds: with local
+        // durability acknowledged ones among them are at risk until the heal.
+        let heldElsewhere = await survivors.asyncMap { try? await HTTPRegionDigests(name: $0.name, address: $0.syncStatus ?? "").status() }
+            .compactMap { $0?.applied[options.region] }.max() ?? 0
+        if let recovered { try await Task.sleep(until: max(recovered, faultAt + options.outage)) }
+
+        log("heal: restarting \(options.region)")
+        let healAt = ContinuousClock.now
+        try await cluster.restart(region: options.region)
+        try await Task.sleep(for: options.loadAfter)
+        load.stop()
+        await loadTask.value
+        log("load stopped; waiting for the regions to converge")
+
+        let sources = topology.regions.map { HTTPRegionDigests(name: $0.name, address: $0.syncStatus ?? "") }
+        var lastCheck: ConsistencyReport?
+        let converged = await poll(limit: options.limit, every: .milliseconds(250)) {
+            let report = await ConsistencyCheck.run(sources)
+            lastCheck = report
+            return report.converged
+        }
+        log("checker: \(lastCheck?.verdict.rawValue ?? "not run")\(converged.map { ", converged \(seconds($0 - healAt)) s after heal" } ?? "")")
+
+        // Every client pulls what it may have missed, then every acknowledged
+        // message must have reached its recipient exactly once.
+        for user in users { try? await user.client.sync() }
+        _ = await poll(limit: .seconds(10)) { recorder.missing().isEmpty }
+        for user in users { await user.client.disconnect() }
+
+        let tally = recorder.tally(killedRegion: options.region, heldElsewhere: heldElsewhere)
+        return DrillReport(
+            scenario: options.scenario.rawValue, region: options.region,
+            durability: options.durability == .local ? "local" : options.durability == .geo ? "geo" : "region default",
+            clients: users.count,
+            detectionSeconds: detection.map(seconds),
+            clientsAffected: affected.count, clientsRecovered: recovered == nil ? recoveries.count : affected.count, reconnectsBeforeFault: movedBefore,
+            recovery: DrillReport.Percentiles(recoveries.map(seconds)),
+            acked: tally.acked, sendErrors: tally.errors, ackedLost: tally.lost, atRisk: tally.atRisk,
+            atRiskReappeared: tally.atRiskReappeared, duplicatesShown: tally.duplicatesShown, storedTwice: tally.storedTwice,
+            convergenceSeconds: converged.map { seconds($0 - healAt) }, checkVerdict: lastCheck?.verdict.rawValue ?? "not run",
+            checkSummary: lastCheck.map { "\($0.summary); applied \($0.applied.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: " | "))" } ?? ""
+        )
+    }
+
+    // MARK: - Clients
+
+    private func connectUsers(_ topology: Topology, recorder: DrillRecorder, log: @Sendable (String) -> Void) async throws -> [SimulatedUser] {
+        let authority = try await TokenAuthority(secret: topology.tokenSecret)
+        let run = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let names = (0..<options.clients).map { "drill\(run)_\($0)" }
+        var users: [SimulatedUser] = []
+        for (index, name) in names.enumerated() {
+            let home = topology.regions[index % topology.regions.count]
+            var configuration = ParleyClient.Configuration(
+                gates: topology.gates(homeFirst: home.name), routes: topology.regions.compactMap(\.route),
+                token: try await authority.issue(userID: name, lifetime: 3_600), deviceID: "drill"
+            )
+            configuration.regionHint = home.name
+            configuration.livenessTimeout = options.clientLiveness
+            configuration.requestTimeout = .seconds(5)
+            let client = ParleyClient(configuration: configuration)
+            try await client.connect()
+            if let region = await client.region, region != home.name { log("\(name) homed in \(home.name) connected to \(region)") }
+            let user = SimulatedUser(name: name, partner: names[(index + 1) % names.count], client: client)
+            Task { await user.receive(recorder) }
+            users.append(user)
+        }
+        return users
+    }
+
+    /// Each user's first message to its partner, retried until the partner's
+    /// sign-in has replicated to the sender's region.
+    private func introduce(_ users: [SimulatedUser], recorder: DrillRecorder) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for user in users {
+                group.addTask {
+                    let deadline = ContinuousClock.now + .seconds(30)
+                    let id = ParleyClient.newClientMsgID()
+                    while true {
+                        do {
+                            let ack = try await user.client.send(to: .user(user.partner), body: "hello", clientMsgID: id)
+                            return recorder.acked(user, id, ack)
+                        } catch let error as ServerError where error.code == .unknownUser && ContinuousClock.now < deadline {
+                            try await Task.sleep(for: .milliseconds(100))
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    // MARK: - Observing
+
+    private static func routeSays(_ observer: RegionFile, _ region: String, is state: String) async -> Bool {
+        await routeStates(observer)?[region] == state
+    }
+
+    /// Each region's state as `observer`'s route sees it: "up", "down", or
+    /// "draining" for an up region that is drained; nil when route did not answer.
+    private static func routeStates(_ observer: RegionFile) async -> [String: String]? {
+        guard let route = observer.route, let url = URL(string: "http://\(route)/status") else { return nil }
+        var request = URLRequest(url: url)
+        request.timeoutInterval = 1
+        guard let (data, _) = try? await URLSession.shared.data(for: request),
+              let status = try? JSONDecoder().decode([String: RouteStatus].self, from: data)
+        else { return nil }
+        return status.mapValues { $0.state == "up" && $0.draining ? "draining" : $0.state }
+    }
+
+    private struct RouteStatus: Decodable {
+        var state: String
+        var draining: Bool
+    }
+
+    /// Polls `condition` until it holds (the instant it did) or `limit` passes (nil).
+    private func poll(
+        limit: Duration, every interval: Duration = .milliseconds(50), _ condition: () async -> Bool
+    ) async -> ContinuousClock.Instant? {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if await condition() { return .now }
+            try? await Task.sleep(for: interval)
+        }
+        return nil
+    }
+}
+
+func seconds(_ duration: Duration) -> Double {
+    let (whole, fraction) = duration.components
+    return ((Double(whole) + Double(fraction) / 1e18) * 1_000).rounded() / 1_000
+}
+
+extension ConsistencyReport {
+    /// Consistent with every region at the same vector and no conversation deferred.
+    var converged: Bool {
+        verdict == .consistent && Set(applied.values).count == 1 && conversationsDeferred == 0
+    }
+}
+
+extension Sequence where Element: Sendable {
+    func asyncMap<T>(_ transform: (Element) async -> T) async -> [T] {
+        var results: [T] = []
+        for element in self { results.append(await transform(element)) }
+        return results
+    }
+}
+
+public struct DrillError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,92 @@
+import Foundation
+
+/// What `parley drill` found: printed for a human, or as JSON with `--json`
+/// (docs/OPERATIONS.md, "Reading a drill report").
+public struct DrillReport: Codable, Sendable {
+    public struct Percentiles: Codable, Sendable {
+        public var count: Int
+        public var p50: Double?
+        public var p99: Double?
+        public var max: Double?
+
+        init(_ values: [Double]) {
+            let sorted = values.sorted()
+            count = sorted.count
+            func at(_ fraction: Double) -> Double? {
+                sorted.isEmpty ? nil : sorted[min(sorted.count - 1, Int((Double(sorted.count) * fraction).rounded(.up)) - 1)]
+            }
+            p50 = at(0.5)
+            p99 = at(0.99)
+            max = sorted.last
+        }
+    }
+
+    public var scenario: String
+    public var region: String
+    public var durability: String
+    public var clients: Int
+    /// Fault → route declares the region down, in seconds.
+    public var detectionSeconds: Double?
+    /// Clients connected to the region at the fault, and how many were back elsewhere.
+    public var clientsAffected: Int
+    public var clientsRecovered: Int
+    /// Connections lost and recovered before the fault (a client that heard
+    /// nothing for its liveness timeout moves on): each moved a client.
+    public var reconnectsBeforeFault: Int
+    /// Fault → the client signed in elsewhere and re-synced, in seconds.
+    public var recovery: Percentiles
+    public var acked: Int
+    public var sendErrors: Int
+    /// Acknowledged messages their recipient never received.
+    public var ackedLost: Int
+    /// Acknowledged events of the killed region no other region held while it
+    /// was down (with `local` durability), and how many reappeared after the heal.
+    public var atRisk: Int
+    public var atRiskReappeared: Int
+    /// Messages a client showed twice: must be 0.
+    public var duplicatesShown: Int
+    /// Sends stored twice (accepted in two regions during the failover): the
+    /// regions hide one, the SDK flags it and the client shows it once.
+    public var storedTwice: Int
+    /// Heal → the checker proves every region consistent at the same vector, in seconds.
+    public var convergenceSeconds: Double?
+    public var checkVerdict: String
+    /// The last check's verdict, largest lag and every region's applied vector.
+    public var checkSummary: String
+
+    /// What makes the drill fail; empty when it passed.
+    public var failures: [String] {
+        var failures: [String] = []
+        if clientsRecovered < clientsAffected { failures.append("\(clientsAffected - clientsRecovered) clients never recovered") }
+        if detectionSeconds == nil { failures.append("route never declared \(region) down") }
+        if ackedLost > 0 { failures.append("\(ackedLost) acknowledged messages lost") }
+        if durability == "geo", atRisk > 0 { failures.append("\(atRisk) events acknowledged with geo durability were held by \(region) alone") }
+        if atRiskReappeared < atRisk { failures.append("\(atRisk - atRiskReappeared) at-risk events never reappeared") }
+        if duplicatesShown > 0 { failures.append("\(duplicatesShown) duplicates shown") }
+        if convergenceSeconds == nil { failures.append("no convergence (checker: \(checkVerdict))") }
+        return failures
+    }
+
+    public var passed: Bool { failures.isEmpty }
+
+    public var text: String {
+        func s(_ value: Double?) -> String { value.map { String(format: "%.3f s", $0) } ?? "-" }
+        return """
+            drill \(scenario) \(region), \(durability) durability, \(clients) clients
+            detection        \(s(detectionSeconds)) (route declared \(region) down)
+            recovery         \(clientsRecovered)/\(clientsAffected) clients back elsewhere: p50 \(s(recovery.p50))  p99 \(s(recovery.p99))  max \(s(recovery.max)) (\(reconnectsBeforeFault) reconnects before the fault)
+            acked            \(acked) messages (\(sendErrors) sends failed, not acknowledged)
+            acked lost       \(ackedLost)
+            at risk          \(atRisk) acknowledged events held only by \(region) while down; \(atRiskReappeared) reappeared after heal
+            duplicates       \(duplicatesShown) shown (\(storedTwice) stored twice, hidden by the rule and flagged by the SDK)
+            convergence      \(s(convergenceSeconds)) after heal (checker: \(checkSummary))
+            result           \(passed ? "PASSED" : "FAILED: " + failures.joined(separator: "; "))
+            """
+    }
+
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}

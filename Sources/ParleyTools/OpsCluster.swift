@@ -1,0 +1,60 @@
+import Foundation
+import ParleyCore
+import ParleyFault
+
+/// The cluster `ops/up` runs on this machine, as a drill sees it: every
+/// process of a region is named by the pid files in `run/<region>/` (and its
+/// postmaster by `pgdata/postmaster.pid`); `ops/up <region>` starts it again.
+public struct OpsCluster: DrillCluster {
+    public let regionsDirectory: String
+    let runDirectory: String
+    let upScript: String
+    /// The `parley` executable the restarted region runs.
+    let parleyBinary: String
+
+    public init(regionsDirectory: String = "regions", runDirectory: String = "run", upScript: String = "ops/up", parleyBinary: String) {
+        self.regionsDirectory = regionsDirectory
+        self.runDirectory = runDirectory
+        self.upScript = upScript
+        self.parleyBinary = parleyBinary
+    }
+
+    public func kill(region: String) async throws {
+        let folder = "\(runDirectory)/\(region)"
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        var pids = files.filter { $0.hasSuffix(".pid") }.compactMap { Self.firstLineNumber(of: "\(folder)/\($0)") }
+        if let postmaster = Self.firstLineNumber(of: "\(folder)/pgdata/postmaster.pid") { pids.append(postmaster) }
+        guard pids.contains(where: ProcessTable.isAlive) else {
+            throw DrillError("nothing of region \(region) runs (pid files in \(folder)/): start it with ops/up")
+        }
+        let survivors = await ProcessTable.killTrees(pids)
+        guard survivors.isEmpty else { throw DrillError("processes of \(region) survived SIGKILL: \(survivors)") }
+    }
+
+    public func restart(region: String) async throws {
+        let file = try RegionFile.decode(Array(Data(contentsOf: URL(fileURLWithPath: "\(regionsDirectory)/\(region).json"))))
+        let folder = "\(runDirectory)/\(region)"
+        StalePostgresLocks.remove(dataDirectory: "\(folder)/pgdata", socketDirectory: "\(folder)/sock", port: file.postgres.port)
+        var environment = ProcessInfo.processInfo.environment
+        environment["PARLEY_BIN"] = parleyBinary
+        // A cluster started with the link proxy keeps it: the region rejoins through it.
+        if let proxy = Self.firstLineNumber(of: "\(runDirectory)/proxy.pid"), ProcessTable.isAlive(proxy) {
+            environment["PARLEY_LINK_PROXY"] = "1"
+        }
+        let up = Process()
+        up.executableURL = URL(fileURLWithPath: "/bin/bash")
+        up.arguments = [upScript, region]
+        up.environment = environment
+        let output = Pipe()
+        up.standardOutput = output
+        up.standardError = output
+        try up.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        up.waitUntilExit()
+        guard up.terminationStatus == 0 else { throw DrillError("\(upScript) \(region) failed (\(up.terminationStatus)): \(text)") }
+    }
+
+    private static func firstLineNumber(of path: String) -> Int32? {
+        (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").first.flatMap { Int32($0.trimmingCharacters(in: .whitespaces)) }
+    }
+}

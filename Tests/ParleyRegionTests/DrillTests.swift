@@ -1,0 +1,79 @@
+import ParleyCore
+import ParleyFault
+import ParleyProto
+import ParleyTestSupport
+import ParleyTools
+import Testing
+
+/// `parley drill`'s runner against three regions really running, each with
+/// its `parley route`; the simulated clients fail over through route.
+@Suite(.serialized, .timeLimit(.minutes(4))) struct DrillTests {
+    /// Fast probes: a killed region is declared down within ~0.6 s.
+    private static let route = ClusterFile.RouteSettings(probeIntervalMs: 200, probeTimeoutMs: 200, downAfter: 3, upAfter: 2)
+
+    private func options(_ durability: Parley_Durability) -> Drill.Options {
+        var options = Drill.Options(scenario: .killRegion, region: "eu")
+        options.clients = 6
+        options.durability = durability
+        options.loadBefore = .seconds(2)
+        options.outage = .seconds(3)
+        options.loadAfter = .seconds(1)
+        return options
+    }
+
+    @Test func killingARegionWithGeoDurabilityEveryClientRecoversElsewhereNothingLostNothingTwice() async throws {
+        try await LocalCluster.with(route: Self.route) { cluster in
+            let report = try await Drill(options: options(.geo), cluster: KillRegion(cluster: cluster)).run(log: { print("drill: \($0)") })
+            #expect(report.passed, "\(report.text)\n\(cluster.syncLogs)")
+            // Two of six clients are homed in eu; under load a client may lose
+            // a connection before the fault and move (reconnectsBeforeFault).
+            #expect(report.clientsAffected >= 1 && report.clientsRecovered == report.clientsAffected)
+            #expect(report.recovery.count == report.clientsAffected && (report.recovery.max ?? 99) < 10)
+            #expect(report.detectionSeconds.map { $0 < 5 } == true)
+            #expect(report.acked >= 20, "the load really ran: \(report.acked) acked")
+            #expect(report.ackedLost == 0 && report.duplicatesShown == 0)
+            #expect(report.atRisk == 0, "geo: every acknowledged event was held by another region")
+            #expect(report.checkVerdict == "consistent" && report.convergenceSeconds != nil)
+        }
+    }
+
+    /// eu's outbound replication stalls for 1.5 s before it dies: what eu
+    /// acknowledged meanwhile with `local` durability was held by eu alone.
+    @Test func killingARegionWithLocalDurabilityCountsWhatWasAtRiskAndAllOfItReappearsAfterHeal() async throws {
+        try await LocalCluster.with(faultyLinks: true, route: Self.route) { cluster in
+            let target = KillRegion(cluster: cluster, stallReplicationFirst: .milliseconds(1_500))
+            let report = try await Drill(options: options(.local), cluster: target).run(log: { print("drill: \($0)") })
+            #expect(report.atRisk > 0, "acknowledged while eu's replication stalled: \(report.text)")
+            #expect(report.atRiskReappeared == report.atRisk, "\(report.text)")
+            #expect(report.ackedLost == 0 && report.duplicatesShown == 0, "\(report.text)")
+            #expect(report.passed, "\(report.text)\n\(cluster.syncLogs)")
+        }
+    }
+}
+
+/// The kill-region fault on a test cluster; optionally eu's peers stop
+/// receiving its events for a while before it dies.
+private struct KillRegion: DrillCluster {
+    let cluster: LocalCluster
+    var stallReplicationFirst: Duration?
+
+    var regionsDirectory: String { cluster.regions[0].directory }
+
+    func kill(region: String) async throws {
+        if let stall = stallReplicationFirst {
+            for peer in cluster.regions where peer.name != region {
+                cluster.link(from: peer.name, to: region).set(LinkFaults(state: .blackhole))
+            }
+            try await Task.sleep(for: stall)
+        }
+        await cluster[region].killAll()
+    }
+
+    func restart(region: String) async throws {
+        try await cluster[region].restartAll()
+        guard stallReplicationFirst != nil else { return }
+        for peer in cluster.regions where peer.name != region {
+            cluster.link(from: peer.name, to: region).set(.healthy)
+        }
+    }
+}
