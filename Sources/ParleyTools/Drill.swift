@@ -118,8 +118,11 @@ public struct Drill: Sendable {
         if let recovered { try await Task.sleep(until: max(recovered, faultAt + options.outage)) }
 
         log("heal: restarting \(options.region)")
-        let healAt = ContinuousClock.now
+        let restartAt = ContinuousClock.now
         try await cluster.restart(region: options.region)
+        // Convergence counts from the moment the region runs again.
+        let healAt = ContinuousClock.now
+        log("heal: \(options.region) running again after \(seconds(healAt - restartAt)) s")
         try await Task.sleep(for: options.loadAfter)
         load.stop()
         await loadTask.value
@@ -145,7 +148,7 @@ public struct Drill: Sendable {
             scenario: options.scenario.rawValue, region: options.region,
             durability: options.durability == .local ? "local" : options.durability == .geo ? "geo" : "region default",
             clients: users.count,
-            detectionSeconds: detection.map(seconds),
+            detectionSeconds: detection.map(seconds), healSeconds: seconds(healAt - restartAt),
             clientsAffected: affected.count, clientsRecovered: recovered == nil ? recoveries.count : affected.count, reconnectsBeforeFault: movedBefore,
             recovery: DrillReport.Percentiles(recoveries.map(seconds)),
             acked: tally.acked, sendErrors: tally.errors, ackedLost: tally.lost, atRisk: tally.atRisk,

@@ -27,6 +27,8 @@ public struct DrillReport: Codable, Sendable {
     public var clients: Int
     /// Fault → route declares the region down, in seconds.
     public var detectionSeconds: Double?
+    /// How long healing took (restarting the region, recovering its Postgres).
+    public var healSeconds: Double
     /// Clients connected to the region at the fault, and how many were back elsewhere.
     public var clientsAffected: Int
     public var clientsRecovered: Int
@@ -48,7 +50,7 @@ public struct DrillReport: Codable, Sendable {
     /// Sends stored twice (accepted in two regions during the failover): the
     /// regions hide one, the SDK flags it and the client shows it once.
     public var storedTwice: Int
-    /// Heal → the checker proves every region consistent at the same vector, in seconds.
+    /// The region running again → the checker proves every region consistent at the same vector, in seconds.
     public var convergenceSeconds: Double?
     public var checkVerdict: String
     /// The last check's verdict, largest lag and every region's applied vector.
@@ -69,6 +71,15 @@ public struct DrillReport: Codable, Sendable {
 
     public var passed: Bool { failures.isEmpty }
 
+    /// The speed targets (docs/BENCHMARKS.md) this run missed: reported, not
+    /// failed on, since a loaded machine is slower without anything being wrong.
+    public var targetsMissed: [String] {
+        var missed: [String] = []
+        if let p99 = recovery.p99, p99 > 3 { missed.append("recovery p99 \(p99) s > 3 s") }
+        if let convergence = convergenceSeconds, convergence > 10 { missed.append("convergence \(convergence) s > 10 s") }
+        return missed
+    }
+
     public var text: String {
         func s(_ value: Double?) -> String { value.map { String(format: "%.3f s", $0) } ?? "-" }
         return """
@@ -79,7 +90,9 @@ public struct DrillReport: Codable, Sendable {
             acked lost       \(ackedLost)
             at risk          \(atRisk) acknowledged events held only by \(region) while down; \(atRiskReappeared) reappeared after heal
             duplicates       \(duplicatesShown) shown (\(storedTwice) stored twice, hidden by the rule and flagged by the SDK)
+            heal             \(s(healSeconds)) to bring \(region) back
             convergence      \(s(convergenceSeconds)) after heal (checker: \(checkSummary))
+            targets          \(targetsMissed.isEmpty ? "met (recovery p99 ≤ 3 s, convergence ≤ 10 s)" : "missed: " + targetsMissed.joined(separator: "; "))
             result           \(passed ? "PASSED" : "FAILED: " + failures.joined(separator: "; "))
             """
     }

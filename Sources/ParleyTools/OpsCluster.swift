@@ -45,13 +45,22 @@ public struct OpsCluster: DrillCluster {
         up.executableURL = URL(fileURLWithPath: "/bin/bash")
         up.arguments = [upScript, region]
         up.environment = environment
-        let output = Pipe()
-        up.standardOutput = output
-        up.standardError = output
+        // To a file, not a pipe: the servers ops/up leaves running would hold a pipe open.
+        let logPath = "\(folder)/up.log"
+        guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw DrillError("cannot write \(logPath)") }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        defer { try? log.close() }
+        up.standardInput = FileHandle.nullDevice
+        up.standardOutput = log
+        up.standardError = log
         try up.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        up.waitUntilExit()
-        guard up.terminationStatus == 0 else { throw DrillError("\(upScript) \(region) failed (\(up.terminationStatus)): \(text)") }
+        // Foundation's Process has been seen never to notice its child exit
+        // here; /proc tells, and ops/up's last line says whether it succeeded.
+        while ProcessTable.isAlive(up.processIdentifier) { try await Task.sleep(for: .milliseconds(50)) }
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        guard text.contains("region \(region) up:") else {
+            throw DrillError("\(upScript) \(region) failed: \(text.suffix(2_000))")
+        }
     }
 
     private static func firstLineNumber(of path: String) -> Int32? {

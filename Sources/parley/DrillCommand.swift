@@ -52,6 +52,9 @@ struct DrillCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Option(help: ArgumentHelp("Also write the report to PATH.txt and PATH.json.", valueName: "path"))
+    var save: String?
+
     @Flag(help: "Print the drill's progress on standard error.")
     var verbose = false
 
@@ -81,6 +84,10 @@ struct DrillCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         print(json ? report.json : report.text)
+        if let save {
+            try Data((report.text + "\n").utf8).write(to: URL(fileURLWithPath: save + ".txt"))
+            try Data((report.json + "\n").utf8).write(to: URL(fileURLWithPath: save + ".json"))
+        }
         if !report.passed { throw ExitCode(1) }
     }
 
