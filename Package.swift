@@ -129,7 +129,7 @@ let package = Package(
         .target(
             name: "ParleyRoute",
             dependencies: [
-                "ParleyCore",
+                "ParleyCore", "ParleyRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

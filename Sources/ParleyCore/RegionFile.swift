@@ -118,12 +118,25 @@ public struct ClusterFile: Codable, Sendable {
         public var downAfter: Int
         /// Successes in a row before a down region is declared up again (S).
         public var upAfter: Int
+        /// A region whose replication lags a peer by more than this fails its
+        /// probe; nil (the default): lag is shown, never judged.
+        public var maxLagSeconds: Double?
+        /// A drained region's gates tell their clients to go elsewhere spread
+        /// over this window, so the other regions are not stampeded (default 10 s).
+        public var drainWindowMs: Int?
 
-        public init(probeIntervalMs: Int = 500, probeTimeoutMs: Int = 400, downAfter: Int = 3, upAfter: Int = 2) {
+        public var drainWindow: Duration { .milliseconds(drainWindowMs ?? 10_000) }
+
+        public init(
+            probeIntervalMs: Int = 500, probeTimeoutMs: Int = 400, downAfter: Int = 3, upAfter: Int = 2,
+            maxLagSeconds: Double? = nil, drainWindowMs: Int? = nil
+        ) {
             self.probeIntervalMs = probeIntervalMs
             self.probeTimeoutMs = probeTimeoutMs
             self.downAfter = downAfter
             self.upAfter = upAfter
+            self.maxLagSeconds = maxLagSeconds
+            self.drainWindowMs = drainWindowMs
         }
     }
 

@@ -8,18 +8,22 @@ final class ConnectionRegistry: Sendable {
         var all: [UInt64: GateConnection] = [:]
         var byDevice: [GateConnection.Identity: GateConnection] = [:]
         var nextID: UInt64 = 1
-        var draining = false
+        /// The gate is shutting down, for good.
+        var stopping = false
+        /// The region is drained or down, until `undrain`.
+        var drained = false
+        var refusesNew: Bool { stopping || drained }
     }
 
     private let state = Mutex(State())
 
-    /// A new connection; once the gate is draining it is born closed.
+    /// A new connection; while the gate is draining it is born closed.
     func open(now: UInt64) -> GateConnection {
         let (connection, draining) = state.withLock { state in
             let connection = GateConnection(id: state.nextID, now: now)
             state.nextID += 1
             state.all[connection.id] = connection
-            return (connection, state.draining)
+            return (connection, state.refusesNew)
         }
         if draining { connection.close(with: Self.goingAway) }
         return connection
@@ -29,13 +33,35 @@ final class ConnectionRegistry: Sendable {
     /// gate) and no new connection is kept.
     func drain() {
         let connections = state.withLock { state in
-            state.draining = true
+            state.stopping = true
             return Array(state.all.values)
         }
         for connection in connections { connection.close(with: Self.goingAway) }
     }
 
-    private static let goingAway = ClientError(.goingAway, "this gate is shutting down; reconnect")
+    /// The region is drained or down: new connections are refused and the
+    /// connected devices are told to go elsewhere, spread evenly over
+    /// `window` so the regions they move to are not stampeded. Returns when
+    /// the last was told, or early when `undrain` (or cancellation) stops it.
+    func drain(over window: Duration) async {
+        let connections = state.withLock { state in
+            state.drained = true
+            return Array(state.all.values)
+        }
+        let start = ContinuousClock.now
+        for (index, connection) in connections.enumerated() {
+            try? await Task.sleep(until: start + window * (Double(index) / Double(connections.count)))
+            guard !Task.isCancelled, state.withLock({ $0.drained }) else { return }
+            connection.close(with: Self.goingAway)
+        }
+    }
+
+    /// The region takes clients again.
+    func undrain() {
+        state.withLock { $0.drained = false }
+    }
+
+    private static let goingAway = ClientError(.goingAway, "this gate is going away; reconnect elsewhere")
 
     /// Binds a connection to its device. A device that connects again replaces
     /// its older connection, which is returned so the caller can close it.

@@ -19,6 +19,10 @@ public struct GateConfiguration: Sendable {
     public var maxFrameSize = 64 * 1024
     public var idleTimeoutMilliseconds: UInt64 = 45_000
     public var presenceTTLMilliseconds: UInt64 = 45_000
+    /// The region's `parley route`, watched for the region being drained or down.
+    public var route: String?
+    public var routeWatchInterval: Duration = .milliseconds(500)
+    public var drainWindow: Duration = .seconds(10)
 
     public init(
         region: String, node: String, tcp: Endpoint, webSocket: Endpoint,
@@ -61,6 +65,12 @@ public enum GateServer {
                     .init(service: IdleSweeper(registry: registry, idleTimeoutMilliseconds: configuration.idleTimeoutMilliseconds)),
                     .init(service: TCPListener(listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize, gate: context)),
                     .init(service: WebSocketListener(listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, gate: context)),
+                ] + (configuration.route.map { route in
+                    [.init(service: RouteWatch(
+                        region: configuration.region, route: route, interval: configuration.routeWatchInterval,
+                        drainWindow: configuration.drainWindow, registry: registry, logger: logger
+                    ))]
+                } ?? []) + [
                     // Last, so graceful shutdown reaches it first (the group stops services in reverse order).
                     .init(service: ConnectionDrain(registry: registry)),
                 ],

@@ -1,11 +1,13 @@
-import NIOCore
-import NIOPosix
+import Foundation
 import ParleyCore
+import ParleyRPC
 import ServiceLifecycle
 
 /// Probes every region at a fixed interval and feeds the route table. A
 /// region is healthy when its first gate accepts a TCP connection and its
-/// sync answers `GET /status` with 200, each within the probe timeout.
+/// `GET /health` (served by its sync: Postgres, Redis, logic) answers 200,
+/// each within the probe timeout, and, when the cluster file sets
+/// `maxLagSeconds`, its replication lag is within it.
 struct RegionProber: Service {
     let table: RouteTable
     let settings: ClusterFile.RouteSettings
@@ -24,57 +26,22 @@ struct RegionProber: Service {
     /// nil when healthy, else what failed.
     private func probe(_ region: RegionFile) async -> String? {
         guard let gate = region.gates.first else { return "no gate in the region file" }
+        let timeout = Duration.milliseconds(settings.probeTimeoutMs)
         do {
-            let timeout = Duration.milliseconds(settings.probeTimeoutMs)
-            try await within(timeout) { try await connect(gate.tcp) { _, _ in } }
-            if let status = region.syncStatus {
-                try await within(timeout) {
-                    try await connect(status) { inbound, outbound in
-                        try await outbound.write(ByteBuffer(string: "GET /status HTTP/1.1\r\nHost: \(status)\r\nConnection: close\r\n\r\n"))
-                        var head = ""
-                        for try await chunk in inbound {
-                            head += String(buffer: chunk)
-                            if head.contains("\r\n") { break }
-                        }
-                        guard head.hasPrefix("HTTP/1.1 200") else { throw ProbeError("sync status \(status) answered \(head.prefix(40))") }
-                    }
-                }
+            try await TCPProbe.exchange(gate.tcp, timeout: timeout)
+            guard let status = region.syncStatus else { return nil }
+            let (code, body) = try await TCPProbe.httpGet(status, path: "/health", timeout: timeout)
+            let report = try? JSONDecoder().decode(RegionHealthReport.self, from: Data(body.utf8))
+            guard code == 200 else {
+                let failed = report?.checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
+                return "health \(code): \(failed ?? String(body.prefix(80)))"
+            }
+            if let limit = settings.maxLagSeconds, let lag = report?.maxLagSeconds, lag > limit {
+                return "replication lag \(lag) s over \(limit) s"
             }
             return nil
         } catch {
             return "\(error)"
         }
     }
-
-    /// Connects to `host:port` and runs `exchange` on the connection, then closes it.
-    private func connect(
-        _ address: String,
-        _ exchange: (NIOAsyncChannelInboundStream<ByteBuffer>, NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> Void
-    ) async throws {
-        let parts = address.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]) else { throw ProbeError("bad address \(address)") }
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.milliseconds(Int64(settings.probeTimeoutMs)))
-            .connect(host: String(parts[0]), port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-            }
-        try await channel.executeThenClose { inbound, outbound in try await exchange(inbound, outbound) }
-    }
-
-    private func within(_ timeout: Duration, _ work: @escaping @Sendable () async throws -> Void) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await work() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw ProbeError("no answer within \(timeout)")
-            }
-            try await group.next()
-            group.cancelAll()
-        }
-    }
-}
-
-struct ProbeError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

@@ -11,6 +11,7 @@ import ServiceLifecycle
 /// - `GET /route?addr=10.2.3.4&lat=..&lon=..&hint=us`: the ordered regions
 ///   with their gates; `addr` defaults to the caller's address;
 /// - `GET /status`: every region's health, drain flag and state changes;
+/// - `GET /metrics`: the same in Prometheus text format;
 /// - `POST /drain/<region>`, `POST /undrain/<region>`.
 public enum RouteServer {
     public static func run(
@@ -30,6 +31,9 @@ public enum RouteServer {
         }
         router.get("/status") { _, _ -> Response in
             try json(table.status)
+        }
+        router.get("/metrics") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: table.prometheus)))
         }
         router.post("/drain/:region") { _, context -> Response in
             guard let region = context.parameters.get("region"), table.setDraining(region, true) else { throw HTTPError(.notFound, message: "no such region") }

@@ -13,6 +13,8 @@ public final class RouteTable: Sendable {
         /// Times this region was declared down, and up again, since start.
         public var wentDown: Int
         public var cameUp: Int
+        public var probes: Int
+        public var probesFailed: Int
         public var lastProbeError: String?
     }
 
@@ -21,6 +23,8 @@ public final class RouteTable: Sendable {
         var draining = false
         var wentDown = 0
         var cameUp = 0
+        var probes = 0
+        var probesFailed = 0
         var lastProbeError: String?
     }
 
@@ -40,6 +44,8 @@ public final class RouteTable: Sendable {
     func record(_ region: String, error: String?) {
         let change = entries.withLock { entries -> RegionHealth.State? in
             entries[region]?.lastProbeError = error
+            entries[region]?.probes += 1
+            if error != nil { entries[region]?.probesFailed += 1 }
             let change = entries[region]?.health.record(success: error == nil)
             if change == .down { entries[region]?.wentDown += 1 }
             if change == .up { entries[region]?.cameUp += 1 }
@@ -66,10 +72,29 @@ public final class RouteTable: Sendable {
             entries.mapValues {
                 RegionStatus(
                     state: $0.health.state, draining: $0.draining, failuresInARow: $0.health.failuresInARow,
-                    successesInARow: $0.health.successesInARow, wentDown: $0.wentDown, cameUp: $0.cameUp, lastProbeError: $0.lastProbeError
+                    successesInARow: $0.health.successesInARow, wentDown: $0.wentDown, cameUp: $0.cameUp,
+                    probes: $0.probes, probesFailed: $0.probesFailed, lastProbeError: $0.lastProbeError
                 )
             }
         }
+    }
+
+    /// `GET /metrics`: every region's state and its changes, in Prometheus text format.
+    public var prometheus: String {
+        let status = self.status.sorted { $0.key < $1.key }
+        var lines: [String] = []
+        func family(_ name: String, _ type: String, _ help: String, _ value: (RegionStatus) -> Int) {
+            lines.append("# HELP \(name) \(help)")
+            lines.append("# TYPE \(name) \(type)")
+            for (region, entry) in status { lines.append("\(name){region=\"\(region)\"} \(value(entry))") }
+        }
+        family("parley_route_region_up", "gauge", "1 when the region passes its probes (hysteresis applied).") { $0.state == .up ? 1 : 0 }
+        family("parley_route_region_draining", "gauge", "1 while an operator drains the region.") { $0.draining ? 1 : 0 }
+        family("parley_route_region_down_total", "counter", "Times the region was declared down.") { $0.wentDown }
+        family("parley_route_region_up_total", "counter", "Times the region was declared up again.") { $0.cameUp }
+        family("parley_route_probes_total", "counter", "Health probes sent to the region.") { $0.probes }
+        family("parley_route_probes_failed_total", "counter", "Health probes the region failed.") { $0.probesFailed }
+        return lines.joined(separator: "\n") + "\n"
     }
 
     /// The regions for a client, nearest healthy first, with their gates.

@@ -6,12 +6,14 @@ import ParleyRPC
 import ParleyStore
 import ServiceLifecycle
 
-/// `GET /status` (JSON) and `GET /metrics` (Prometheus) for a region's sync.
+/// `GET /status` (JSON), `GET /health` (the region's, for route: 200 or 503
+/// with a `RegionHealthReport`) and `GET /metrics` (Prometheus) for a region's sync.
 struct StatusServer: Service {
     let listen: Endpoint
     let monitor: ReplicationMonitor
     let watcher: LogWatcher
     let store: RegionStore
+    let health: RegionHealthCheck
     let logger: Logger
 
     func run() async throws {
@@ -21,6 +23,15 @@ struct StatusServer: Service {
         router.get("/status") { _, _ -> Response in
             let body = try JSONEncoder().encode(monitor.status(local: watcher.current))
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
+        let health = self.health
+        router.get("/health") { _, _ -> Response in
+            let report = await health.run()
+            let body = try JSONEncoder().encode(report)
+            return Response(
+                status: report.healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: body))
+            )
         }
         router.get("/metrics") { _, _ -> Response in
             Response(

@@ -18,8 +18,12 @@ public struct SyncConfiguration: Sendable {
     /// covers a lost notification connection.
     public var pollInterval: Duration = .milliseconds(250)
     public var clock = HybridLogicalClock()
-    /// Where to serve `GET /status` and `GET /metrics`, if anywhere.
+    /// Where to serve `GET /status`, `GET /health` and `GET /metrics`, if anywhere.
     public var status: Endpoint?
+    /// What `GET /health` checks besides Postgres: the region's Redis and logic instances.
+    public var redis: String?
+    public var logic: [String] = []
+    public var healthTimeout: Duration = .milliseconds(500)
 
     public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, peers: [String: String]) {
         self.region = region
@@ -56,7 +60,13 @@ public enum SyncServer {
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: postgres), .init(service: pool), .init(service: watcher)]
-                    + (configuration.status.map { [.init(service: StatusServer(listen: $0, monitor: monitor, watcher: watcher, store: store, logger: logger))] } ?? [])
+                    + (configuration.status.map { listen in
+                        let health = RegionHealthCheck(
+                            region: configuration.region, store: store, monitor: monitor, watcher: watcher,
+                            redis: configuration.redis, logic: configuration.logic, timeout: configuration.healthTimeout, logger: logger
+                        )
+                        return [.init(service: StatusServer(listen: listen, monitor: monitor, watcher: watcher, store: store, health: health, logger: logger))]
+                    } ?? [])
                     + [.init(service: ready)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger

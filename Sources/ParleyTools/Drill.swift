@@ -14,7 +14,9 @@ public protocol DrillCluster: Sendable {
     var regionsDirectory: String { get }
     /// SIGKILL to every process of the region at once, Postgres and Redis included.
     func kill(region: String) async throws
-    /// Brings a killed region back on its data.
+    /// SIGKILL to the region's PostgreSQL (postmaster and backends) alone.
+    func killPostgres(region: String) async throws
+    /// Starts whatever of the region was killed again, on its data.
     func restart(region: String) async throws
 }
 
@@ -26,6 +28,16 @@ public struct Drill: Sendable {
     public enum Scenario: String, Sendable, Codable, CaseIterable {
         /// Every process of the region SIGKILLed, then restarted on its data.
         case killRegion = "kill-region"
+        /// The region's PostgreSQL SIGKILLed: its gates still run, its health
+        /// fails, route declares it down and its gates send clients elsewhere.
+        case killPostgres = "kill-postgres"
+        /// `parley route drain`: clients move away over the drain window; undrained at heal.
+        case drain
+
+        /// What route must come to say of the region.
+        var routeState: String { self == .drain ? "draining" : "down" }
+        /// Whether the region fails (recovery is held to the 3 s target) or is moved from on purpose.
+        var isFailure: Bool { self != .drain }
     }
 
     public struct Options: Sendable {
@@ -72,9 +84,10 @@ public struct Drill: Sendable {
         }
         // A region still starting would send its clients elsewhere and skew
         // who the fault affects: start from a cluster route sees whole.
-        let names = topology.regions.map(\.name)
-        guard await poll(limit: options.limit, { await Self.routeStates(observer).map { states in names.allSatisfy { states[$0] == "up" } } ?? false }) != nil else {
-            throw DrillError("route at \(observer.route ?? "") does not see every region up: \(await Self.routeStates(observer) ?? [:])")
+        for instance in topology.regions where instance.route != nil {
+            guard await Self.waitUntilEveryRegionIsUp(seenBy: instance, topology, limit: options.limit) else {
+                throw DrillError("route \(instance.name) does not see every region up: \(await Self.routeStates(instance) ?? [:])")
+            }
         }
         let recorder = DrillRecorder()
         let users = try await connectUsers(topology, recorder: recorder, log: log)
@@ -96,30 +109,33 @@ public struct Drill: Sendable {
         }
         log("fault: \(options.scenario.rawValue) \(options.region) (clients by region: \(where_.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); \(movedBefore) reconnects before the fault)")
         let faultAt = ContinuousClock.now
-        try await cluster.kill(region: options.region)
+        try await inject(topology)
 
-        let detected = await poll(limit: options.limit) { await Self.routeSays(observer, options.region, is: "down") }
+        let state = options.scenario.routeState
+        let detected = await Self.poll(limit: options.limit) { await Self.routeSays(observer, options.region, is: state) }
         let detection = detected.map { $0 - faultAt }
-        log("route: \(options.region) \(detection.map { "down after \(seconds($0)) s" } ?? "never declared down")")
+        log("route: \(options.region) \(detection.map { "\(state) after \(seconds($0)) s" } ?? "never \(state)")")
         var recoveries: [Duration] = []
-        let recovered = await poll(limit: options.limit) {
+        var reasons: Set<String> = []
+        let recovered = await Self.poll(limit: options.limit) {
             recoveries = []
             for user in affected {
                 guard let back = await user.client.recoveries.last(where: { $0.at > faultAt && $0.to != options.region }) else { return false }
                 recoveries.append(back.at - faultAt)
+                reasons.insert(back.reason)
             }
             return true
         }
-        log("clients: \(recoveries.count) of \(affected.count) recovered elsewhere")
+        log("clients: \(recoveries.count) of \(affected.count) recovered elsewhere (lost their connection: \(reasons.sorted().joined(separator: "; ")))")
         // Events of the killed region that no other region holds: with local
         // durability acknowledged ones among them are at risk until the heal.
         let heldElsewhere = await survivors.asyncMap { try? await HTTPRegionDigests(name: $0.name, address: $0.syncStatus ?? "").status() }
             .compactMap { $0?.applied[options.region] }.max() ?? 0
         if let recovered { try await Task.sleep(until: max(recovered, faultAt + options.outage)) }
 
-        log("heal: restarting \(options.region)")
+        log("heal: \(options.scenario == .drain ? "undraining" : "restarting") \(options.region)")
         let restartAt = ContinuousClock.now
-        try await cluster.restart(region: options.region)
+        try await heal(topology)
         // Convergence counts from the moment the region runs again.
         let healAt = ContinuousClock.now
         log("heal: \(options.region) running again after \(seconds(healAt - restartAt)) s")
@@ -130,7 +146,7 @@ public struct Drill: Sendable {
 
         let sources = topology.regions.map { HTTPRegionDigests(name: $0.name, address: $0.syncStatus ?? "") }
         var lastCheck: ConsistencyReport?
-        let converged = await poll(limit: options.limit, every: .milliseconds(250)) {
+        let converged = await Self.poll(limit: options.limit, every: .milliseconds(250)) {
             let report = await ConsistencyCheck.run(sources)
             lastCheck = report
             return report.converged
@@ -140,7 +156,7 @@ public struct Drill: Sendable {
         // Every client pulls what it may have missed, then every acknowledged
         // message must have reached its recipient exactly once.
         for user in users { try? await user.client.sync() }
-        _ = await poll(limit: .seconds(10)) { recorder.missing().isEmpty }
+        _ = await Self.poll(limit: .seconds(10)) { recorder.missing().isEmpty }
         for user in users { await user.client.disconnect() }
 
         let tally = recorder.tally(killedRegion: options.region, heldElsewhere: heldElsewhere)
@@ -156,6 +172,42 @@ public struct Drill: Sendable {
             convergenceSeconds: converged.map { seconds($0 - healAt) }, checkVerdict: lastCheck?.verdict.rawValue ?? "not run",
             checkSummary: lastCheck.map { "\($0.summary); applied \($0.applied.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: " | "))" } ?? ""
         )
+    }
+
+    // MARK: - Faults
+
+    private func inject(_ topology: Topology) async throws {
+        switch options.scenario {
+        case .killRegion: try await cluster.kill(region: options.region)
+        case .killPostgres: try await cluster.killPostgres(region: options.region)
+        case .drain: try await Self.setDraining(options.region, true, topology)
+        }
+    }
+
+    private func heal(_ topology: Topology) async throws {
+        switch options.scenario {
+        case .killRegion, .killPostgres: try await cluster.restart(region: options.region)
+        case .drain:
+            try await Self.setDraining(options.region, false, topology)
+            // Healed once every route instance has it back.
+            for instance in topology.regions where instance.route != nil {
+                _ = await Self.waitUntilEveryRegionIsUp(seenBy: instance, topology, limit: options.limit)
+            }
+        }
+    }
+
+    /// What `parley route drain` does: tells every route instance.
+    private static func setDraining(_ region: String, _ draining: Bool, _ topology: Topology) async throws {
+        for instance in topology.regions {
+            guard let route = instance.route, let url = URL(string: "http://\(route)/\(draining ? "drain" : "undrain")/\(region)") else { continue }
+            var request = URLRequest(url: url)
+            request.httpMethod = "POST"
+            request.timeoutInterval = 2
+            let answer = try? await URLSession.shared.data(for: request)
+            guard (answer?.1 as? HTTPURLResponse)?.statusCode == 200 else {
+                throw DrillError("route \(instance.name) at \(route) did not take the \(draining ? "drain" : "undrain") of \(region)")
+            }
+        }
     }
 
     // MARK: - Clients
@@ -208,6 +260,11 @@ public struct Drill: Sendable {
 
     // MARK: - Observing
 
+    private static func waitUntilEveryRegionIsUp(seenBy instance: RegionFile, _ topology: Topology, limit: Duration) async -> Bool {
+        let names = topology.regions.map(\.name)
+        return await poll(limit: limit) { await routeStates(instance).map { states in names.allSatisfy { states[$0] == "up" } } ?? false } != nil
+    }
+
     private static func routeSays(_ observer: RegionFile, _ region: String, is state: String) async -> Bool {
         await routeStates(observer)?[region] == state
     }
@@ -230,7 +287,7 @@ public struct Drill: Sendable {
     }
 
     /// Polls `condition` until it holds (the instant it did) or `limit` passes (nil).
-    private func poll(
+    private static func poll(
         limit: Duration, every interval: Duration = .milliseconds(50), _ condition: () async -> Bool
     ) async -> ContinuousClock.Instant? {
         let deadline = ContinuousClock.now + limit

@@ -1,5 +1,4 @@
 import Foundation
-import ParleyCore
 import ParleyFault
 
 /// The cluster `ops/up` runs on this machine, as a drill sees it: every
@@ -31,10 +30,18 @@ public struct OpsCluster: DrillCluster {
         guard survivors.isEmpty else { throw DrillError("processes of \(region) survived SIGKILL: \(survivors)") }
     }
 
-    public func restart(region: String) async throws {
-        let file = try RegionFile.decode(Array(Data(contentsOf: URL(fileURLWithPath: "\(regionsDirectory)/\(region).json"))))
+    public func killPostgres(region: String) async throws {
         let folder = "\(runDirectory)/\(region)"
-        StalePostgresLocks.remove(dataDirectory: "\(folder)/pgdata", socketDirectory: "\(folder)/sock", port: file.postgres.port)
+        guard let postmaster = Self.firstLineNumber(of: "\(folder)/pgdata/postmaster.pid"), ProcessTable.isAlive(postmaster) else {
+            throw DrillError("region \(region)'s PostgreSQL is not running (\(folder)/pgdata/postmaster.pid)")
+        }
+        let survivors = await ProcessTable.killTrees([postmaster])
+        guard survivors.isEmpty else { throw DrillError("PostgreSQL processes of \(region) survived SIGKILL: \(survivors)") }
+    }
+
+    /// `ops/up <region>` starts what is not running, clearing a dead postmaster's locks.
+    public func restart(region: String) async throws {
+        let folder = "\(runDirectory)/\(region)"
         var environment = ProcessInfo.processInfo.environment
         environment["PARLEY_BIN"] = parleyBinary
         // A cluster started with the link proxy keeps it: the region rejoins through it.

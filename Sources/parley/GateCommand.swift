@@ -19,7 +19,7 @@ struct GateCommand: AsyncParsableCommand {
     var idleTimeoutMs: UInt64 = 45_000
 
     func run() async throws {
-        let (region, _) = try deployment.load()
+        let (region, cluster) = try deployment.load()
         guard region.gates.indices.contains(index) else {
             throw ValidationError("region \(region.name) has no gate \(index)")
         }
@@ -36,6 +36,10 @@ struct GateCommand: AsyncParsableCommand {
         configuration.maxFrameSize = maxFrameSize
         configuration.idleTimeoutMilliseconds = idleTimeoutMs
         configuration.presenceTTLMilliseconds = max(idleTimeoutMs, 15_000)
+        configuration.route = region.route
+        let routeSettings = cluster.route ?? .init()
+        configuration.routeWatchInterval = .milliseconds(routeSettings.probeIntervalMs)
+        configuration.drainWindow = routeSettings.drainWindow
         try await GateServer.run(configuration, logger: deployment.logger("parley.gate"))
     }
 }

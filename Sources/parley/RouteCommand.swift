@@ -1,44 +1,149 @@
 import ArgumentParser
+import Foundation
 import ParleyCore
 import ParleyRPC
 import ParleyRoute
 
+/// `parley route`: serves the route API, and the operator's view of it.
 struct RouteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "route", abstract: "Tell clients which regions to use, nearest healthy first; probe every region's health."
+        commandName: "route", abstract: "Tell clients which regions to use, nearest healthy first; probe every region's health.",
+        subcommands: [Serve.self, Status.self, Drain.self, Undrain.self], defaultSubcommand: Serve.self
     )
 
-    @OptionGroup var deployment: DeploymentOptions
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run this region's route instance (the default).")
 
-    @Option(help: "Listen address (default: the region file's `route`).")
-    var listen: String?
+        @OptionGroup var deployment: DeploymentOptions
 
-    @Option(help: "Probe interval in milliseconds (default: cluster.json's route settings, else 500).")
-    var probeIntervalMs: Int?
+        @Option(help: "Listen address (default: the region file's `route`).")
+        var listen: String?
 
-    @Option(help: "Failures in a row before a region is down (default 3).")
-    var downAfter: Int?
+        @Option(help: "Probe interval in milliseconds (default: cluster.json's route settings, else 500).")
+        var probeIntervalMs: Int?
 
-    @Option(help: "Successes in a row before a down region is up again (default 2).")
-    var upAfter: Int?
+        @Option(help: "Failures in a row before a region is down (default 3).")
+        var downAfter: Int?
 
-    func run() async throws {
-        let (region, cluster) = try deployment.load()
-        guard let address = listen ?? region.route else {
-            throw ValidationError("no route address: set `route` in \(region.name).json or pass --listen")
+        @Option(help: "Successes in a row before a down region is up again (default 2).")
+        var upAfter: Int?
+
+        func run() async throws {
+            let (region, cluster) = try deployment.load()
+            guard let address = listen ?? region.route else {
+                throw ValidationError("no route address: set `route` in \(region.name).json or pass --listen")
+            }
+            let endpoint = try Endpoint(address)
+            var settings = cluster.route ?? .init()
+            if let probeIntervalMs { settings.probeIntervalMs = probeIntervalMs }
+            if let downAfter { settings.downAfter = downAfter }
+            if let upAfter { settings.upAfter = upAfter }
+            guard settings.downAfter > 0, settings.upAfter > 0, settings.probeIntervalMs > 0 else {
+                throw ValidationError("probe interval, down-after and up-after must be positive")
+            }
+            let regions = try [region] + deployment.peers()
+            try await RouteServer.run(
+                listen: (endpoint.host, endpoint.port), regions: cluster.regions.compactMap { name in regions.first { $0.name == name } },
+                settings: settings, logger: deployment.logger("parley.route")
+            )
         }
-        let endpoint = try Endpoint(address)
-        var settings = cluster.route ?? .init()
-        if let probeIntervalMs { settings.probeIntervalMs = probeIntervalMs }
-        if let downAfter { settings.downAfter = downAfter }
-        if let upAfter { settings.upAfter = upAfter }
-        guard settings.downAfter > 0, settings.upAfter > 0, settings.probeIntervalMs > 0 else {
-            throw ValidationError("probe interval, down-after and up-after must be positive")
-        }
-        let regions = try [region] + deployment.peers()
-        try await RouteServer.run(
-            listen: (endpoint.host, endpoint.port), regions: cluster.regions.compactMap { name in regions.first { $0.name == name } },
-            settings: settings, logger: deployment.logger("parley.route")
-        )
     }
+
+    /// Every route instance named in the region files, by region.
+    struct Instances: ParsableArguments {
+        @Option(help: "Folder holding cluster.json and the region files.")
+        var regions = "regions"
+
+        func all() throws -> [(region: String, address: String)] {
+            let options = try DeploymentOptions.parse(["--regions", regions])
+            let cluster = try options.load().cluster
+            return try cluster.regions.compactMap { name in
+                let file = try RegionFile.decode(Array(Data(contentsOf: URL(fileURLWithPath: "\(regions)/\(name).json"))))
+                return file.route.map { (name, $0) }
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show how every route instance sees every region: state, drain, probes, changes.",
+            discussion: "Exit 0 when every instance answered and sees every region up and undrained; 1 otherwise."
+        )
+
+        @OptionGroup var instances: Instances
+
+        @Flag(help: "Print each instance's answer as JSON.")
+        var json = false
+
+        func run() async throws {
+            var allWell = true
+            for (name, address) in try instances.all() {
+                guard let (code, body) = try? await TCPProbe.httpGet(address, path: "/status", timeout: .seconds(2)), code == 200,
+                      let status = try? JSONDecoder().decode([String: RouteTable.RegionStatus].self, from: Data(body.utf8))
+                else {
+                    print("route \(name) (\(address)): no answer")
+                    allWell = false
+                    continue
+                }
+                if json {
+                    print("{\"route\": \"\(name)\", \"status\": \(body)}")
+                } else {
+                    print("route \(name) (\(address)):")
+                    for (region, entry) in status.sorted(by: { $0.key < $1.key }) {
+                        let state = entry.state == .up && entry.draining ? "draining" : entry.state.rawValue
+                        let changes = "down \(entry.wentDown)×, up again \(entry.cameUp)×"
+                        let probes = "probes \(entry.probesFailed)/\(entry.probes) failed"
+                        let error = entry.lastProbeError.map { "; last: \($0)" } ?? ""
+                        print("  \(region.padding(toLength: 6, withPad: " ", startingAt: 0)) \(state.padding(toLength: 9, withPad: " ", startingAt: 0)) \(changes); \(probes)\(error)")
+                    }
+                }
+                if status.values.contains(where: { $0.state != .up || $0.draining }) { allWell = false }
+            }
+            if !allWell { throw ExitCode(1) }
+        }
+    }
+
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move clients away from a region: every route instance leaves it out of its answers, and its gates tell their clients to go elsewhere over the drain window."
+        )
+
+        @OptionGroup var instances: Instances
+
+        @Argument(help: "The region to drain.")
+        var region: String
+
+        func run() async throws { try await setDraining(region, true, instances) }
+    }
+
+    struct Undrain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let a drained region take clients again.")
+
+        @OptionGroup var instances: Instances
+
+        @Argument(help: "The region to undrain.")
+        var region: String
+
+        func run() async throws { try await setDraining(region, false, instances) }
+    }
+}
+
+/// Tells every route instance; an instance that does not answer is named
+/// (exit 1): it would keep answering with the old state until told again.
+private func setDraining(_ region: String, _ draining: Bool, _ instances: RouteCommand.Instances) async throws {
+    var missed: [String] = []
+    for (name, address) in try instances.all() {
+        let path = "/\(draining ? "drain" : "undrain")/\(region)"
+        let request = "POST \(path) HTTP/1.1\r\nHost: \(address)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        let answer = (try? await TCPProbe.exchange(address, timeout: .seconds(2), request: request, complete: { _ in false })) ?? ""
+        if answer.hasPrefix("HTTP/1.1 200") {
+            print("route \(name): \(region) \(draining ? "draining" : "undrained")")
+        } else if answer.hasPrefix("HTTP/1.1 404") {
+            throw ValidationError("no region \(region) in the cluster")
+        } else {
+            print("route \(name) (\(address)): no answer")
+            missed.append(name)
+        }
+    }
+    if !missed.isEmpty { throw ExitCode(1) }
 }

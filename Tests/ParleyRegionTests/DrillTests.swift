@@ -3,6 +3,7 @@ import ParleyFault
 import ParleyProto
 import ParleyTestSupport
 import ParleyTools
+import Synchronization
 import Testing
 
 /// `parley drill`'s runner against three regions really running, each with
@@ -11,8 +12,8 @@ import Testing
     /// Fast probes: a killed region is declared down within ~0.6 s.
     private static let route = ClusterFile.RouteSettings(probeIntervalMs: 200, probeTimeoutMs: 200, downAfter: 3, upAfter: 2)
 
-    private func options(_ durability: Parley_Durability) -> Drill.Options {
-        var options = Drill.Options(scenario: .killRegion, region: "eu")
+    private func options(_ durability: Parley_Durability, _ scenario: Drill.Scenario = .killRegion) -> Drill.Options {
+        var options = Drill.Options(scenario: scenario, region: "eu")
         options.clients = 6
         options.durability = durability
         options.loadBefore = .seconds(2)
@@ -23,7 +24,7 @@ import Testing
 
     @Test func killingARegionWithGeoDurabilityEveryClientRecoversElsewhereNothingLostNothingTwice() async throws {
         try await LocalCluster.with(route: Self.route) { cluster in
-            let report = try await Drill(options: options(.geo), cluster: KillRegion(cluster: cluster)).run(log: { print("drill: \($0)") })
+            let report = try await Drill(options: options(.geo), cluster: ClusterFaults(cluster: cluster)).run(log: { print("drill: \($0)") })
             #expect(report.passed, "\(report.text)\n\(cluster.syncLogs)")
             // Two of six clients are homed in eu; under load a client may lose
             // a connection before the fault and move (reconnectsBeforeFault).
@@ -41,7 +42,7 @@ import Testing
     /// acknowledged meanwhile with `local` durability was held by eu alone.
     @Test func killingARegionWithLocalDurabilityCountsWhatWasAtRiskAndAllOfItReappearsAfterHeal() async throws {
         try await LocalCluster.with(faultyLinks: true, route: Self.route) { cluster in
-            let target = KillRegion(cluster: cluster, stallReplicationFirst: .milliseconds(1_500))
+            let target = ClusterFaults(cluster: cluster, stallReplicationFirst: .milliseconds(1_500))
             let report = try await Drill(options: options(.local), cluster: target).run(log: { print("drill: \($0)") })
             #expect(report.atRisk > 0, "acknowledged while eu's replication stalled: \(report.text)")
             #expect(report.atRiskReappeared == report.atRisk, "\(report.text)")
@@ -49,13 +50,43 @@ import Testing
             #expect(report.passed, "\(report.text)\n\(cluster.syncLogs)")
         }
     }
+
+    /// eu's gates outlive its PostgreSQL: its health fails, route declares it
+    /// down, and the gates send their clients elsewhere.
+    @Test func killingARegionsPostgresMovesItsClientsElsewhere() async throws {
+        try await LocalCluster.with(route: Self.route) { cluster in
+            let report = try await Drill(options: options(.geo, .killPostgres), cluster: ClusterFaults(cluster: cluster)).run(log: { print("drill: \($0)") })
+            #expect(report.passed, "\(report.text)\n\(cluster.syncLogs)")
+            #expect(report.clientsAffected >= 1 && report.clientsRecovered == report.clientsAffected)
+            #expect(report.ackedLost == 0 && report.duplicatesShown == 0 && report.atRisk == 0)
+        }
+    }
+
+    /// A drain moves eu's clients over the drain window (1 s here); undrained, eu takes clients again.
+    @Test func drainingARegionMovesItsClientsOverTheWindow() async throws {
+        var settings = Self.route
+        settings.drainWindowMs = 1_000
+        try await LocalCluster.with(route: settings) { cluster in
+            let report = try await Drill(options: options(.geo, .drain), cluster: ClusterFaults(cluster: cluster)).run(log: { print("drill: \($0)") })
+            #expect(report.passed, "\(report.text)")
+            #expect(report.clientsAffected >= 1 && report.clientsRecovered == report.clientsAffected)
+            #expect((report.recovery.max ?? 99) < 5, "told within the 1 s window, back within a second more: \(report.text)")
+            #expect(report.ackedLost == 0 && report.duplicatesShown == 0 && report.sendErrors == 0, "a drain loses nothing: \(report.text)")
+        }
+    }
 }
 
-/// The kill-region fault on a test cluster; optionally eu's peers stop
+/// The drill's faults on a test cluster; optionally eu's peers stop
 /// receiving its events for a while before it dies.
-private struct KillRegion: DrillCluster {
+private final class ClusterFaults: DrillCluster {
     let cluster: LocalCluster
-    var stallReplicationFirst: Duration?
+    let stallReplicationFirst: Duration?
+    private let onlyPostgresKilled = Mutex(false)
+
+    init(cluster: LocalCluster, stallReplicationFirst: Duration? = nil) {
+        self.cluster = cluster
+        self.stallReplicationFirst = stallReplicationFirst
+    }
 
     var regionsDirectory: String { cluster.regions[0].directory }
 
@@ -69,7 +100,13 @@ private struct KillRegion: DrillCluster {
         await cluster[region].killAll()
     }
 
+    func killPostgres(region: String) async throws {
+        onlyPostgresKilled.withLock { $0 = true }
+        await cluster[region].postgres.kill9()
+    }
+
     func restart(region: String) async throws {
+        if onlyPostgresKilled.withLock({ $0 }) { return try await cluster[region].postgres.restart() }
         try await cluster[region].restartAll()
         guard stallReplicationFirst != nil else { return }
         for peer in cluster.regions where peer.name != region {

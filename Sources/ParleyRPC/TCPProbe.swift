@@ -1,0 +1,75 @@
+import NIOCore
+import NIOPosix
+
+/// One short TCP exchange for health probes: connect, optionally write a
+/// request, read until the answer is complete, close; all within a timeout.
+public enum TCPProbe {
+    /// Connects to `address` (`host:port`), writes `request`, and returns what
+    /// was read once `complete` says the answer is whole (or the peer closed).
+    /// Without a request, a successful connect is the whole probe.
+    @discardableResult
+    public static func exchange(
+        _ address: String, timeout: Duration, request: String? = nil, complete: @escaping @Sendable (String) -> Bool = { _ in true }
+    ) async throws -> String {
+        let endpoint = try Endpoint(address)
+        return try await withDeadline(timeout, "\(address)") {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.nanoseconds(timeout.nanoseconds))
+                .connect(host: endpoint.host, port: endpoint.port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                }
+            return try await channel.executeThenClose { inbound, outbound in
+                guard let request else { return "" }
+                try await outbound.write(ByteBuffer(string: request))
+                var answer = ""
+                for try await chunk in inbound {
+                    answer += String(buffer: chunk)
+                    if complete(answer) { break }
+                }
+                return answer
+            }
+        }
+    }
+
+    /// An HTTP/1.1 GET's status line, e.g. `HTTP/1.1 200 OK`, and the body.
+    public static func httpGet(_ address: String, path: String, timeout: Duration) async throws -> (status: Int, body: String) {
+        let answer = try await exchange(
+            address, timeout: timeout, request: "GET \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\n\r\n",
+            complete: { _ in false }  // read until the server closes
+        )
+        let parts = answer.components(separatedBy: "\r\n\r\n")
+        let statusLine = parts.first?.split(separator: "\r\n").first ?? ""
+        let fields = statusLine.split(separator: " ")
+        guard fields.count >= 2, fields[0].hasPrefix("HTTP/1."), let status = Int(fields[1]) else {
+            throw ProbeError("\(address)\(path) answered \(statusLine.prefix(40))")
+        }
+        return (status, parts.dropFirst().joined(separator: "\r\n\r\n"))
+    }
+}
+
+/// Runs `work`, or throws a `ProbeError` naming `what` once `timeout` passed.
+public func withDeadline<T: Sendable>(
+    _ timeout: Duration, _ what: String, _ work: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await work() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            throw ProbeError("\(what): no answer within \(timeout)")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+public struct ProbeError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
