@@ -13,6 +13,9 @@ public final class LocalCluster: Sendable {
 
     public func link(from: String, to: String) -> FaultProxy { links["\(from)>\(to)"]! }
 
+    /// Whether the links between regions go through fault proxies (`faultyLinks`).
+    public var hasFaultyLinks: Bool { !links.isEmpty }
+
     /// Sets the faults of both directions between two regions.
     public func setLink(_ a: String, _ b: String, _ faults: LinkFaults) {
         link(from: a, to: b).set(faults)

@@ -16,8 +16,15 @@ public protocol DrillCluster: Sendable {
     func kill(region: String) async throws
     /// SIGKILL to the region's PostgreSQL (postmaster and backends) alone.
     func killPostgres(region: String) async throws
-    /// Starts whatever of the region was killed again, on its data.
-    func restart(region: String) async throws
+    /// Cuts the region off from clients, probes and the other regions: every
+    /// packet to its gates, route and sync dropped (`Drill.partitionPorts`),
+    /// every link between it and the others blackholed.
+    func partition(region: String) async throws
+    /// Adds `delay` each way on every link between the region and the others.
+    func slowLinks(region: String, delay: Duration) async throws
+    /// Undoes the fault: restarts what was killed on its data, lifts the
+    /// partition, restores the links.
+    func heal(region: String) async throws
 }
 
 /// `parley drill`: takes a region down under load from simulated clients
@@ -33,11 +40,27 @@ public struct Drill: Sendable {
         case killPostgres = "kill-postgres"
         /// `parley route drain`: clients move away over the drain window; undrained at heal.
         case drain
+        /// The region cut off from its clients, route's probes and the other
+        /// regions; its processes keep running. Healed, it catches up both ways.
+        case partition
+        /// 250 ms added each way between the region and the others: nobody
+        /// fails over, geo-durable sends wait longer, nothing is lost.
+        case slowLink = "slow-link"
 
-        /// What route must come to say of the region.
-        var routeState: String { self == .drain ? "draining" : "down" }
-        /// Whether the region fails (recovery is held to the 3 s target) or is moved from on purpose.
-        var isFailure: Bool { self != .drain }
+        /// What route must come to say of the region (nil: that it stays up).
+        var routeState: String? {
+            switch self {
+            case .killRegion, .killPostgres, .partition: "down"
+            case .drain: "draining"
+            case .slowLink: nil
+            }
+        }
+    }
+
+    /// The ports a partition drops: the region's gates, route and sync.
+    public static func partitionPorts(of region: RegionFile) -> [Int] {
+        let addresses = region.gates.flatMap { [$0.tcp, $0.webSocket] } + [region.route, region.sync, region.syncStatus].compactMap { $0 }
+        return addresses.compactMap { $0.split(separator: ":").last.flatMap { Int($0) } }
     }
 
     public struct Options: Sendable {
@@ -111,10 +134,16 @@ public struct Drill: Sendable {
         let faultAt = ContinuousClock.now
         try await inject(topology)
 
-        let state = options.scenario.routeState
-        let detected = await Self.poll(limit: options.limit) { await Self.routeSays(observer, options.region, is: state) }
-        let detection = detected.map { $0 - faultAt }
-        log("route: \(options.region) \(detection.map { "\(state) after \(seconds($0)) s" } ?? "never \(state)")")
+        var detection: Duration?
+        if let state = options.scenario.routeState {
+            detection = await Self.poll(limit: options.limit) { await Self.routeSays(observer, options.region, is: state) }.map { $0 - faultAt }
+            log("route: \(options.region) \(detection.map { "\(state) after \(seconds($0)) s" } ?? "never \(state)")")
+        } else {
+            try await Task.sleep(for: options.outage)
+            // Slow is not down: every client is still where it was.
+            affected = []
+            log("route: \(options.region) \(await Self.routeSays(observer, options.region, is: "up") ? "still up" : "NOT up")")
+        }
         var recoveries: [Duration] = []
         var reasons: Set<String> = []
         let recovered = await Self.poll(limit: options.limit) {
@@ -127,13 +156,17 @@ public struct Drill: Sendable {
             return true
         }
         log("clients: \(recoveries.count) of \(affected.count) recovered elsewhere (lost their connection: \(reasons.sorted().joined(separator: "; ")))")
-        // Events of the killed region that no other region holds: with local
+        // Events of the failed region that no other region holds: with local
         // durability acknowledged ones among them are at risk until the heal.
-        let heldElsewhere = await survivors.asyncMap { try? await HTTPRegionDigests(name: $0.name, address: $0.syncStatus ?? "").status() }
-            .compactMap { $0?.applied[options.region] }.max() ?? 0
+        // A drained or slowed region is not failed: nothing of it is at risk.
+        var heldElsewhere = UInt64.max
+        if options.scenario.routeState == "down" {
+            heldElsewhere = await survivors.asyncMap { try? await HTTPRegionDigests(name: $0.name, address: $0.syncStatus ?? "").status() }
+                .compactMap { $0?.applied[options.region] }.max() ?? 0
+        }
         if let recovered { try await Task.sleep(until: max(recovered, faultAt + options.outage)) }
 
-        log("heal: \(options.scenario == .drain ? "undraining" : "restarting") \(options.region)")
+        log("heal: \(options.region)")
         let restartAt = ContinuousClock.now
         try await heal(topology)
         // Convergence counts from the moment the region runs again.
@@ -181,12 +214,14 @@ public struct Drill: Sendable {
         case .killRegion: try await cluster.kill(region: options.region)
         case .killPostgres: try await cluster.killPostgres(region: options.region)
         case .drain: try await Self.setDraining(options.region, true, topology)
+        case .partition: try await cluster.partition(region: options.region)
+        case .slowLink: try await cluster.slowLinks(region: options.region, delay: .milliseconds(250))
         }
     }
 
     private func heal(_ topology: Topology) async throws {
         switch options.scenario {
-        case .killRegion, .killPostgres: try await cluster.restart(region: options.region)
+        case .killRegion, .killPostgres, .partition, .slowLink: try await cluster.heal(region: options.region)
         case .drain:
             try await Self.setDraining(options.region, false, topology)
             // Healed once every route instance has it back.

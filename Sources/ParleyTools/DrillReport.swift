@@ -60,7 +60,9 @@ public struct DrillReport: Codable, Sendable {
     public var failures: [String] {
         var failures: [String] = []
         if clientsRecovered < clientsAffected { failures.append("\(clientsAffected - clientsRecovered) clients never recovered") }
-        if detectionSeconds == nil { failures.append("route never declared \(region) \(scenario == Drill.Scenario.drain.rawValue ? "draining" : "down")") }
+        if detectionSeconds == nil, let state = Drill.Scenario(rawValue: scenario)?.routeState {
+            failures.append("route never declared \(region) \(state)")
+        }
         if ackedLost > 0 { failures.append("\(ackedLost) acknowledged messages lost") }
         if durability == "geo", atRisk > 0 { failures.append("\(atRisk) events acknowledged with geo durability were held by \(region) alone") }
         if atRiskReappeared < atRisk { failures.append("\(atRisk - atRiskReappeared) at-risk events never reappeared") }
@@ -85,7 +87,7 @@ public struct DrillReport: Codable, Sendable {
         func s(_ value: Double?) -> String { value.map { String(format: "%.3f s", $0) } ?? "-" }
         return """
             drill \(scenario) \(region), \(durability) durability, \(clients) clients
-            detection        \(s(detectionSeconds)) (route declared \(region) \(scenario == Drill.Scenario.drain.rawValue ? "draining" : "down"))
+            detection        \(s(detectionSeconds)) (\(Drill.Scenario(rawValue: scenario)?.routeState.map { "route declared \(region) \($0)" } ?? "\(region) stays up"))
             recovery         \(clientsRecovered)/\(clientsAffected) clients back elsewhere: p50 \(s(recovery.p50))  p99 \(s(recovery.p99))  max \(s(recovery.max)) (\(reconnectsBeforeFault) reconnects before the fault)
             acked            \(acked) messages (\(sendErrors) sends failed, not acknowledged)
             acked lost       \(ackedLost)

@@ -1,15 +1,26 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import ParleyCore
 import ParleyFault
+import Synchronization
 
 /// The cluster `ops/up` runs on this machine, as a drill sees it: every
 /// process of a region is named by the pid files in `run/<region>/` (and its
 /// postmaster by `pgdata/postmaster.pid`); `ops/up <region>` starts it again.
-public struct OpsCluster: DrillCluster {
+/// Partitions and slow links need the links between regions through the
+/// link proxy (`PARLEY_LINK_PROXY=1 ops/up`, admin on `proxyAdmin`).
+public final class OpsCluster: DrillCluster {
     public let regionsDirectory: String
     let runDirectory: String
     let upScript: String
     /// The `parley` executable the restarted region runs.
     let parleyBinary: String
+    let proxyAdmin = "127.0.0.1:7590"
+    private let partitioned = Mutex<PortBlock?>(nil)
+    private let linksChanged = Mutex(false)
+    private let killed = Mutex(false)
 
     public init(regionsDirectory: String = "regions", runDirectory: String = "run", upScript: String = "ops/up", parleyBinary: String) {
         self.regionsDirectory = regionsDirectory
@@ -26,6 +37,7 @@ public struct OpsCluster: DrillCluster {
         guard pids.contains(where: ProcessTable.isAlive) else {
             throw DrillError("nothing of region \(region) runs (pid files in \(folder)/): start it with ops/up")
         }
+        killed.withLock { $0 = true }
         let survivors = await ProcessTable.killTrees(pids)
         guard survivors.isEmpty else { throw DrillError("processes of \(region) survived SIGKILL: \(survivors)") }
     }
@@ -35,12 +47,30 @@ public struct OpsCluster: DrillCluster {
         guard let postmaster = Self.firstLineNumber(of: "\(folder)/pgdata/postmaster.pid"), ProcessTable.isAlive(postmaster) else {
             throw DrillError("region \(region)'s PostgreSQL is not running (\(folder)/pgdata/postmaster.pid)")
         }
+        killed.withLock { $0 = true }
         let survivors = await ProcessTable.killTrees([postmaster])
         guard survivors.isEmpty else { throw DrillError("PostgreSQL processes of \(region) survived SIGKILL: \(survivors)") }
     }
 
-    /// `ops/up <region>` starts what is not running, clearing a dead postmaster's locks.
-    public func restart(region: String) async throws {
+    public func partition(region: String) async throws {
+        try await setLinks(of: region, to: LinkFaults(state: .blackhole))
+        let block = try PortBlock(ports: try Drill.partitionPorts(of: regionFile(region)))
+        partitioned.withLock { $0 = block }
+    }
+
+    public func slowLinks(region: String, delay: Duration) async throws {
+        var faults = LinkFaults.healthy
+        faults.delayMs = Int(delay.components.seconds * 1_000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        try await setLinks(of: region, to: faults)
+    }
+
+    /// Lifts a partition, restores the links, and `ops/up <region>` starts
+    /// what is not running (clearing a dead postmaster's locks).
+    public func heal(region: String) async throws {
+        if let block = partitioned.withLock({ $0.take() }) { try block.lift() }
+        if linksChanged.withLock({ $0 }) { try await setLinks(of: region, to: .healthy) }
+        guard killed.withLock({ $0 }) else { return }
+        killed.withLock { $0 = false }
         let folder = "\(runDirectory)/\(region)"
         var environment = ProcessInfo.processInfo.environment
         environment["PARLEY_BIN"] = parleyBinary
@@ -68,6 +98,31 @@ public struct OpsCluster: DrillCluster {
         guard text.contains("region \(region) up:") else {
             throw DrillError("\(upScript) \(region) failed: \(text.suffix(2_000))")
         }
+    }
+
+    private func regionFile(_ name: String) throws -> RegionFile {
+        try RegionFile.decode(Array(Data(contentsOf: URL(fileURLWithPath: "\(regionsDirectory)/\(name).json"))))
+    }
+
+    /// Every link between `region` and the others, both ways, through the link proxy's admin API.
+    private func setLinks(of region: String, to faults: LinkFaults) async throws {
+        guard let proxy = Self.firstLineNumber(of: "\(runDirectory)/proxy.pid"), ProcessTable.isAlive(proxy) else {
+            throw DrillError("this scenario needs the links between regions through the link proxy: start the cluster with PARLEY_LINK_PROXY=1 ops/up")
+        }
+        let cluster = try ClusterFile.decode(Array(Data(contentsOf: URL(fileURLWithPath: "\(regionsDirectory)/cluster.json"))))
+        let body = try JSONEncoder().encode(faults)
+        for peer in cluster.regions where peer != region {
+            for link in ["\(region)-\(peer)", "\(peer)-\(region)"] {
+                var request = URLRequest(url: URL(string: "http://\(proxyAdmin)/links/\(link)")!)
+                request.httpMethod = "PUT"
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+                request.httpBody = body
+                request.timeoutInterval = 2
+                let answer = try? await URLSession.shared.data(for: request)
+                guard (answer?.1 as? HTTPURLResponse)?.statusCode == 200 else { throw DrillError("link proxy at \(proxyAdmin) refused link \(link)") }
+            }
+        }
+        linksChanged.withLock { $0 = faults != .healthy }
     }
 
     private static func firstLineNumber(of path: String) -> Int32? {

@@ -74,6 +74,17 @@ import Testing
             #expect(report.ackedLost == 0 && report.duplicatesShown == 0 && report.sendErrors == 0, "a drain loses nothing: \(report.text)")
         }
     }
+
+    /// eu cut off from clients, probes and peers while its processes run:
+    /// its clients hear nothing, move on, and after the heal both sides catch up.
+    @Test func partitioningARegionMovesItsClientsAndTheRegionsConvergeAfterHeal() async throws {
+        try await LocalCluster.with(faultyLinks: true, route: Self.route) { cluster in
+            let report = try await Drill(options: options(.geo, .partition), cluster: ClusterFaults(cluster: cluster)).run(log: { print("drill: \($0)") })
+            #expect(report.passed, "\(report.text)\n\(cluster.syncLogs)")
+            #expect(report.clientsAffected >= 1 && report.clientsRecovered == report.clientsAffected)
+            #expect(report.ackedLost == 0 && report.duplicatesShown == 0 && report.atRisk == 0, "\(report.text)")
+        }
+    }
 }
 
 /// The drill's faults on a test cluster; optionally eu's peers stop
@@ -81,7 +92,8 @@ import Testing
 private final class ClusterFaults: DrillCluster {
     let cluster: LocalCluster
     let stallReplicationFirst: Duration?
-    private let onlyPostgresKilled = Mutex(false)
+    private enum Fault { case killed, postgresKilled, partitioned(PortBlock), linksSlowed }
+    private let fault = Mutex<Fault?>(nil)
 
     init(cluster: LocalCluster, stallReplicationFirst: Duration? = nil) {
         self.cluster = cluster
@@ -92,25 +104,51 @@ private final class ClusterFaults: DrillCluster {
 
     func kill(region: String) async throws {
         if let stall = stallReplicationFirst {
-            for peer in cluster.regions where peer.name != region {
-                cluster.link(from: peer.name, to: region).set(LinkFaults(state: .blackhole))
-            }
+            setLinks(of: region, LinkFaults(state: .blackhole))
             try await Task.sleep(for: stall)
         }
+        fault.withLock { $0 = .killed }
         await cluster[region].killAll()
     }
 
     func killPostgres(region: String) async throws {
-        onlyPostgresKilled.withLock { $0 = true }
+        fault.withLock { $0 = .postgresKilled }
         await cluster[region].postgres.kill9()
     }
 
-    func restart(region: String) async throws {
-        if onlyPostgresKilled.withLock({ $0 }) { return try await cluster[region].postgres.restart() }
-        try await cluster[region].restartAll()
-        guard stallReplicationFirst != nil else { return }
+    func partition(region: String) async throws {
+        setLinks(of: region, LinkFaults(state: .blackhole))
+        let block = try PortBlock(ports: Drill.partitionPorts(of: cluster[region].file))
+        fault.withLock { $0 = .partitioned(block) }
+    }
+
+    func slowLinks(region: String, delay: Duration) async throws {
+        var faults = LinkFaults.healthy
+        faults.delayMs = Int(delay.components.attoseconds / 1_000_000_000_000_000 + delay.components.seconds * 1_000)
+        setLinks(of: region, faults)
+        fault.withLock { $0 = .linksSlowed }
+    }
+
+    func heal(region: String) async throws {
+        switch fault.withLock({ $0.take() }) {
+        case .killed?:
+            try await cluster[region].restartAll()
+        case .postgresKilled?:
+            try await cluster[region].postgres.restart()
+        case .partitioned(let block)?:
+            try block.lift()
+        case .linksSlowed?, nil:
+            break
+        }
+        setLinks(of: region, .healthy)
+    }
+
+    /// Both ways between `region` and every other region (only with `faultyLinks`).
+    private func setLinks(of region: String, _ faults: LinkFaults) {
+        guard cluster.hasFaultyLinks else { return }
         for peer in cluster.regions where peer.name != region {
-            cluster.link(from: peer.name, to: region).set(.healthy)
+            cluster.link(from: peer.name, to: region).set(faults)
+            cluster.link(from: region, to: peer.name).set(faults)
         }
     }
 }
