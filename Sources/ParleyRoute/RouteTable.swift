@@ -15,6 +15,8 @@ public final class RouteTable: Sendable {
         public var cameUp: Int
         public var probes: Int
         public var probesFailed: Int
+        /// The probe (counted in `probes`) that made the last state change.
+        public var lastChangeAtProbe: Int?
         public var lastProbeError: String?
     }
 
@@ -25,6 +27,7 @@ public final class RouteTable: Sendable {
         var cameUp = 0
         var probes = 0
         var probesFailed = 0
+        var lastChangeAtProbe: Int?
         var lastProbeError: String?
     }
 
@@ -49,6 +52,7 @@ public final class RouteTable: Sendable {
             let change = entries[region]?.health.record(success: error == nil)
             if change == .down { entries[region]?.wentDown += 1 }
             if change == .up { entries[region]?.cameUp += 1 }
+            if change != nil, let probes = entries[region]?.probes { entries[region]?.lastChangeAtProbe = probes }
             return change
         }
         if let change {
@@ -73,7 +77,7 @@ public final class RouteTable: Sendable {
                 RegionStatus(
                     state: $0.health.state, draining: $0.draining, failuresInARow: $0.health.failuresInARow,
                     successesInARow: $0.health.successesInARow, wentDown: $0.wentDown, cameUp: $0.cameUp,
-                    probes: $0.probes, probesFailed: $0.probesFailed, lastProbeError: $0.lastProbeError
+                    probes: $0.probes, probesFailed: $0.probesFailed, lastChangeAtProbe: $0.lastChangeAtProbe, lastProbeError: $0.lastProbeError
                 )
             }
         }

@@ -2,6 +2,8 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import ParleyCore
+import ParleyFault
 import ParleyTestSupport
 import Testing
 
@@ -19,6 +21,9 @@ import Testing
         var failuresInARow: Int
         var wentDown: Int
         var cameUp: Int
+        var probes: Int
+        var probesFailed: Int
+        var lastChangeAtProbe: Int?
     }
 
     private func http(_ port: Int, _ method: String, _ path: String) async throws -> (Int, Data) {
@@ -70,6 +75,52 @@ import Testing
             #expect(try await http(port, "POST", "/drain/mars").0 == 404)
             #expect(try await status().values.allSatisfy { $0.wentDown <= 1 }, "no flapping")
             await route.stop()
+        }
+    }
+
+    /// us's health is probed through a fault proxy that resets 1% of
+    /// connections: single failures never take us down. Cut, us is down
+    /// after three failed probes.
+    @Test func onePercentOfProbesFailingCausesNoFlapWhileARegionReallyGoneIsDownAfterThreeProbes() async throws {
+        try await LocalCluster.with { cluster in
+            let usFile = cluster["us"].file
+            let health = usFile.syncStatus!.split(separator: ":")
+            let proxy = try await FaultProxy.start(
+                name: "us-health", upstreamHost: String(health[0]), upstreamPort: Int(health[1])!, faults: LinkFaults(dropRate: 0.01)
+            )
+            // The route's own copy of the region files, with us's health behind the proxy.
+            let directory = try TestRun.scratch("route-files")
+            for name in ["cluster"] + cluster.regions.map(\.name) {
+                try FileManager.default.copyItem(atPath: "\(cluster["eu"].directory)/\(name).json", toPath: "\(directory)/\(name).json")
+            }
+            var proxied = usFile
+            proxied.syncStatus = "127.0.0.1:\(proxy.port)"
+            try JSONEncoder().encode(proxied).write(to: URL(fileURLWithPath: "\(directory)/us.json"))
+
+            let port = try FreePort.next()
+            let route = try ChildProcess(
+                name: "flaky-route", executable: LocalRegion.binary,
+                arguments: ["route", "--regions", directory, "--region", "eu", "--listen", "127.0.0.1:\(port)",
+                            "--probe-interval-ms", "20", "--down-after", "3", "--up-after", "2"],
+                logPath: "\(directory)/route.log"
+            )
+            try await FreePort.waitUntilAccepting(port, server: route)
+            func us() async throws -> Status? {
+                try JSONDecoder().decode([String: Status].self, from: try await http(port, "GET", "/status").1)["us"]
+            }
+            // Until at least five probes failed (about 500 probes): never down.
+            #expect(try await eventually(.seconds(90)) { (try await us()?.probesFailed ?? 0) >= 5 }, "\(route.log.suffix(2_000))")
+            let flaky = try await us()
+            #expect(flaky?.state == "up" && flaky?.wentDown == 0, "1% of probes failing must not flap: \(String(describing: flaky))")
+
+            proxy.set(LinkFaults(state: .cut))
+            let probesAtCut = try await us()?.probes ?? 0
+            #expect(try await eventually(.seconds(10)) { try await us()?.state == "down" })
+            let down = try await us()
+            // Three failed probes, and at most one that was in flight at the cut.
+            #expect((down?.lastChangeAtProbe ?? .max) - probesAtCut <= 4, "\(String(describing: down)) after the cut at probe \(probesAtCut)")
+            await route.stop()
+            await proxy.stop()
         }
     }
 }
