@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// Watches how the region's own `parley route` sees the region. Drained by
 /// an operator: the devices are told to go elsewhere over the drain window.
 /// Down while this gate still runs (its Postgres, Redis or logic failed the
-/// probes): they are told within at most 2 s, since they cannot be served
+/// probes): they are told within at most 1 s, since they cannot be served
 /// here. Up and undrained again: the gate takes devices again. A route that
 /// does not answer changes nothing: the gate keeps serving.
 struct RouteWatch: Service {
@@ -32,7 +32,7 @@ struct RouteWatch: Service {
                     evacuation?.cancel()
                     evacuation = nil
                     if let now {
-                        let window = now == "drained" ? drainWindow : min(drainWindow, .seconds(2))
+                        let window = now == "drained" ? drainWindow : min(drainWindow, .seconds(1))
                         logger.notice("region \(now): moving devices elsewhere", metadata: ["window": "\(window)"])
                         evacuation = Task { [registry] in await registry.drain(over: window) }
                     } else {
