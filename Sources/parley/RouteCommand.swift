@@ -22,6 +22,9 @@ struct RouteCommand: AsyncParsableCommand {
         @Option(help: "Probe interval in milliseconds (default: cluster.json's route settings, else 500).")
         var probeIntervalMs: Int?
 
+        @Option(help: "A probe not answered within this many milliseconds fails (default: cluster.json's, else 400).")
+        var probeTimeoutMs: Int?
+
         @Option(help: "Failures in a row before a region is down (default 3).")
         var downAfter: Int?
 
@@ -36,10 +39,11 @@ struct RouteCommand: AsyncParsableCommand {
             let endpoint = try Endpoint(address)
             var settings = cluster.route ?? .init()
             if let probeIntervalMs { settings.probeIntervalMs = probeIntervalMs }
+            if let probeTimeoutMs { settings.probeTimeoutMs = probeTimeoutMs }
             if let downAfter { settings.downAfter = downAfter }
             if let upAfter { settings.upAfter = upAfter }
-            guard settings.downAfter > 0, settings.upAfter > 0, settings.probeIntervalMs > 0 else {
-                throw ValidationError("probe interval, down-after and up-after must be positive")
+            guard settings.downAfter > 0, settings.upAfter > 0, settings.probeIntervalMs > 0, settings.probeTimeoutMs > 0 else {
+                throw ValidationError("probe interval, probe timeout, down-after and up-after must be positive")
             }
             let regions = try [region] + deployment.peers()
             try await RouteServer.run(

@@ -24,6 +24,7 @@ import Testing
         var probes: Int
         var probesFailed: Int
         var lastChangeAtProbe: Int?
+        var lastProbeError: String?
     }
 
     private func http(_ port: Int, _ method: String, _ path: String) async throws -> (Int, Data) {
@@ -101,17 +102,18 @@ import Testing
             let route = try ChildProcess(
                 name: "flaky-route", executable: LocalRegion.binary,
                 arguments: ["route", "--regions", directory, "--region", "eu", "--listen", "127.0.0.1:\(port)",
-                            "--probe-interval-ms", "20", "--down-after", "3", "--up-after", "2"],
+                            // A long timeout: only the proxy's resets fail a probe, not a loaded machine's slowness.
+                            "--probe-interval-ms", "50", "--probe-timeout-ms", "3000", "--down-after", "3", "--up-after", "2"],
                 logPath: "\(directory)/route.log"
             )
             try await FreePort.waitUntilAccepting(port, server: route)
             func us() async throws -> Status? {
                 try JSONDecoder().decode([String: Status].self, from: try await http(port, "GET", "/status").1)["us"]
             }
-            // Until at least five probes failed (about 500 probes): never down.
-            #expect(try await eventually(.seconds(90)) { (try await us()?.probesFailed ?? 0) >= 5 }, "\(route.log.suffix(2_000))")
+            // Until at least three probes failed (about 300 probes): never down.
+            #expect(try await eventually(.seconds(120)) { (try await us()?.probesFailed ?? 0) >= 3 }, "\(route.log.suffix(2_000))")
             let flaky = try await us()
-            #expect(flaky?.state == "up" && flaky?.wentDown == 0, "1% of probes failing must not flap: \(String(describing: flaky))")
+            #expect(flaky?.state == "up" && flaky?.wentDown == 0, "1% of probes failing must not flap: \(String(describing: flaky))\n\(route.log.suffix(2_000))")
 
             proxy.set(LinkFaults(state: .cut))
             let probesAtCut = try await us()?.probes ?? 0
