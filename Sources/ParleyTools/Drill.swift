@@ -262,7 +262,17 @@ public struct Drill: Sendable {
             configuration.livenessTimeout = options.clientLiveness
             configuration.requestTimeout = .seconds(5)
             let client = ParleyClient(configuration: configuration)
-            try await client.connect()
+            // A gate takes devices again one watch interval after its route
+            // sees the region up: a sign-in just before that is refused.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while true {
+                do {
+                    try await client.connect()
+                    break
+                } catch where ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
             if let region = await client.region, region != home.name { log("\(name) homed in \(home.name) connected to \(region)") }
             let user = SimulatedUser(name: name, partner: names[(index + 1) % names.count], client: client)
             Task { await user.receive(recorder) }
