@@ -162,13 +162,22 @@ public final class FaultProxy: Sendable {
         let inbound: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         let outbound: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
-            upstreamChannel = try await ClientBootstrap(group: client.eventLoop)
+            // The upstream is wrapped in its channel initializer, before its
+            // first read: an HTTP/2 server sends its SETTINGS the moment it
+            // accepts, and bytes read before the wrapper exists are dropped
+            // (gRPC then fails with ReceivedBadSettings).
+            outbound = try await ClientBootstrap(group: client.eventLoop)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.seconds(2))
-                .connect(host: upstreamHost, port: upstreamPort).get()
-            (inbound, outbound) = try await client.eventLoop.submit {
-                (try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: client),
-                 try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: upstreamChannel))
+                .connect(host: upstreamHost, port: upstreamPort) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            upstreamChannel = outbound.channel
+            // The client's channel does not read until autoRead is switched on below.
+            inbound = try await client.eventLoop.submit {
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: client)
             }.get()
         } catch {
             // The upstream is down: the client sees what it would see without the proxy.

@@ -69,6 +69,21 @@ import Testing
             #expect(proxy.counts == (accepted: 10, dropped: 5))
         }
     }
+
+    /// An HTTP/2 server speaks first (its SETTINGS frame) the moment it
+    /// accepts: the proxy must forward bytes the upstream sends before the
+    /// client has said anything. It once dropped them when they arrived
+    /// before its relay was in place, and gRPC through it failed with
+    /// `ReceivedBadSettings` on a loaded machine.
+    @Test func whatTheUpstreamSendsFirstOnAcceptReachesTheClient() async throws {
+        try await withEchoProxy(.healthy, greeting: "hello\n") { proxy in
+            for attempt in 0..<100 {
+                let connection = try await EchoConnection(port: proxy.port)
+                #expect(try await connection.read(count: 6, within: .seconds(5)) == "hello\n", "connection \(attempt)")
+                await connection.close()
+            }
+        }
+    }
 }
 
 /// True when a new connection is reset before anything is sent: the reset
@@ -80,9 +95,10 @@ private func isRefused(port: Int) async throws -> Bool {
 }
 
 /// Runs `body` with a proxy in front of a fresh echo server, both stopped after.
-private func withEchoProxy(_ faults: LinkFaults, _ body: (FaultProxy) async throws -> Void) async throws {
+/// A `greeting` is written by the server to every connection it accepts.
+private func withEchoProxy(_ faults: LinkFaults, greeting: String? = nil, _ body: (FaultProxy) async throws -> Void) async throws {
     let echo = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .childChannelInitializer { $0.pipeline.addHandler(Echo()) }
+        .childChannelInitializer { $0.pipeline.addHandler(Echo(greeting: greeting)) }
         .bind(host: "127.0.0.1", port: 0).get()
     let proxy = try await FaultProxy.start(upstreamHost: "127.0.0.1", upstreamPort: echo.localAddress!.port!, faults: faults)
     do {
@@ -98,6 +114,12 @@ private func withEchoProxy(_ faults: LinkFaults, _ body: (FaultProxy) async thro
 
 private final class Echo: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
+    let greeting: String?
+    init(greeting: String?) { self.greeting = greeting }
+    func channelActive(context: ChannelHandlerContext) {
+        if let greeting { context.writeAndFlush(NIOAny(ByteBuffer(string: greeting)), promise: nil) }
+        context.fireChannelActive()
+    }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         context.writeAndFlush(data, promise: nil)
     }
