@@ -148,6 +148,16 @@ public actor ParleyClient {
         return ok
     }
 
+    /// Reconnects to the region route now puts first, forgetting the regions
+    /// this device lost earlier: after a failover a device stays where it
+    /// landed until told to go home (its own region healthy again). Requests
+    /// in flight are resent on the new connection, sends with their `client_msg_id`.
+    public func rehome() async throws {
+        avoided = [:]
+        drop(reason: "rehoming")
+        try await connect()
+    }
+
     /// Closes the connection and stops reconnecting.
     public func disconnect() {
         stopped = true
@@ -561,7 +571,7 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
 
 extension ClientErrorCode {
     /// Whether retrying the same request later can succeed.
-    var isRetryable: Bool { self == .unavailable || self == .internalError }
+    var isRetryable: Bool { self == .unavailable || self == .timeout || self == .internalError }
 }
 
 /// Exponential backoff with jitter, so reconnecting clients do not stampede.

@@ -19,15 +19,25 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let idleTimeout = ClientErrorCode(rawValue: 13)
     /// The gate is shutting down: reconnect, to any gate.
     public static let goingAway = ClientErrorCode(rawValue: 14)
+    /// No valid `auth` within the gate's sign-in deadline.
+    public static let authTimeout = ClientErrorCode(rawValue: 15)
     // Requests: the connection stays open.
     public static let unknownUser = ClientErrorCode(rawValue: 20)
     public static let notMember = ClientErrorCode(rawValue: 21)
     public static let unknownConversation = ClientErrorCode(rawValue: 22)
     public static let invalidRequest = ClientErrorCode(rawValue: 23)
     public static let payloadTooLarge = ClientErrorCode(rawValue: 24)
+    /// The user may not do this to this message or group (edit another's
+    /// message, remove another member without being the owner).
+    public static let notPermitted = ClientErrorCode(rawValue: 25)
+    /// The group already has its configured maximum of members.
+    public static let groupFull = ClientErrorCode(rawValue: 26)
     public static let unavailable = ClientErrorCode(rawValue: 30)
     /// A `geo` send committed here but too few other regions confirmed it in time.
     public static let durabilityTimeout = ClientErrorCode(rawValue: 31)
+    /// The region did not answer within the gate's deadline; the request may
+    /// have taken effect. Retry (a send keeps its client_msg_id).
+    public static let timeout = ClientErrorCode(rawValue: 32)
     public static let internalError = ClientErrorCode(rawValue: 50)
 
     public var description: String {
@@ -40,13 +50,17 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
         case .tokenExpired: "token_expired"
         case .idleTimeout: "idle_timeout"
         case .goingAway: "going_away"
+        case .authTimeout: "auth_timeout"
         case .unknownUser: "unknown_user"
         case .notMember: "not_member"
         case .unknownConversation: "unknown_conversation"
         case .invalidRequest: "invalid_request"
         case .payloadTooLarge: "payload_too_large"
+        case .notPermitted: "not_permitted"
+        case .groupFull: "group_full"
         case .unavailable: "unavailable"
         case .durabilityTimeout: "durability_timeout"
+        case .timeout: "timeout"
         case .internalError: "internal"
         default: "code_\(rawValue)"
         }

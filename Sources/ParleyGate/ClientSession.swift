@@ -54,7 +54,7 @@ struct ClientSession: Sendable {
                 }
                 if connection.identity == nil {
                     guard case .auth(let auth) = frame.body else {
-                        return connection.close(with: ClientError(.authRequired, "the first frame must be auth"))
+                        return connection.close(with: ClientError(.authRequired, "the first frame must be auth"), requestID: frame.requestID)
                     }
                     guard await authenticate(auth, requestID: frame.requestID) else { return }
                 } else {
@@ -73,14 +73,14 @@ struct ClientSession: Sendable {
         do {
             userID = try await gate.tokens.verify(auth.token)
         } catch .expired {
-            connection.close(with: ClientError(.tokenExpired, "token expired"))
+            connection.close(with: ClientError(.tokenExpired, "token expired"), requestID: requestID)
             return false
         } catch {
-            connection.close(with: ClientError(.tokenInvalid, "token is not valid"))
+            connection.close(with: ClientError(.tokenInvalid, "token is not valid"), requestID: requestID)
             return false
         }
         guard Naming.isValid(userID), Naming.isValid(auth.deviceID) else {
-            connection.close(with: ClientError(.tokenInvalid, "user and device ids must be 1...64 of [A-Za-z0-9_.]"))
+            connection.close(with: ClientError(.tokenInvalid, "user and device ids must be 1...64 of [A-Za-z0-9_.]"), requestID: requestID)
             return false
         }
         let identity = GateConnection.Identity(userID: userID, deviceID: auth.deviceID)
@@ -93,7 +93,7 @@ struct ClientSession: Sendable {
             $0.auth = .with { $0.deviceID = auth.deviceID }
         }
         guard var answer = await forward(call), case .authOk = answer.body else {
-            connection.close(with: ClientError(.unavailable, "sign-in failed; try again"))
+            connection.close(with: ClientError(.unavailable, "sign-in failed; try again"), requestID: requestID)
             return false
         }
         if let replaced = gate.registry.bind(connection, to: identity) {
@@ -123,9 +123,13 @@ struct ClientSession: Sendable {
         call.userID = identity.userID
         call.deviceID = identity.deviceID
         call.frame = frame
-        if let answer = await forward(call) {
-            connection.send(answer)
-        } else {
+        do {
+            connection.send(try await gate.logic.forward(call))
+        } catch let error as CallTimedOut {
+            gate.logger.warning("logic did not answer in time", metadata: ["error": "\(error)"])
+            connection.send(.error(.timeout, "no answer within \(gate.logic.timeout); it may have taken effect: retry", requestID: frame.requestID))
+        } catch {
+            gate.logger.warning("logic unreachable", metadata: ["error": "\(error)"])
             connection.send(.error(.unavailable, "no logic instance reachable; retry", requestID: frame.requestID))
         }
     }

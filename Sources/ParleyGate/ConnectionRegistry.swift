@@ -93,4 +93,11 @@ final class ConnectionRegistry: Sendable {
     func silent(now: UInt64, limit: UInt64) -> [GateConnection] {
         state.withLock { state in state.all.values.filter { $0.silentFor(now: now) > limit } }
     }
+
+    /// Connections open for longer than `limit` milliseconds without signing in.
+    func unauthenticated(now: UInt64, limit: UInt64) -> [GateConnection] {
+        state.withLock { state in
+            state.all.values.filter { $0.identity == nil && now > $0.openedAt && now - $0.openedAt > limit }
+        }
+    }
 }

@@ -14,6 +14,8 @@ final class GateConnection: Sendable {
     }
 
     let id: UInt64
+    /// When the connection was accepted (wall-clock milliseconds).
+    let openedAt: UInt64
     /// Frames waiting for the socket; the writer takes them in batches.
     let outbox = BatchQueue<Parley_Frame>(maxBatch: 256)
     private let lastHeard: Atomic<UInt64>
@@ -21,6 +23,7 @@ final class GateConnection: Sendable {
 
     init(id: UInt64, now: UInt64) {
         self.id = id
+        self.openedAt = now
         self.lastHeard = Atomic(now)
     }
 
@@ -39,9 +42,10 @@ final class GateConnection: Sendable {
 
     func send(_ frame: Parley_Frame) { outbox.push(frame) }
 
-    /// Sends a last error and ends the connection once it is written.
-    func close(with error: ClientError) {
-        outbox.push(.error(error))
+    /// Sends a last error (answering `requestID`, or unprompted with 0) and
+    /// ends the connection once it is written.
+    func close(with error: ClientError, requestID: UInt64 = 0) {
+        outbox.push(.error(error, requestID: requestID))
         outbox.close()
     }
 

@@ -18,6 +18,10 @@ public struct GateConfiguration: Sendable {
     public var tokenSecret: String
     public var maxFrameSize = 64 * 1024
     public var idleTimeoutMilliseconds: UInt64 = 45_000
+    /// A connection that has not signed in by then is closed with `auth_timeout`.
+    public var authTimeoutMilliseconds: UInt64 = 10_000
+    /// A request logic has not answered by then gets `timeout` (32).
+    public var logicTimeout: Duration = .seconds(10)
     public var presenceTTLMilliseconds: UInt64 = 45_000
     /// The region's `parley route`, watched for the region being drained or down.
     public var route: String?
@@ -53,7 +57,7 @@ public enum GateServer {
             tokens: try await TokenAuthority(secret: configuration.tokenSecret),
             presence: Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds),
             registry: registry,
-            logic: LogicRouter(links: links),
+            logic: LogicRouter(links: links, timeout: configuration.logicTimeout),
             heartbeatIntervalMilliseconds: configuration.idleTimeoutMilliseconds / 3,
             logger: logger
         )
@@ -62,7 +66,10 @@ public enum GateServer {
                 services: [
                     .init(service: pool),
                 ] + links.map { .init(service: $0) } + [
-                    .init(service: IdleSweeper(registry: registry, idleTimeoutMilliseconds: configuration.idleTimeoutMilliseconds)),
+                    .init(service: IdleSweeper(
+                        registry: registry, idleTimeoutMilliseconds: configuration.idleTimeoutMilliseconds,
+                        authTimeoutMilliseconds: configuration.authTimeoutMilliseconds
+                    )),
                     .init(service: TCPListener(listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize, gate: context)),
                     .init(service: WebSocketListener(listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, gate: context)),
                 ] + (configuration.route.map { route in

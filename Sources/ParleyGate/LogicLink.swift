@@ -12,7 +12,7 @@ import Synchronization
 final class LogicLink: Service, Sendable {
     private struct State {
         var upstream: BatchQueue<Parley_GateUp>?
-        var pending: [UInt64: CheckedContinuation<Parley_Frame, any Error>] = [:]
+        var pending: [UInt64: (answer: CheckedContinuation<Parley_Frame, any Error>, deadline: Task<Void, Never>)] = [:]
         var nextCallID: UInt64 = 1
         var shuttingDown = false
     }
@@ -33,20 +33,32 @@ final class LogicLink: Service, Sendable {
     }
 
     /// Sends one call and waits for its answer. Throws `LinkDown` at once
-    /// when the link is not up, so the router can try another instance.
-    func call(_ call: Parley_ClientCall) async throws -> Parley_Frame {
+    /// when the link is not up, so the router can try another instance, and
+    /// `CallTimedOut` when no answer came within `timeout` (an instance that
+    /// hangs rather than dies: the call may still take effect there).
+    func call(_ call: Parley_ClientCall, timeout: Duration) async throws -> Parley_Frame {
         try await withCheckedThrowingContinuation { continuation in
             let sent = state.withLock { state -> Bool in
                 guard let upstream = state.upstream else { return false }
                 var call = call
                 call.callID = state.nextCallID
                 state.nextCallID += 1
-                state.pending[call.callID] = continuation
+                let callID = call.callID
+                let deadline = Task {
+                    try? await Task.sleep(for: timeout)
+                    if !Task.isCancelled { self.expire(callID, after: timeout) }
+                }
+                state.pending[callID] = (continuation, deadline)
                 upstream.push(.with { $0.call = call })
                 return true
             }
             if !sent { continuation.resume(throwing: LinkDown(address: address)) }
         }
+    }
+
+    private func expire(_ callID: UInt64, after timeout: Duration) {
+        let waiter = state.withLock { $0.pending.removeValue(forKey: callID) }
+        waiter?.answer.resume(throwing: CallTimedOut(address: address, timeout: timeout))
     }
 
     func run() async throws {
@@ -83,7 +95,8 @@ final class LogicLink: Service, Sendable {
         switch down.kind {
         case .result(let result):
             let waiter = state.withLock { $0.pending.removeValue(forKey: result.callID) }
-            waiter?.resume(returning: result.frame)
+            waiter?.deadline.cancel()
+            waiter?.answer.resume(returning: result.frame)
         case .delivery(let delivery):
             let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)
             registry.connection(for: identity)?.send(.with { $0.push = delivery.push })
@@ -100,7 +113,10 @@ final class LogicLink: Service, Sendable {
             defer { state.pending = [:] }
             return state.pending
         }
-        for waiter in waiters.values { waiter.resume(throwing: LinkDown(address: address)) }
+        for waiter in waiters.values {
+            waiter.deadline.cancel()
+            waiter.answer.resume(throwing: LinkDown(address: address))
+        }
     }
 }
 
@@ -108,4 +124,11 @@ final class LogicLink: Service, Sendable {
 struct LinkDown: Error, CustomStringConvertible {
     let address: String
     var description: String { "no link to logic \(address)" }
+}
+
+/// A logic instance took a call but did not answer it in time.
+struct CallTimedOut: Error, CustomStringConvertible {
+    let address: String
+    let timeout: Duration
+    var description: String { "logic \(address) did not answer within \(timeout)" }
 }

@@ -8,6 +8,8 @@ import ParleyProto
 /// instance spreads over all the others instead of piling onto its neighbour.
 struct LogicRouter: Sendable {
     let links: [LogicLink]
+    /// How long a call may wait for its answer.
+    let timeout: Duration
 
     static func home(of userID: String, among count: Int) -> Int {
         // FNV-1a: stable across processes, unlike Hasher.
@@ -26,14 +28,15 @@ struct LogicRouter: Sendable {
 
     /// A lost link may have lost a call after logic applied it; a retry is
     /// still safe for sends (stored once per client_msg_id), read markers and
-    /// sign-ins, which are idempotent.
+    /// sign-ins, which are idempotent. A call that timed out is not retried
+    /// here: the device is told, and retries itself.
     func forward(_ call: Parley_ClientCall) async throws -> Parley_Frame {
         let home = Self.home(of: call.userID, among: links.count)
         do {
-            return try await links[home].call(call)
+            return try await links[home].call(call, timeout: timeout)
         } catch let error as LinkDown {
             guard let next = Self.fallback(from: home, among: links.count) else { throw error }
-            return try await links[next].call(call)
+            return try await links[next].call(call, timeout: timeout)
         }
     }
 }

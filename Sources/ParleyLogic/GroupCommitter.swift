@@ -16,12 +16,14 @@ final class GroupCommitter: Service, Sendable {
     private typealias Pending = (command: StoreCommand, completion: Completion)
 
     private let store: RegionStore
+    private let rules: CommitRules
     private let logger: Logger
     private let queue: BatchQueue<Pending>
     private let onCommit: @Sendable ([Parley_Event]) -> Void
 
-    init(store: RegionStore, maxBatch: Int, logger: Logger, onCommit: @escaping @Sendable ([Parley_Event]) -> Void) {
+    init(store: RegionStore, rules: CommitRules, maxBatch: Int, logger: Logger, onCommit: @escaping @Sendable ([Parley_Event]) -> Void) {
         self.store = store
+        self.rules = rules
         self.logger = logger
         self.queue = BatchQueue(maxBatch: maxBatch)
         self.onCommit = onCommit
@@ -52,7 +54,7 @@ final class GroupCommitter: Service, Sendable {
         // logic instance aborts this batch, and the retry then finds it stored.
         for attempt in 1...2 {
             do {
-                let outcomes = try await store.commit(commands)
+                let outcomes = try await store.commit(commands, rules: rules)
                 for (entry, outcome) in zip(batch, outcomes) { entry.completion.resume(returning: outcome) }
                 let events = outcomes.compactMap { outcome -> Parley_Event? in
                     if case .committed(let event) = outcome { return event }

@@ -41,7 +41,7 @@ public enum LogicServer {
         let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
         let gates = GateLinks()
         let dispatcher = PushDispatcher(presence: presence, gates: gates, logger: logger)
-        let committer = GroupCommitter(store: store, maxBatch: configuration.maxBatch, logger: logger) { events in
+        let committer = GroupCommitter(store: store, rules: CommitRules(maxGroupMembers: configuration.limits.maxGroupMembers), maxBatch: configuration.maxBatch, logger: logger) { events in
             dispatcher.enqueue(events)
         }
         let pool = RPCClientPool()

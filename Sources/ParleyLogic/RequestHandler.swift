@@ -185,9 +185,6 @@ struct RequestHandler: Sendable {
 
     private func createGroup(_ create: Parley_CreateGroup, owner: String) async throws -> Parley_Frame {
         guard create.name.utf8.count <= 256 else { throw ClientError(.invalidRequest, "group name exceeds 256 bytes") }
-        guard create.members.count <= limits.maxGroupMembers else {
-            throw ClientError(.invalidRequest, "a group has at most \(limits.maxGroupMembers) members")
-        }
         let groupID = "\(region).\(UInt64.random(in: 1...UInt64.max) >> 1)"
         let outcome = try await committer.submit(
             .createGroup(owner: owner, groupID: groupID, name: create.name, members: create.members)

@@ -45,11 +45,16 @@ struct CommitPlanner {
     private(set) var lastHLC: HLC
     private let proposedHLC: HLC
     private let deps: [String: UInt64]
+    private let rules: CommitRules
     private(set) var events: [Parley_Event] = []
     private(set) var outcomes: [CommitOutcome] = []
 
-    init(origin: String, snapshot: CommitSnapshot, appliedSeq: UInt64, lastHLC: HLC, now: HLC, deps: [String: UInt64]) {
+    init(
+        origin: String, snapshot: CommitSnapshot, appliedSeq: UInt64, lastHLC: HLC, now: HLC, deps: [String: UInt64],
+        rules: CommitRules = CommitRules()
+    ) {
         self.origin = origin
+        self.rules = rules
         self.snapshot = snapshot
         self.nextSeq = appliedSeq + 1
         self.lastHLC = lastHLC
@@ -151,6 +156,9 @@ struct CommitPlanner {
 
     private mutating func planCreateGroup(owner: String, groupID: String, name: String, members: [String]) -> CommitOutcome {
         let everyone = Set(members).union([owner])
+        guard everyone.count <= rules.maxGroupMembers else {
+            return .rejected(ClientError(.groupFull, "a group has at most \(rules.maxGroupMembers) members"))
+        }
         if let unknown = everyone.sorted().first(where: { !snapshot.knownUsers.contains($0) }) {
             return .rejected(ClientError(.unknownUser, "unknown user \(unknown)"))
         }
@@ -176,7 +184,7 @@ struct CommitPlanner {
         guard let message = snapshot.messages[messageID] else {
             return .rejected(ClientError(.invalidRequest, "unknown message \(messageID)"))
         }
-        guard message.sender == editor else { return .rejected(ClientError(.notMember, "only the sender edits a message")) }
+        guard message.sender == editor else { return .rejected(ClientError(.notPermitted, "only the sender edits a message")) }
         guard !message.recalled else { return .rejected(ClientError(.invalidRequest, "message \(messageID) was recalled")) }
         let audience = conversationAudience(message.conversationID, including: editor)
         return .committed(append(audience: audience) { event in
@@ -195,7 +203,7 @@ struct CommitPlanner {
         }
         let isOwner = snapshot.owners[message.conversationID] == user && ConversationID.isGroup(message.conversationID)
         guard message.sender == user || isOwner else {
-            return .rejected(ClientError(.notMember, "only the sender or the group's owner recalls a message"))
+            return .rejected(ClientError(.notPermitted, "only the sender or the group's owner recalls a message"))
         }
         guard !message.recalled else { return .unchanged }
         message.recalled = true
@@ -220,9 +228,12 @@ struct CommitPlanner {
         if add {
             guard members.contains(user) else { return .rejected(ClientError(.notMember, "not a member of group \(groupID)")) }
             guard !members.contains(member) else { return .unchanged }
+            guard members.count < rules.maxGroupMembers else {
+                return .rejected(ClientError(.groupFull, "group \(groupID) has its maximum of \(rules.maxGroupMembers) members"))
+            }
         } else {
             guard snapshot.owners[conversationID] == user || member == user else {
-                return .rejected(ClientError(.notMember, "only the owner removes another member"))
+                return .rejected(ClientError(.notPermitted, "only the owner removes another member"))
             }
             guard members.contains(member) else { return .unchanged }
         }

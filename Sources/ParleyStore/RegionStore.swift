@@ -36,7 +36,7 @@ public final class RegionStore: Sendable {
 
     /// Commits a batch of commands in one transaction (group commit) and
     /// returns one outcome per command, in order.
-    public func commit(_ commands: [StoreCommand]) async throws -> [CommitOutcome] {
+    public func commit(_ commands: [StoreCommand], rules: CommitRules = CommitRules()) async throws -> [CommitOutcome] {
         let origin = self.origin
         let now = clock.now()
         let logger = self.logger
@@ -45,7 +45,7 @@ public final class RegionStore: Sendable {
             let snapshot = try await Self.loadSnapshot(for: commands, tx, logger)
             var planner = CommitPlanner(
                 origin: origin, snapshot: snapshot, appliedSeq: appliedSeq,
-                lastHLC: floorHLC, now: now, deps: deps
+                lastHLC: floorHLC, now: now, deps: deps, rules: rules
             )
             planner.plan(commands)
             guard !planner.events.isEmpty else { return planner }

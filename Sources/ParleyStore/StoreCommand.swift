@@ -45,6 +45,16 @@ public struct Post: Sendable {
     }
 }
 
+/// The limits a commit enforces on every path that could break them.
+public struct CommitRules: Sendable {
+    /// Members of a group, counting the owner: checked at creation and on every add.
+    public var maxGroupMembers = 1_000
+
+    public init(maxGroupMembers: Int = 1_000) {
+        self.maxGroupMembers = maxGroupMembers
+    }
+}
+
 /// What became of one command in a group commit.
 public enum CommitOutcome: Sendable {
     case committed(Parley_Event)

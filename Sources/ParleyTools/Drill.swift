@@ -121,14 +121,21 @@ public struct Drill: Sendable {
         let loadTask = Task { await load.run() }
         try await Task.sleep(for: options.loadBefore)
 
-        var affected: [SimulatedUser] = []
+        // The premise: the clients homed in the region are there when the
+        // fault hits. One that moved away before it (a connection lost under
+        // load) is sent home, and a drill with nobody there cannot run.
         var movedBefore = 0
+        for user in users { movedBefore += await user.client.recoveries.count }
+        try await bringHome(users.filter { $0.home == options.region }, log: log)
+        var affected: [SimulatedUser] = []
         var where_: [String: Int] = [:]
         for user in users {
             let region = await user.client.region
             if region == options.region { affected.append(user) }
             where_[region ?? "none", default: 0] += 1
-            movedBefore += await user.client.recoveries.count
+        }
+        guard !affected.isEmpty else {
+            throw DrillError("no client is connected to \(options.region) before the fault (clients by region: \(where_)): the drill would prove nothing")
         }
         log("fault: \(options.scenario.rawValue) \(options.region) (clients by region: \(where_.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); \(movedBefore) reconnects before the fault)")
         let faultAt = ContinuousClock.now
@@ -161,8 +168,20 @@ public struct Drill: Sendable {
         // A drained or slowed region is not failed: nothing of it is at risk.
         var heldElsewhere = UInt64.max
         if options.scenario.routeState == "down" {
-            heldElsewhere = await survivors.asyncMap { try? await HTTPRegionDigests(name: $0.name, address: $0.syncStatus ?? "").status() }
-                .compactMap { $0?.applied[options.region] }.max() ?? 0
+            // Every survivor must answer: one left out (a slow answer on a
+            // loaded machine) would hide the events only it holds.
+            heldElsewhere = 0
+            for survivor in survivors {
+                let source = HTTPRegionDigests(name: survivor.name, address: survivor.syncStatus ?? "")
+                var held: UInt64?
+                _ = await Self.poll(limit: .seconds(30), every: .milliseconds(200)) {
+                    guard let status = try? await source.status() else { return false }
+                    held = status.applied[options.region] ?? 0
+                    return true
+                }
+                guard let held else { throw DrillError("\(survivor.name)'s sync did not say what it holds of \(options.region)") }
+                heldElsewhere = max(heldElsewhere, held)
+            }
         }
         if let recovered { try await Task.sleep(until: max(recovered, faultAt + options.outage)) }
 
@@ -274,11 +293,25 @@ public struct Drill: Sendable {
                 }
             }
             if let region = await client.region, region != home.name { log("\(name) homed in \(home.name) connected to \(region)") }
-            let user = SimulatedUser(name: name, partner: names[(index + 1) % names.count], client: client)
+            let user = SimulatedUser(name: name, partner: names[(index + 1) % names.count], home: home.name, client: client)
             Task { await user.receive(recorder) }
             users.append(user)
         }
         return users
+    }
+
+    /// Reconnects each user that is not in its home region until it is there.
+    private func bringHome(_ users: [SimulatedUser], log: @Sendable (String) -> Void) async throws {
+        for user in users {
+            let deadline = ContinuousClock.now + options.limit
+            while await user.client.region != user.home {
+                guard ContinuousClock.now < deadline else {
+                    throw DrillError("\(user.name) cannot get back to its home region \(user.home) before the fault")
+                }
+                log("\(user.name) is in \(await user.client.region ?? "no region"), not its home \(user.home): sending it home")
+                do { try await user.client.rehome() } catch { try await Task.sleep(for: .milliseconds(200)) }
+            }
+        }
     }
 
     /// Each user's first message to its partner, retried until the partner's
@@ -353,14 +386,6 @@ extension ConsistencyReport {
     /// Consistent with every region at the same vector and no conversation deferred.
     var converged: Bool {
         verdict == .consistent && Set(applied.values).count == 1 && conversationsDeferred == 0
-    }
-}
-
-extension Sequence where Element: Sendable {
-    func asyncMap<T>(_ transform: (Element) async -> T) async -> [T] {
-        var results: [T] = []
-        for element in self { results.append(await transform(element)) }
-        return results
     }
 }
 

@@ -31,11 +31,14 @@ struct Topology {
 final class SimulatedUser: Sendable {
     let name: String
     let partner: String
+    /// The region route prefers for this user (its hint).
+    let home: String
     let client: ParleyClient
 
-    init(name: String, partner: String, client: ParleyClient) {
+    init(name: String, partner: String, home: String, client: ParleyClient) {
         self.name = name
         self.partner = partner
+        self.home = home
         self.client = client
     }
 

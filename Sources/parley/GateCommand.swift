@@ -18,6 +18,12 @@ struct GateCommand: AsyncParsableCommand {
     @Option(help: "Close a connection silent for this many milliseconds.")
     var idleTimeoutMs: UInt64 = 45_000
 
+    @Option(help: "Close a connection that has not signed in (a valid auth) within this many milliseconds.")
+    var authTimeoutMs: UInt64 = 10_000
+
+    @Option(help: "Answer a request with `timeout` (32) when logic has not answered it within this many milliseconds.")
+    var logicTimeoutMs = 10_000
+
     func run() async throws {
         let (region, cluster) = try deployment.load()
         guard region.gates.indices.contains(index) else {
@@ -35,6 +41,8 @@ struct GateCommand: AsyncParsableCommand {
         )
         configuration.maxFrameSize = maxFrameSize
         configuration.idleTimeoutMilliseconds = idleTimeoutMs
+        configuration.authTimeoutMilliseconds = authTimeoutMs
+        configuration.logicTimeout = .milliseconds(logicTimeoutMs)
         configuration.presenceTTLMilliseconds = max(idleTimeoutMs, 15_000)
         configuration.route = region.route
         let routeSettings = cluster.route ?? .init()

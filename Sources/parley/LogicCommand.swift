@@ -18,6 +18,9 @@ struct LogicCommand: AsyncParsableCommand {
     @Option(help: "Largest message body accepted, in UTF-8 bytes.")
     var maxBodyBytes = 16 * 1024
 
+    @Option(help: "Most members a group may have, the owner included (checked at creation and on every add).")
+    var maxGroupMembers = 1_000
+
     func run() async throws {
         let (region, _) = try deployment.load()
         let peers = try deployment.peers()
@@ -29,6 +32,7 @@ struct LogicCommand: AsyncParsableCommand {
         configuration.maxBatch = maxBatch
         configuration.clock = deployment.clock
         configuration.limits.maxBodyBytes = maxBodyBytes
+        configuration.limits.maxGroupMembers = maxGroupMembers
         configuration.peerSyncs = Dictionary(uniqueKeysWithValues: peers.map { ($0.name, $0.sync) })
         configuration.defaultDurability = try region.defaultDurability
         configuration.geoQuorum = region.geoQuorum ?? 1

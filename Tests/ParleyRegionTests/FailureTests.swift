@@ -60,19 +60,58 @@ import Testing
     }
 }
 
+extension FailureTests {
+    /// A logic instance that hangs rather than dies (its commits wait on a
+    /// lock another session holds): the device gets `timeout` (32) at the
+    /// gate's deadline instead of waiting with it, and its retry, once logic
+    /// recovers, is stored once.
+    @Test func aHangingLogicIsAnsweredWithTimeoutAtTheGatesDeadline() async throws {
+        try await LocalRegion.with(gateArguments: ["--logic-timeout-ms", "1500"]) { region in
+            let alice = try await region.connect("alice")
+            let bob = try await region.connect("bob")
+            _ = try await alice.client.send(to: .user("bob"), body: "before")
+            // Every commit locks its origin's counter row first.
+            let holder = try region.postgres.psqlInBackground("BEGIN; SELECT * FROM origins FOR UPDATE; SELECT pg_sleep(8); COMMIT;")
+            #expect(try await eventually {
+                try region.postgres.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == "1"
+            }, "the lock is held")
+            let started = ContinuousClock.now
+            let hung = Parley_Frame.with { $0.send = .with { $0.toUser = "bob"; $0.clientMsgID = "hung-1"; $0.body = "while hung" } }
+            let timedOut = await #expect(throws: ServerError.self) { _ = try await alice.client.request(hung) }
+            #expect(timedOut?.code == .timeout, "\(String(describing: timedOut))")
+            let waited = ContinuousClock.now - started
+            #expect(waited < .seconds(6), "answered at the 1.5 s deadline, not when the lock went (\(waited))")
+            #expect(await alice.client.isConnected, "a timeout keeps the connection")
+            // The SDK retries `timeout` with the same client_msg_id until logic answers.
+            let ack = try await alice.client.send(to: .user("bob"), body: "while hung", clientMsgID: "hung-1")
+            #expect(!ack.messageID.isEmpty)
+            #expect(await bob.inbox.wait(timeout: .seconds(20)) { $0.containsMessage("while hung") })
+            #expect(await bob.inbox.received.count(ofMessage: "while hung") == 1, "stored once")
+            await holder.stop()
+            await alice.stop()
+            await bob.stop()
+        }
+    }
+}
+
 /// Bad input: the peer gets its documented code and is closed; everyone else is served.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct BadInputTests {
     @Test func badFramesAndBadTokensGetTheirCodesWhileOthersKeepChatting() async throws {
+        // The default idle timeout (45 s): the chatting clients' heartbeats
+        // never race it, however loaded the machine.
         try await LocalRegion.with(
-            gateArguments: ["--max-frame-size", "4096", "--idle-timeout-ms", "1500"],
-            logicArguments: ["--max-body-bytes", "2048"]
+            gateArguments: ["--max-frame-size", "4096", "--auth-timeout-ms", "1500"],
+            logicArguments: ["--max-body-bytes", "2048", "--max-group-members", "3"]
         ) { region in
             let alice = try await region.connect("alice")
             let bob = try await region.connect("bob")
             let port = region.tcpPort
 
+            func closing(_ bytes: [UInt8]) async throws -> Parley_Frame? {
+                try await RawConnection.framesUntilClosed(port: port, after: [bytes]).last
+            }
             func closingCode(_ bytes: [UInt8]) async throws -> UInt32? {
-                try await RawConnection.framesUntilClosed(port: port, after: [bytes]).last?.error.code
+                try await closing(bytes)?.error.code
             }
             func authFrame(_ token: String) -> [UInt8] {
                 RawConnection.framed(.with {
@@ -87,17 +126,23 @@ import Testing
             #expect(try await closingCode(RawConnection.lengthPrefix(1_000_000) + [0, 0]) == 2)
             // A body type this gate does not know (field 99).
             #expect(try await closingCode(RawConnection.lengthPrefix(3) + [0x9A, 0x06, 0x00]) == 3)
-            // Anything but auth first.
-            #expect(try await closingCode(RawConnection.framed(.with { $0.heartbeat = .init() })) == 10)
-            // Forged and expired tokens.
+            // Anything but auth first; the answer carries the request's id.
+            let notAuth = try await closing(RawConnection.framed(.with { $0.requestID = 7; $0.heartbeat = .init() }))
+            #expect(notAuth?.error.code == 10 && notAuth?.requestID == 7)
+            // Forged and expired tokens: refused with their codes, answering request 1.
             let forged = try await TokenAuthority(secret: "not-the-cluster-secret-but-long-enough").issue(userID: "mallory", lifetime: 60)
-            #expect(try await closingCode(authFrame(forged)) == 11)
+            let forgedAnswer = try await closing(authFrame(forged))
+            #expect(forgedAnswer?.error.code == 11 && forgedAnswer?.requestID == 1, "\(String(describing: forgedAnswer))")
             let expired = try await region.token(for: "alice", lifetime: -10)
-            #expect(try await closingCode(authFrame(expired)) == 12)
-            // Signed in, then silent past the idle timeout.
-            let idleFrames = try await RawConnection.framesUntilClosed(port: port, after: [authFrame(try await region.token(for: "quiet"))])
-            #expect(idleFrames.first.map { if case .authOk = $0.body { true } else { false } } == true)
-            #expect(idleFrames.last?.error.code == 13)
+            let expiredAnswer = try await closing(authFrame(expired))
+            #expect(expiredAnswer?.error.code == 12 && expiredAnswer?.requestID == 1, "\(String(describing: expiredAnswer))")
+
+            // Never signing in: closed with auth_timeout at the sign-in deadline
+            // (1.5 s here), long before the idle timeout; half a frame is no sign-in either.
+            let started = ContinuousClock.now
+            #expect(try await closingCode([]) == 15)
+            #expect(try await closingCode(RawConnection.lengthPrefix(100) + [0x0A]) == 15)
+            #expect(ContinuousClock.now - started < .seconds(20), "closed at the sign-in deadline, not the 45 s idle timeout")
 
             // Oversized over WebSocket gets the same code.
             let ws = ParleyClient(configuration: .init(gates: [region.address(.webSocket)], token: try await region.token(for: "big"), deviceID: "ws"))
@@ -121,14 +166,51 @@ import Testing
             }
             #expect(tooLong?.code == .payloadTooLarge)
 
-            // Through all of that, alice and bob kept chatting (heartbeats keep them past the idle timeout).
+            // Permission failures have their own code, not not_member.
+            let hello = try await alice.client.send(to: .user("bob"), body: "mine")
+            let editOthers = await #expect(throws: ServerError.self) {
+                _ = try await bob.client.edit(messageID: hello.messageID, body: "bob's now")
+            }
+            #expect(editOthers?.code == .notPermitted)
+            let carol = try await region.connect("carol")
+            let dave = try await region.connect("dave")
+            let group = try await alice.client.createGroup(name: "three", members: ["bob", "carol"])
+            let kick = await #expect(throws: ServerError.self) {
+                _ = try await bob.client.removeMember("carol", from: group.groupID)
+            }
+            #expect(kick?.code == .notPermitted)
+            // The group size limit (3) holds on every path: creation and adding.
+            let fourth = await #expect(throws: ServerError.self) {
+                _ = try await bob.client.addMember("dave", to: group.groupID)
+            }
+            #expect(fourth?.code == .groupFull)
+            let tooBig = await #expect(throws: ServerError.self) {
+                _ = try await alice.client.createGroup(name: "four", members: ["bob", "carol", "dave"])
+            }
+            #expect(tooBig?.code == .groupFull)
+
+            // Through all of that, alice and bob kept chatting.
             _ = try await alice.client.send(to: .user("bob"), body: "still here")
             #expect(await bob.inbox.wait { $0.containsMessage("still here") })
             let aliceConnected = await alice.client.isConnected
             let bobConnected = await bob.client.isConnected
             #expect(aliceConnected && bobConnected)
-            await alice.stop()
-            await bob.stop()
+            for user in [alice, bob, carol, dave] { await user.stop() }
+        }
+    }
+
+    /// Its own region: a short idle timeout there would race the heartbeats
+    /// of every other client on a loaded machine.
+    @Test func aSignedInConnectionSilentPastTheIdleTimeoutIsClosed() async throws {
+        try await LocalRegion.with(gateArguments: ["--idle-timeout-ms", "1500"]) { region in
+            let token = try await region.token(for: "quiet")
+            let auth = RawConnection.framed(.with {
+                $0.requestID = 1
+                $0.auth = .with { $0.token = token; $0.deviceID = "raw" }
+            })
+            let frames = try await RawConnection.framesUntilClosed(port: region.tcpPort, after: [auth])
+            #expect(frames.first.map { if case .authOk = $0.body { $0.requestID == 1 } else { false } } == true)
+            #expect(frames.last?.error.code == 13)
         }
     }
 }

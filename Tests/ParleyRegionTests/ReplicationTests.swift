@@ -98,12 +98,19 @@ import Testing
             for victim in [0, 1] {
                 await cluster["us"].killLogic(victim)
                 // The standby takes the lead within about a second; until it listens, pushes
-                // are missed (bob would sync them), so keep writing until one arrives live.
+                // are missed (bob would sync them), so keep writing until any message
+                // written after the kill arrives live, however late (a loaded machine).
+                let prefix = "after us logic\(victim) died, "
+                let pushedLive: @Sendable ([ReceivedEvent]) -> Bool = { events in
+                    events.contains { event in
+                        guard event.live, case .messagePosted(let posted) = event.event.kind else { return false }
+                        return posted.body.hasPrefix(prefix)
+                    }
+                }
                 var pushed = false
-                for attempt in 0..<20 where !pushed {
-                    let body = "after us logic\(victim) died, \(attempt)"
-                    _ = try await ann.client.send(to: .user("bob"), body: body)
-                    pushed = await bob.inbox.wait(timeout: .milliseconds(500)) { $0.contains { $0.live && $0.isMessage(body) } }
+                for attempt in 0..<60 where !pushed {
+                    _ = try await ann.client.send(to: .user("bob"), body: prefix + "\(attempt)")
+                    pushed = await bob.inbox.wait(timeout: .milliseconds(500), until: pushedLive)
                 }
                 #expect(pushed, "a replicated message reached bob live after logic\(victim) died")
                 try await cluster["us"].startLogic(victim)
