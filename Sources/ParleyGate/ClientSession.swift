@@ -127,7 +127,7 @@ struct ClientSession: Sendable {
             connection.send(try await gate.logic.forward(call))
         } catch let error as CallTimedOut {
             gate.logger.warning("logic did not answer in time", metadata: ["error": "\(error)"])
-            connection.send(.error(.timeout, "no answer within \(gate.logic.timeout); it may have taken effect: retry", requestID: frame.requestID))
+            connection.send(.error(.timeout, "no answer within \(error.timeout); it may have taken effect: retry", requestID: frame.requestID))
         } catch {
             gate.logger.warning("logic unreachable", metadata: ["error": "\(error)"])
             connection.send(.error(.unavailable, "no logic instance reachable; retry", requestID: frame.requestID))

@@ -50,14 +50,14 @@ public enum GateServer {
         let pool = RPCClientPool()
         let registry = ConnectionRegistry()
         let links = configuration.logic.map {
-            LogicLink(address: $0.description, node: configuration.node, pool: pool, registry: registry, logger: logger)
+            LogicLink(address: $0.description, timeout: configuration.logicTimeout, node: configuration.node, pool: pool, registry: registry, logger: logger)
         }
         let context = GateContext(
             node: configuration.node,
             tokens: try await TokenAuthority(secret: configuration.tokenSecret),
             presence: Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds),
             registry: registry,
-            logic: LogicRouter(links: links, timeout: configuration.logicTimeout),
+            logic: LogicRouter(links: links),
             heartbeatIntervalMilliseconds: configuration.idleTimeoutMilliseconds / 3,
             logger: logger
         )

@@ -12,20 +12,23 @@ import Synchronization
 final class LogicLink: Service, Sendable {
     private struct State {
         var upstream: BatchQueue<Parley_GateUp>?
-        var pending: [UInt64: (answer: CheckedContinuation<Parley_Frame, any Error>, deadline: Task<Void, Never>)] = [:]
+        var pending: [UInt64: (answer: CheckedContinuation<Parley_Frame, any Error>, due: ContinuousClock.Instant)] = [:]
         var nextCallID: UInt64 = 1
         var shuttingDown = false
     }
 
     let address: String
+    /// How long a call may wait for its answer.
+    let timeout: Duration
     private let node: String
     private let pool: RPCClientPool
     private let registry: ConnectionRegistry
     private let logger: Logger
     private let state = Mutex(State())
 
-    init(address: String, node: String, pool: RPCClientPool, registry: ConnectionRegistry, logger: Logger) {
+    init(address: String, timeout: Duration, node: String, pool: RPCClientPool, registry: ConnectionRegistry, logger: Logger) {
         self.address = address
+        self.timeout = timeout
         self.node = node
         self.pool = pool
         self.registry = registry
@@ -36,19 +39,14 @@ final class LogicLink: Service, Sendable {
     /// when the link is not up, so the router can try another instance, and
     /// `CallTimedOut` when no answer came within `timeout` (an instance that
     /// hangs rather than dies: the call may still take effect there).
-    func call(_ call: Parley_ClientCall, timeout: Duration) async throws -> Parley_Frame {
+    func call(_ call: Parley_ClientCall) async throws -> Parley_Frame {
         try await withCheckedThrowingContinuation { continuation in
             let sent = state.withLock { state -> Bool in
                 guard let upstream = state.upstream else { return false }
                 var call = call
                 call.callID = state.nextCallID
                 state.nextCallID += 1
-                let callID = call.callID
-                let deadline = Task {
-                    try? await Task.sleep(for: timeout)
-                    if !Task.isCancelled { self.expire(callID, after: timeout) }
-                }
-                state.pending[callID] = (continuation, deadline)
+                state.pending[call.callID] = (continuation, .now + timeout)
                 upstream.push(.with { $0.call = call })
                 return true
             }
@@ -56,14 +54,29 @@ final class LogicLink: Service, Sendable {
         }
     }
 
-    private func expire(_ callID: UInt64, after timeout: Duration) {
-        let waiter = state.withLock { $0.pending.removeValue(forKey: callID) }
-        waiter?.answer.resume(throwing: CallTimedOut(address: address, timeout: timeout))
+    /// Fails the calls past their deadline. One timer per link, not one per
+    /// call: the deadline is checked every quarter of the timeout, so a call
+    /// fails between 1 and 1.25 timeouts after it was sent.
+    private func expireOverdueCalls() async {
+        let period = timeout / 4
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: period) }
+            let now = ContinuousClock.now
+            let overdue = state.withLock { state in
+                let ids = state.pending.filter { $0.value.due <= now }.map(\.key)
+                return ids.compactMap { state.pending.removeValue(forKey: $0)?.answer }
+            }
+            for waiter in overdue { waiter.resume(throwing: CallTimedOut(address: address, timeout: timeout)) }
+        }
     }
 
     func run() async throws {
         await withGracefulShutdownHandler {
-            await reconnecting("logic link \(address)", logger: logger) { try await connect() }
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.expireOverdueCalls() }
+                await reconnecting("logic link \(self.address)", logger: self.logger) { try await self.connect() }
+                group.cancelAll()
+            }
         } onGracefulShutdown: {
             // Ending our side of the stream lets logic answer what is in flight and close it.
             let upstream = self.state.withLock { state in
@@ -95,7 +108,6 @@ final class LogicLink: Service, Sendable {
         switch down.kind {
         case .result(let result):
             let waiter = state.withLock { $0.pending.removeValue(forKey: result.callID) }
-            waiter?.deadline.cancel()
             waiter?.answer.resume(returning: result.frame)
         case .delivery(let delivery):
             let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)
@@ -113,10 +125,7 @@ final class LogicLink: Service, Sendable {
             defer { state.pending = [:] }
             return state.pending
         }
-        for waiter in waiters.values {
-            waiter.deadline.cancel()
-            waiter.answer.resume(throwing: LinkDown(address: address))
-        }
+        for waiter in waiters.values { waiter.answer.resume(throwing: LinkDown(address: address)) }
     }
 }
 

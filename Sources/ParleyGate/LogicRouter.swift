@@ -8,8 +8,6 @@ import ParleyProto
 /// instance spreads over all the others instead of piling onto its neighbour.
 struct LogicRouter: Sendable {
     let links: [LogicLink]
-    /// How long a call may wait for its answer.
-    let timeout: Duration
 
     static func home(of userID: String, among count: Int) -> Int {
         // FNV-1a: stable across processes, unlike Hasher.
@@ -33,10 +31,10 @@ struct LogicRouter: Sendable {
     func forward(_ call: Parley_ClientCall) async throws -> Parley_Frame {
         let home = Self.home(of: call.userID, among: links.count)
         do {
-            return try await links[home].call(call, timeout: timeout)
+            return try await links[home].call(call)
         } catch let error as LinkDown {
             guard let next = Self.fallback(from: home, among: links.count) else { throw error }
-            return try await links[next].call(call, timeout: timeout)
+            return try await links[next].call(call)
         }
     }
 }
