@@ -108,9 +108,6 @@ public actor ParleyClient {
     private var avoided: [String: ContinuousClock.Instant] = [:]
     private var lost: (at: ContinuousClock.Instant, from: String?, reason: String)?
     private var lastReceived = ContinuousClock.now
-    /// Recently delivered messages by (sender, client_msg_id): a send that two
-    /// regions both accepted during a failover reaches the device twice.
-    private var delivered = RecentSet<MessageKey>(capacity: 20_000)
     private var lastHeartbeat = ContinuousClock.now
 
     private struct Connection {
@@ -501,11 +498,7 @@ public actor ParleyClient {
         switch cursor.classify(origin: push.position.origin, userSeq: push.position.userSeq) {
         case .next:
             cursor.advance(origin: push.position.origin, userSeq: push.position.userSeq)
-            var duplicate = false
-            if case .messagePosted(let posted) = push.event.kind {
-                duplicate = posted.hidden || !delivered.insert(MessageKey(sender: posted.sender, clientMsgID: posted.clientMsgID))
-            }
-            emit.yield(ReceivedEvent(position: push.position, event: push.event, live: live, duplicate: duplicate))
+            emit.yield(ReceivedEvent(position: push.position, event: push.event, live: live))
         case .duplicate:
             break
         case .gap:
@@ -522,37 +515,24 @@ public struct ReceivedEvent: Sendable {
     public let event: Parley_Event
     /// True for a live push, false when it came through sync.
     public let live: Bool
-    /// A message this device already received under the same sender and
-    /// client_msg_id (two regions accepted one send during a failover; the
-    /// regions keep the lower (hlc, origin) and hide the other): not to be shown again.
-    public let duplicate: Bool
-}
+    /// A copy of a send that two regions both accepted during a failover and
+    /// that lost to the other copy: not to be shown (`MessagePosted.hidden`).
+    public var isHiddenCopy: Bool {
+        if case .messagePosted(let posted) = event.kind { return posted.hidden }
+        return false
+    }
 
-struct MessageKey: Hashable {
-    let sender: String
-    let clientMsgID: String
-}
+    /// The message ids a shown message takes the place of (`MessagePosted.replaces`):
+    /// copies of the same send that lost to it, to be removed if shown.
+    public var replaces: [String] {
+        if case .messagePosted(let posted) = event.kind { return posted.replaces }
+        return []
+    }
 
-/// A set that remembers only its newest `capacity` members.
-struct RecentSet<Element: Hashable> {
-    private var members: Set<Element> = []
-    private var order: [Element] = []
-    private var head = 0
-    let capacity: Int
-
-    init(capacity: Int) { self.capacity = capacity }
-
-    /// Inserts `element`; false when it was already there.
-    mutating func insert(_ element: Element) -> Bool {
-        guard members.insert(element).inserted else { return false }
-        if order.count < capacity {
-            order.append(element)
-        } else {
-            members.remove(order[head])
-            order[head] = element
-            head = (head + 1) % capacity
-        }
-        return true
+    public init(position: Parley_UserPosition, event: Parley_Event, live: Bool) {
+        self.position = position
+        self.event = event
+        self.live = live
     }
 }
 

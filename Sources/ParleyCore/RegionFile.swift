@@ -118,8 +118,9 @@ public struct ClusterFile: Codable, Sendable {
         public var downAfter: Int
         /// Successes in a row before a down region is declared up again (S).
         public var upAfter: Int
-        /// A region whose replication lags a peer by more than this fails its
-        /// probe; nil (the default): lag is shown, never judged.
+        /// A region whose replication lags a peer by more than this is shown as
+        /// not replicating (it keeps its clients); nil (the default): lag is
+        /// shown, never judged.
         public var maxLagSeconds: Double?
         /// A drained region's gates tell their clients to go elsewhere spread
         /// over this window, so the other regions are not stampeded (default 10 s).

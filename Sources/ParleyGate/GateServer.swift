@@ -23,6 +23,8 @@ public struct GateConfiguration: Sendable {
     /// A request logic has not answered by then gets `timeout` (32).
     public var logicTimeout: Duration = .seconds(10)
     public var presenceTTLMilliseconds: UInt64 = 45_000
+    /// How long `GET /health` waits for Redis and for each logic instance's answer.
+    public var healthTimeout: Duration = .milliseconds(500)
     /// The region's `parley route`, watched for the region being drained or down.
     public var route: String?
     public var routeWatchInterval: Duration = .milliseconds(500)
@@ -71,7 +73,13 @@ public enum GateServer {
                         authTimeoutMilliseconds: configuration.authTimeoutMilliseconds
                     )),
                     .init(service: TCPListener(listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize, gate: context)),
-                    .init(service: WebSocketListener(listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, gate: context)),
+                    .init(service: WebSocketListener(
+                        listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, gate: context,
+                        health: GateHealth(
+                            region: configuration.region, node: configuration.node, redis: redis,
+                            logic: configuration.logic.map(\.description), pool: pool, timeout: configuration.healthTimeout
+                        )
+                    )),
                 ] + (configuration.route.map { route in
                     [.init(service: RouteWatch(
                         region: configuration.region, route: route, interval: configuration.routeWatchInterval,

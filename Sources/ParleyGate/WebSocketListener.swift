@@ -8,17 +8,28 @@ import ParleyWire
 import ServiceLifecycle
 
 /// Accepts WebSocket clients on `/ws`: one binary message per frame, the
-/// same payload as over TCP.
+/// same payload as over TCP. `GET /health` answers whether this gate can
+/// serve (`GateHealth`).
 struct WebSocketListener: Service {
     let listen: Endpoint
     let maxFrameSize: Int
     let gate: GateContext
+    let health: GateHealth
 
     func run() async throws {
         let gate = self.gate
         let maxFrameSize = self.maxFrameSize
         let router = Router(context: BasicWebSocketRequestContext.self)
-        router.get("/health") { _, _ in "ok" }
+        // Plain HTTP requests go to `http`; `router` only decides upgrades.
+        let http = Router()
+        let health = self.health
+        http.get("/health") { _, _ -> Response in
+            let (healthy, body) = await health.answer()
+            return Response(
+                status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: body))
+            )
+        }
         router.ws("/ws") { _, _ in
             .upgrade([:])
         } onUpgrade: { inbound, outbound, _ in
@@ -39,7 +50,7 @@ struct WebSocketListener: Service {
             )
         }
         let app = Application(
-            router: Router(),
+            router: http,
             server: .http1WebSocketUpgrade(
                 webSocketRouter: router,
                 configuration: .init(ws: .init(maxFrameSize: maxFrameSize * 2))

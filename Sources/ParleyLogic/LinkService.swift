@@ -11,6 +11,11 @@ import ServiceLifecycle
 struct LinkService: Parley_Logic.SimpleServiceProtocol {
     let handler: RequestHandler
     let links: GateLinks
+    let health: LogicHealth
+
+    func health(request: Parley_HealthRequest, context: ServerContext) async throws -> Parley_HealthReport {
+        await health.report()
+    }
 
     func link(
         request: RPCAsyncSequence<Parley_GateUp, any Error>,

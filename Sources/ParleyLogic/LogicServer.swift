@@ -22,6 +22,8 @@ public struct LogicConfiguration: Sendable {
     public var geoQuorum = 1
     public var geoTimeout = Duration.seconds(2)
     public var clock = HybridLogicalClock()
+    /// How long the `Health` RPC waits for PostgreSQL and Redis.
+    public var healthTimeout: Duration = .milliseconds(300)
 
     public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, redis: Endpoint) {
         self.region = region
@@ -53,7 +55,7 @@ public enum LogicServer {
             region: configuration.region, store: store, committer: committer, geo: geo,
             defaultDurability: configuration.defaultDurability, limits: configuration.limits, logger: logger
         )
-        let service = LinkService(handler: handler, links: gates)
+        let service = LinkService(handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout))
         // Requests are served only once the schema is migrated.
         let server = AfterPreparing(services: [RPCServerService(listen: configuration.listen, services: [service])]) {
             try await store.prepare()

@@ -73,219 +73,213 @@ public nonisolated enum Parley_Durability: SwiftProtobuf.Enum, Swift.CaseIterabl
 
 }
 
-public nonisolated struct Parley_Frame: @unchecked Sendable {
+public nonisolated struct Parley_Frame: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var requestID: UInt64 {
-    get {_storage._requestID}
-    set {_uniqueStorage()._requestID = newValue}
-  }
+  public var requestID: UInt64 = 0
 
-  public var body: OneOf_Body? {
-    get {return _storage._body}
-    set {_uniqueStorage()._body = newValue}
-  }
+  public var body: Parley_Frame.OneOf_Body? = nil
 
   public var auth: Parley_Auth {
     get {
-      if case .auth(let v)? = _storage._body {return v}
+      if case .auth(let v)? = body {return v}
       return Parley_Auth()
     }
-    set {_uniqueStorage()._body = .auth(newValue)}
+    set {body = .auth(newValue)}
   }
 
   public var authOk: Parley_AuthOk {
     get {
-      if case .authOk(let v)? = _storage._body {return v}
+      if case .authOk(let v)? = body {return v}
       return Parley_AuthOk()
     }
-    set {_uniqueStorage()._body = .authOk(newValue)}
+    set {body = .authOk(newValue)}
   }
 
   public var send: Parley_Send {
     get {
-      if case .send(let v)? = _storage._body {return v}
+      if case .send(let v)? = body {return v}
       return Parley_Send()
     }
-    set {_uniqueStorage()._body = .send(newValue)}
+    set {body = .send(newValue)}
   }
 
   public var sendAck: Parley_SendAck {
     get {
-      if case .sendAck(let v)? = _storage._body {return v}
+      if case .sendAck(let v)? = body {return v}
       return Parley_SendAck()
     }
-    set {_uniqueStorage()._body = .sendAck(newValue)}
+    set {body = .sendAck(newValue)}
   }
 
   public var push: Parley_Push {
     get {
-      if case .push(let v)? = _storage._body {return v}
+      if case .push(let v)? = body {return v}
       return Parley_Push()
     }
-    set {_uniqueStorage()._body = .push(newValue)}
+    set {body = .push(newValue)}
   }
 
   public var sync: Parley_SyncRequest {
     get {
-      if case .sync(let v)? = _storage._body {return v}
+      if case .sync(let v)? = body {return v}
       return Parley_SyncRequest()
     }
-    set {_uniqueStorage()._body = .sync(newValue)}
+    set {body = .sync(newValue)}
   }
 
   public var syncBatch: Parley_SyncBatch {
     get {
-      if case .syncBatch(let v)? = _storage._body {return v}
+      if case .syncBatch(let v)? = body {return v}
       return Parley_SyncBatch()
     }
-    set {_uniqueStorage()._body = .syncBatch(newValue)}
+    set {body = .syncBatch(newValue)}
   }
 
   public var markRead: Parley_MarkRead {
     get {
-      if case .markRead(let v)? = _storage._body {return v}
+      if case .markRead(let v)? = body {return v}
       return Parley_MarkRead()
     }
-    set {_uniqueStorage()._body = .markRead(newValue)}
+    set {body = .markRead(newValue)}
   }
 
   public var readAck: Parley_ReadAck {
     get {
-      if case .readAck(let v)? = _storage._body {return v}
+      if case .readAck(let v)? = body {return v}
       return Parley_ReadAck()
     }
-    set {_uniqueStorage()._body = .readAck(newValue)}
+    set {body = .readAck(newValue)}
   }
 
   public var heartbeat: Parley_Heartbeat {
     get {
-      if case .heartbeat(let v)? = _storage._body {return v}
+      if case .heartbeat(let v)? = body {return v}
       return Parley_Heartbeat()
     }
-    set {_uniqueStorage()._body = .heartbeat(newValue)}
+    set {body = .heartbeat(newValue)}
   }
 
   public var error: Parley_Error {
     get {
-      if case .error(let v)? = _storage._body {return v}
+      if case .error(let v)? = body {return v}
       return Parley_Error()
     }
-    set {_uniqueStorage()._body = .error(newValue)}
+    set {body = .error(newValue)}
   }
 
   public var createGroup: Parley_CreateGroup {
     get {
-      if case .createGroup(let v)? = _storage._body {return v}
+      if case .createGroup(let v)? = body {return v}
       return Parley_CreateGroup()
     }
-    set {_uniqueStorage()._body = .createGroup(newValue)}
+    set {body = .createGroup(newValue)}
   }
 
   public var groupCreated: Parley_GroupCreatedAck {
     get {
-      if case .groupCreated(let v)? = _storage._body {return v}
+      if case .groupCreated(let v)? = body {return v}
       return Parley_GroupCreatedAck()
     }
-    set {_uniqueStorage()._body = .groupCreated(newValue)}
+    set {body = .groupCreated(newValue)}
   }
 
   public var history: Parley_HistoryRequest {
     get {
-      if case .history(let v)? = _storage._body {return v}
+      if case .history(let v)? = body {return v}
       return Parley_HistoryRequest()
     }
-    set {_uniqueStorage()._body = .history(newValue)}
+    set {body = .history(newValue)}
   }
 
   public var historyPage: Parley_HistoryPage {
     get {
-      if case .historyPage(let v)? = _storage._body {return v}
+      if case .historyPage(let v)? = body {return v}
       return Parley_HistoryPage()
     }
-    set {_uniqueStorage()._body = .historyPage(newValue)}
+    set {body = .historyPage(newValue)}
   }
 
   public var unread: Parley_UnreadRequest {
     get {
-      if case .unread(let v)? = _storage._body {return v}
+      if case .unread(let v)? = body {return v}
       return Parley_UnreadRequest()
     }
-    set {_uniqueStorage()._body = .unread(newValue)}
+    set {body = .unread(newValue)}
   }
 
   public var unreadCounts: Parley_UnreadCounts {
     get {
-      if case .unreadCounts(let v)? = _storage._body {return v}
+      if case .unreadCounts(let v)? = body {return v}
       return Parley_UnreadCounts()
     }
-    set {_uniqueStorage()._body = .unreadCounts(newValue)}
+    set {body = .unreadCounts(newValue)}
   }
 
   public var edit: Parley_EditMessage {
     get {
-      if case .edit(let v)? = _storage._body {return v}
+      if case .edit(let v)? = body {return v}
       return Parley_EditMessage()
     }
-    set {_uniqueStorage()._body = .edit(newValue)}
+    set {body = .edit(newValue)}
   }
 
   public var recall: Parley_RecallMessage {
     get {
-      if case .recall(let v)? = _storage._body {return v}
+      if case .recall(let v)? = body {return v}
       return Parley_RecallMessage()
     }
-    set {_uniqueStorage()._body = .recall(newValue)}
+    set {body = .recall(newValue)}
   }
 
   public var addMember: Parley_AddMember {
     get {
-      if case .addMember(let v)? = _storage._body {return v}
+      if case .addMember(let v)? = body {return v}
       return Parley_AddMember()
     }
-    set {_uniqueStorage()._body = .addMember(newValue)}
+    set {body = .addMember(newValue)}
   }
 
   public var removeMember: Parley_RemoveMember {
     get {
-      if case .removeMember(let v)? = _storage._body {return v}
+      if case .removeMember(let v)? = body {return v}
       return Parley_RemoveMember()
     }
-    set {_uniqueStorage()._body = .removeMember(newValue)}
+    set {body = .removeMember(newValue)}
   }
 
   public var setProfile: Parley_SetProfile {
     get {
-      if case .setProfile(let v)? = _storage._body {return v}
+      if case .setProfile(let v)? = body {return v}
       return Parley_SetProfile()
     }
-    set {_uniqueStorage()._body = .setProfile(newValue)}
+    set {body = .setProfile(newValue)}
   }
 
   public var changeAck: Parley_ChangeAck {
     get {
-      if case .changeAck(let v)? = _storage._body {return v}
+      if case .changeAck(let v)? = body {return v}
       return Parley_ChangeAck()
     }
-    set {_uniqueStorage()._body = .changeAck(newValue)}
+    set {body = .changeAck(newValue)}
   }
 
   public var profileRequest: Parley_ProfileRequest {
     get {
-      if case .profileRequest(let v)? = _storage._body {return v}
+      if case .profileRequest(let v)? = body {return v}
       return Parley_ProfileRequest()
     }
-    set {_uniqueStorage()._body = .profileRequest(newValue)}
+    set {body = .profileRequest(newValue)}
   }
 
   public var profile: Parley_Profile {
     get {
-      if case .profile(let v)? = _storage._body {return v}
+      if case .profile(let v)? = body {return v}
       return Parley_Profile()
     }
-    set {_uniqueStorage()._body = .profile(newValue)}
+    set {body = .profile(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -320,8 +314,6 @@ public nonisolated struct Parley_Frame: @unchecked Sendable {
   }
 
   public init() {}
-
-  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// First frame of every connection.
@@ -459,35 +451,34 @@ public nonisolated struct Parley_UserPosition: Sendable {
 }
 
 /// An event delivered to a device, live or through sync.
-public nonisolated struct Parley_Push: Sendable {
+public nonisolated struct Parley_Push: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var position: Parley_UserPosition {
-    get {_position ?? Parley_UserPosition()}
-    set {_position = newValue}
+    get {_storage._position ?? Parley_UserPosition()}
+    set {_uniqueStorage()._position = newValue}
   }
   /// Returns true if `position` has been explicitly set.
-  public var hasPosition: Bool {self._position != nil}
+  public var hasPosition: Bool {_storage._position != nil}
   /// Clears the value of `position`. Subsequent reads from it will return its default value.
-  public mutating func clearPosition() {self._position = nil}
+  public mutating func clearPosition() {_uniqueStorage()._position = nil}
 
   public var event: Parley_Event {
-    get {_event ?? Parley_Event()}
-    set {_event = newValue}
+    get {_storage._event ?? Parley_Event()}
+    set {_uniqueStorage()._event = newValue}
   }
   /// Returns true if `event` has been explicitly set.
-  public var hasEvent: Bool {self._event != nil}
+  public var hasEvent: Bool {_storage._event != nil}
   /// Clears the value of `event`. Subsequent reads from it will return its default value.
-  public mutating func clearEvent() {self._event = nil}
+  public mutating func clearEvent() {_uniqueStorage()._event = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _position: Parley_UserPosition? = nil
-  fileprivate var _event: Parley_Event? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A change in the system. Stored in the log of every region; the audience
@@ -652,6 +643,12 @@ public nonisolated struct Parley_MessagePosted: Sendable {
   public var recalled: Bool = false
 
   public var hidden: Bool = false
+
+  /// The other copies of this sender's client_msg_id that this message won
+  /// over (two regions accepted one send during a failover). Set in sync,
+  /// history and replicated pushes; a device showing any of them removes it
+  /// and shows this one (docs/PROTOCOL.md, "Messages accepted twice").
+  public var replaces: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1093,498 +1090,460 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
   public static let protoMessageName: String = _protobuf_package + ".Frame"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0")
 
-  fileprivate class _StorageClass {
-    var _requestID: UInt64 = 0
-    var _body: Parley_Frame.OneOf_Body?
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _requestID = source._requestID
-      _body = source._body
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._requestID) }()
-        case 2: try {
-          var v: Parley_Auth?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .auth(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .auth(v)
-          }
-        }()
-        case 3: try {
-          var v: Parley_AuthOk?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .authOk(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .authOk(v)
-          }
-        }()
-        case 4: try {
-          var v: Parley_Send?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .send(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .send(v)
-          }
-        }()
-        case 5: try {
-          var v: Parley_SendAck?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .sendAck(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .sendAck(v)
-          }
-        }()
-        case 6: try {
-          var v: Parley_Push?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .push(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .push(v)
-          }
-        }()
-        case 7: try {
-          var v: Parley_SyncRequest?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .sync(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .sync(v)
-          }
-        }()
-        case 8: try {
-          var v: Parley_SyncBatch?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .syncBatch(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .syncBatch(v)
-          }
-        }()
-        case 9: try {
-          var v: Parley_MarkRead?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .markRead(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .markRead(v)
-          }
-        }()
-        case 10: try {
-          var v: Parley_ReadAck?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .readAck(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .readAck(v)
-          }
-        }()
-        case 11: try {
-          var v: Parley_Heartbeat?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .heartbeat(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .heartbeat(v)
-          }
-        }()
-        case 12: try {
-          var v: Parley_Error?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .error(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .error(v)
-          }
-        }()
-        case 13: try {
-          var v: Parley_CreateGroup?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .createGroup(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .createGroup(v)
-          }
-        }()
-        case 14: try {
-          var v: Parley_GroupCreatedAck?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .groupCreated(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .groupCreated(v)
-          }
-        }()
-        case 15: try {
-          var v: Parley_HistoryRequest?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .history(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .history(v)
-          }
-        }()
-        case 16: try {
-          var v: Parley_HistoryPage?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .historyPage(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .historyPage(v)
-          }
-        }()
-        case 17: try {
-          var v: Parley_UnreadRequest?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .unread(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .unread(v)
-          }
-        }()
-        case 18: try {
-          var v: Parley_UnreadCounts?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .unreadCounts(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .unreadCounts(v)
-          }
-        }()
-        case 19: try {
-          var v: Parley_EditMessage?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .edit(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .edit(v)
-          }
-        }()
-        case 20: try {
-          var v: Parley_RecallMessage?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .recall(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .recall(v)
-          }
-        }()
-        case 21: try {
-          var v: Parley_AddMember?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .addMember(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .addMember(v)
-          }
-        }()
-        case 22: try {
-          var v: Parley_RemoveMember?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .removeMember(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .removeMember(v)
-          }
-        }()
-        case 23: try {
-          var v: Parley_SetProfile?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .setProfile(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .setProfile(v)
-          }
-        }()
-        case 24: try {
-          var v: Parley_ChangeAck?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .changeAck(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .changeAck(v)
-          }
-        }()
-        case 25: try {
-          var v: Parley_ProfileRequest?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .profileRequest(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .profileRequest(v)
-          }
-        }()
-        case 26: try {
-          var v: Parley_Profile?
-          var hadOneofValue = false
-          if let current = _storage._body {
-            hadOneofValue = true
-            if case .profile(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._body = .profile(v)
-          }
-        }()
-        default: break
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.requestID) }()
+      case 2: try {
+        var v: Parley_Auth?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .auth(let m) = current {v = m}
         }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .auth(v)
+        }
+      }()
+      case 3: try {
+        var v: Parley_AuthOk?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .authOk(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .authOk(v)
+        }
+      }()
+      case 4: try {
+        var v: Parley_Send?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .send(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .send(v)
+        }
+      }()
+      case 5: try {
+        var v: Parley_SendAck?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .sendAck(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .sendAck(v)
+        }
+      }()
+      case 6: try {
+        var v: Parley_Push?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .push(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .push(v)
+        }
+      }()
+      case 7: try {
+        var v: Parley_SyncRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .sync(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .sync(v)
+        }
+      }()
+      case 8: try {
+        var v: Parley_SyncBatch?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .syncBatch(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .syncBatch(v)
+        }
+      }()
+      case 9: try {
+        var v: Parley_MarkRead?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .markRead(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .markRead(v)
+        }
+      }()
+      case 10: try {
+        var v: Parley_ReadAck?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .readAck(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .readAck(v)
+        }
+      }()
+      case 11: try {
+        var v: Parley_Heartbeat?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .heartbeat(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .heartbeat(v)
+        }
+      }()
+      case 12: try {
+        var v: Parley_Error?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .error(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .error(v)
+        }
+      }()
+      case 13: try {
+        var v: Parley_CreateGroup?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .createGroup(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .createGroup(v)
+        }
+      }()
+      case 14: try {
+        var v: Parley_GroupCreatedAck?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .groupCreated(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .groupCreated(v)
+        }
+      }()
+      case 15: try {
+        var v: Parley_HistoryRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .history(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .history(v)
+        }
+      }()
+      case 16: try {
+        var v: Parley_HistoryPage?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .historyPage(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .historyPage(v)
+        }
+      }()
+      case 17: try {
+        var v: Parley_UnreadRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .unread(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .unread(v)
+        }
+      }()
+      case 18: try {
+        var v: Parley_UnreadCounts?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .unreadCounts(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .unreadCounts(v)
+        }
+      }()
+      case 19: try {
+        var v: Parley_EditMessage?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .edit(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .edit(v)
+        }
+      }()
+      case 20: try {
+        var v: Parley_RecallMessage?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .recall(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .recall(v)
+        }
+      }()
+      case 21: try {
+        var v: Parley_AddMember?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .addMember(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .addMember(v)
+        }
+      }()
+      case 22: try {
+        var v: Parley_RemoveMember?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .removeMember(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .removeMember(v)
+        }
+      }()
+      case 23: try {
+        var v: Parley_SetProfile?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .setProfile(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .setProfile(v)
+        }
+      }()
+      case 24: try {
+        var v: Parley_ChangeAck?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .changeAck(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .changeAck(v)
+        }
+      }()
+      case 25: try {
+        var v: Parley_ProfileRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .profileRequest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .profileRequest(v)
+        }
+      }()
+      case 26: try {
+        var v: Parley_Profile?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .profile(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .profile(v)
+        }
+      }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if _storage._requestID != 0 {
-        try visitor.visitSingularUInt64Field(value: _storage._requestID, fieldNumber: 1)
-      }
-      switch _storage._body {
-      case .auth?: try {
-        guard case .auth(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      }()
-      case .authOk?: try {
-        guard case .authOk(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-      }()
-      case .send?: try {
-        guard case .send(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-      }()
-      case .sendAck?: try {
-        guard case .sendAck(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-      }()
-      case .push?: try {
-        guard case .push(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-      }()
-      case .sync?: try {
-        guard case .sync(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
-      }()
-      case .syncBatch?: try {
-        guard case .syncBatch(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-      }()
-      case .markRead?: try {
-        guard case .markRead(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
-      }()
-      case .readAck?: try {
-        guard case .readAck(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-      }()
-      case .heartbeat?: try {
-        guard case .heartbeat(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-      }()
-      case .error?: try {
-        guard case .error(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-      }()
-      case .createGroup?: try {
-        guard case .createGroup(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-      }()
-      case .groupCreated?: try {
-        guard case .groupCreated(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
-      }()
-      case .history?: try {
-        guard case .history(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
-      }()
-      case .historyPage?: try {
-        guard case .historyPage(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
-      }()
-      case .unread?: try {
-        guard case .unread(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
-      }()
-      case .unreadCounts?: try {
-        guard case .unreadCounts(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
-      }()
-      case .edit?: try {
-        guard case .edit(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
-      }()
-      case .recall?: try {
-        guard case .recall(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-      }()
-      case .addMember?: try {
-        guard case .addMember(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
-      }()
-      case .removeMember?: try {
-        guard case .removeMember(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
-      }()
-      case .setProfile?: try {
-        guard case .setProfile(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
-      }()
-      case .changeAck?: try {
-        guard case .changeAck(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
-      }()
-      case .profileRequest?: try {
-        guard case .profileRequest(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
-      }()
-      case .profile?: try {
-        guard case .profile(let v)? = _storage._body else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
-      }()
-      case nil: break
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.requestID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.requestID, fieldNumber: 1)
+    }
+    switch self.body {
+    case .auth?: try {
+      guard case .auth(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .authOk?: try {
+      guard case .authOk(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .send?: try {
+      guard case .send(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .sendAck?: try {
+      guard case .sendAck(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .push?: try {
+      guard case .push(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .sync?: try {
+      guard case .sync(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .syncBatch?: try {
+      guard case .syncBatch(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .markRead?: try {
+      guard case .markRead(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
+    case .readAck?: try {
+      guard case .readAck(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
+    case .heartbeat?: try {
+      guard case .heartbeat(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .error?: try {
+      guard case .error(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .createGroup?: try {
+      guard case .createGroup(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .groupCreated?: try {
+      guard case .groupCreated(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .history?: try {
+      guard case .history(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .historyPage?: try {
+      guard case .historyPage(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case .unread?: try {
+      guard case .unread(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+    }()
+    case .unreadCounts?: try {
+      guard case .unreadCounts(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+    }()
+    case .edit?: try {
+      guard case .edit(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
+    case .recall?: try {
+      guard case .recall(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .addMember?: try {
+      guard case .addMember(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
+    case .removeMember?: try {
+      guard case .removeMember(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
+    case .setProfile?: try {
+      guard case .setProfile(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    }()
+    case .changeAck?: try {
+      guard case .changeAck(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
+    case .profileRequest?: try {
+      guard case .profileRequest(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
+    case .profile?: try {
+      guard case .profile(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Parley_Frame, rhs: Parley_Frame) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._requestID != rhs_storage._requestID {return false}
-        if _storage._body != rhs_storage._body {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs.requestID != rhs.requestID {return false}
+    if lhs.body != rhs.body {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1870,36 +1829,74 @@ nonisolated extension Parley_Push: SwiftProtobuf.Message, SwiftProtobuf._Message
   public static let protoMessageName: String = _protobuf_package + ".Push"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}position\0\u{1}event\0")
 
+  fileprivate class _StorageClass {
+    var _position: Parley_UserPosition? = nil
+    var _event: Parley_Event? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _position = source._position
+      _event = source._event
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._position) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._event) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._position) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._event) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._position {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._event {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._position {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._event {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Parley_Push, rhs: Parley_Push) -> Bool {
-    if lhs._position != rhs._position {return false}
-    if lhs._event != rhs._event {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._position != rhs_storage._position {return false}
+        if _storage._event != rhs_storage._event {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2183,7 +2180,7 @@ nonisolated extension Parley_UserRegistered: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Parley_MessagePosted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MessagePosted"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}message_id\0\u{3}conversation_id\0\u{1}sender\0\u{3}sender_device\0\u{3}client_msg_id\0\u{1}body\0\u{1}edited\0\u{1}recalled\0\u{1}hidden\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}message_id\0\u{3}conversation_id\0\u{1}sender\0\u{3}sender_device\0\u{3}client_msg_id\0\u{1}body\0\u{1}edited\0\u{1}recalled\0\u{1}hidden\0\u{1}replaces\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2200,6 +2197,7 @@ nonisolated extension Parley_MessagePosted: SwiftProtobuf.Message, SwiftProtobuf
       case 7: try { try decoder.decodeSingularBoolField(value: &self.edited) }()
       case 8: try { try decoder.decodeSingularBoolField(value: &self.recalled) }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.hidden) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.replaces) }()
       default: break
       }
     }
@@ -2233,6 +2231,9 @@ nonisolated extension Parley_MessagePosted: SwiftProtobuf.Message, SwiftProtobuf
     if self.hidden != false {
       try visitor.visitSingularBoolField(value: self.hidden, fieldNumber: 9)
     }
+    if !self.replaces.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.replaces, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2246,6 +2247,7 @@ nonisolated extension Parley_MessagePosted: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.edited != rhs.edited {return false}
     if lhs.recalled != rhs.recalled {return false}
     if lhs.hidden != rhs.hidden {return false}
+    if lhs.replaces != rhs.replaces {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -41,9 +41,23 @@ public enum Parley_Logic: Sendable {
                 type: .bidirectionalStreaming
             )
         }
+        /// Namespace for "Health" metadata.
+        public enum Health: Sendable {
+            /// Request type for "Health".
+            public typealias Input = Parley_HealthRequest
+            /// Response type for "Health".
+            public typealias Output = Parley_HealthReport
+            /// Descriptor for "Health".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "parley.Logic"),
+                method: "Health",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "parley.Logic" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Link.descriptor
+            Link.descriptor,
+            Health.descriptor
         ]
     }
 }
@@ -83,6 +97,26 @@ extension Parley_Logic {
             request: GRPCCore.StreamingServerRequest<Parley_GateUp>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDown>
+
+        /// Handle the "Health" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Whether this instance can serve requests: its PostgreSQL and Redis
+        /// > answer. A gate asks every instance for its own `GET /health`, which
+        /// > `parley route` probes (docs/OPERATIONS.md, "Health and failover control").
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Parley_HealthRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Parley_HealthReport` messages.
+        func health(
+            request: GRPCCore.StreamingServerRequest<Parley_HealthRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Parley_HealthReport>
     }
 
     /// Service protocol for the "parley.Logic" service.
@@ -106,6 +140,26 @@ extension Parley_Logic {
             request: GRPCCore.StreamingServerRequest<Parley_GateUp>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDown>
+
+        /// Handle the "Health" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Whether this instance can serve requests: its PostgreSQL and Redis
+        /// > answer. A gate asks every instance for its own `GET /health`, which
+        /// > `parley route` probes (docs/OPERATIONS.md, "Health and failover control").
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Parley_HealthRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Parley_HealthReport` message.
+        func health(
+            request: GRPCCore.ServerRequest<Parley_HealthRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Parley_HealthReport>
     }
 
     /// Simple service protocol for the "parley.Logic" service.
@@ -128,6 +182,26 @@ extension Parley_Logic {
             response: GRPCCore.RPCWriter<Parley_LogicDown>,
             context: GRPCCore.ServerContext
         ) async throws
+
+        /// Handle the "Health" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Whether this instance can serve requests: its PostgreSQL and Redis
+        /// > answer. A gate asks every instance for its own `GET /health`, which
+        /// > `parley route` probes (docs/OPERATIONS.md, "Health and failover control").
+        ///
+        /// - Parameters:
+        ///   - request: A `Parley_HealthRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Parley_HealthReport` to respond with.
+        func health(
+            request: Parley_HealthRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Parley_HealthReport
     }
 }
 
@@ -146,12 +220,33 @@ extension Parley_Logic.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Parley_Logic.Method.Health.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_HealthRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_HealthReport>(),
+            handler: { request, context in
+                try await self.health(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
 // Default implementation of streaming methods from 'StreamingServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Parley_Logic.ServiceProtocol {
+    public func health(
+        request: GRPCCore.StreamingServerRequest<Parley_HealthRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Parley_HealthReport> {
+        let response = try await self.health(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -171,6 +266,19 @@ extension Parley_Logic.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func health(
+        request: GRPCCore.ServerRequest<Parley_HealthRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Parley_HealthReport> {
+        return GRPCCore.ServerResponse<Parley_HealthReport>(
+            message: try await self.health(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 }
@@ -201,6 +309,31 @@ extension Parley_Logic {
             deserializer: some GRPCCore.MessageDeserializer<Parley_LogicDown>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDown>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Health" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Whether this instance can serve requests: its PostgreSQL and Redis
+        /// > answer. A gate asks every instance for its own `GET /health`, which
+        /// > `parley route` probes (docs/OPERATIONS.md, "Health and failover control").
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Parley_HealthRequest` message.
+        ///   - serializer: A serializer for `Parley_HealthRequest` messages.
+        ///   - deserializer: A deserializer for `Parley_HealthReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func health<Result>(
+            request: GRPCCore.ClientRequest<Parley_HealthRequest>,
+            serializer: some GRPCCore.MessageSerializer<Parley_HealthRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_HealthReport>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_HealthReport>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -247,6 +380,42 @@ extension Parley_Logic {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Health" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Whether this instance can serve requests: its PostgreSQL and Redis
+        /// > answer. A gate asks every instance for its own `GET /health`, which
+        /// > `parley route` probes (docs/OPERATIONS.md, "Health and failover control").
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Parley_HealthRequest` message.
+        ///   - serializer: A serializer for `Parley_HealthRequest` messages.
+        ///   - deserializer: A deserializer for `Parley_HealthReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func health<Result>(
+            request: GRPCCore.ClientRequest<Parley_HealthRequest>,
+            serializer: some GRPCCore.MessageSerializer<Parley_HealthRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_HealthReport>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_HealthReport>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Parley_Logic.Method.Health.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -271,6 +440,37 @@ extension Parley_Logic.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Parley_GateUp>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_LogicDown>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Health" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Whether this instance can serve requests: its PostgreSQL and Redis
+    /// > answer. A gate asks every instance for its own `GET /health`, which
+    /// > `parley route` probes (docs/OPERATIONS.md, "Health and failover control").
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Parley_HealthRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func health<Result>(
+        request: GRPCCore.ClientRequest<Parley_HealthRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_HealthReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.health(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_HealthRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_HealthReport>(),
             options: options,
             onResponse: handleResponse
         )
@@ -302,6 +502,41 @@ extension Parley_Logic.ClientProtocol {
             producer: producer
         )
         return try await self.link(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Health" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Whether this instance can serve requests: its PostgreSQL and Redis
+    /// > answer. A gate asks every instance for its own `GET /health`, which
+    /// > `parley route` probes (docs/OPERATIONS.md, "Health and failover control").
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func health<Result>(
+        _ message: Parley_HealthRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_HealthReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Parley_HealthRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.health(
             request: request,
             options: options,
             onResponse: handleResponse

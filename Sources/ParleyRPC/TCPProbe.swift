@@ -62,6 +62,16 @@ public func withDeadline<T: Sendable>(
     }
 }
 
+/// One health check's entry in a report: "ok", or what failed.
+public func checkOutcome(_ check: @escaping @Sendable () async throws -> Void) async -> String {
+    do {
+        try await check()
+        return "ok"
+    } catch {
+        return "\(error)"
+    }
+}
+
 public struct ProbeError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }

@@ -3,11 +3,16 @@ import ParleyCore
 import ParleyRPC
 import ServiceLifecycle
 
-/// Probes every region at a fixed interval and feeds the route table. A
-/// region is healthy when its first gate accepts a TCP connection and its
-/// `GET /health` (served by its sync: Postgres, Redis, logic) answers 200,
-/// each within the probe timeout, and, when the cluster file sets
-/// `maxLagSeconds`, its replication lag is within it.
+/// Probes every region at a fixed interval and feeds the route table.
+///
+/// Whether a region can serve decides where clients go: it can when at least
+/// one of its gates accepts a TCP connection and answers `GET /health` with
+/// 200 (its Redis and a logic instance with working PostgreSQL and Redis),
+/// within the probe timeout. Every gate is probed; answers list only the gates
+/// that passed. Whether it can replicate (its sync's `GET /health`, and the lag
+/// within `maxLagSeconds` when the cluster file sets it) is recorded and shown,
+/// but moves no client: a region without its sync still serves its users
+/// (docs/OPERATIONS.md, "Health and failover control").
 struct RegionProber: Service {
     let table: RouteTable
     let settings: ClusterFile.RouteSettings
@@ -16,32 +21,65 @@ struct RegionProber: Service {
         while !Task.isShuttingDownGracefully {
             await withDiscardingTaskGroup { group in
                 for region in table.regions {
-                    group.addTask { table.record(region.name, error: await probe(region)) }
+                    group.addTask {
+                        async let serving = probeGates(of: region)
+                        async let replication = probeReplication(of: region)
+                        table.record(region.name, serving: await serving, replication: await replication)
+                    }
                 }
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(settings.probeIntervalMs)) }
         }
     }
 
-    /// nil when healthy, else what failed.
-    private func probe(_ region: RegionFile) async -> String? {
-        guard let gate = region.gates.first else { return "no gate in the region file" }
-        let timeout = Duration.milliseconds(settings.probeTimeoutMs)
+    private var timeout: Duration { .milliseconds(settings.probeTimeoutMs) }
+
+    /// Every gate of the region, probed at once.
+    private func probeGates(of region: RegionFile) async -> RouteTable.ServingProbe {
+        guard !region.gates.isEmpty else { return .init(healthyGates: [], error: "no gate in the region file") }
+        let failures = await withTaskGroup(of: (Int, String?).self) { group in
+            for (index, gate) in region.gates.enumerated() {
+                group.addTask { (index, await probe(gate)) }
+            }
+            return await group.reduce(into: [Int: String]()) { $0[$1.0] = $1.1 }
+        }
+        let healthy = region.gates.indices.filter { failures[$0] == nil }
+        let report = failures.sorted { $0.key < $1.key }.map { "gate \(region.gates[$0.key].tcp): \($0.value)" }.joined(separator: "; ")
+        return .init(healthyGates: healthy, error: healthy.isEmpty ? report : nil)
+    }
+
+    /// nil when the gate can serve, else what failed.
+    private func probe(_ gate: RegionFile.Gate) async -> String? {
         do {
             try await TCPProbe.exchange(gate.tcp, timeout: timeout)
-            guard let status = region.syncStatus else { return nil }
-            let (code, body) = try await TCPProbe.httpGet(status, path: "/health", timeout: timeout)
-            let report = try? JSONDecoder().decode(RegionHealthReport.self, from: Data(body.utf8))
+            let (code, body) = try await TCPProbe.httpGet(gate.webSocket, path: "/health", timeout: timeout)
             guard code == 200 else {
+                let report = try? JSONDecoder().decode(GateHealthReport.self, from: Data(body.utf8))
                 let failed = report?.checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
                 return "health \(code): \(failed ?? String(body.prefix(80)))"
-            }
-            if let limit = settings.maxLagSeconds, let lag = report?.maxLagSeconds, lag > limit {
-                return "replication lag \(lag) s over \(limit) s"
             }
             return nil
         } catch {
             return "\(error)"
+        }
+    }
+
+    /// The region's sync: nil when the region file names no status listener.
+    private func probeReplication(of region: RegionFile) async -> RouteTable.ReplicationProbe? {
+        guard let status = region.syncStatus else { return nil }
+        do {
+            let (code, body) = try await TCPProbe.httpGet(status, path: "/health", timeout: timeout)
+            let report = try? JSONDecoder().decode(RegionHealthReport.self, from: Data(body.utf8))
+            guard code == 200 else {
+                let failed = report?.checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
+                return .init(error: "sync health \(code): \(failed ?? String(body.prefix(80)))", maxLagSeconds: report?.maxLagSeconds)
+            }
+            if let limit = settings.maxLagSeconds, let lag = report?.maxLagSeconds, lag > limit {
+                return .init(error: "replication lag \(lag) s over \(limit) s", maxLagSeconds: lag)
+            }
+            return .init(error: nil, maxLagSeconds: report?.maxLagSeconds)
+        } catch {
+            return .init(error: "sync: \(error)", maxLagSeconds: nil)
         }
     }
 }

@@ -5,7 +5,21 @@ import Synchronization
 /// Every region's health as this route instance sees it, and which are
 /// drained: what `GET /route` ranks and `GET /status` shows.
 public final class RouteTable: Sendable {
+    /// One probe of a region's gates: which passed, and what failed when none did.
+    struct ServingProbe: Sendable {
+        var healthyGates: [Int]
+        var error: String?
+    }
+
+    /// One probe of a region's sync.
+    struct ReplicationProbe: Sendable {
+        var error: String?
+        var maxLagSeconds: Double?
+    }
+
     public struct RegionStatus: Codable, Sendable {
+        /// Whether the region can serve its users (its gates' health, with
+        /// hysteresis): the only state that moves clients.
         public var state: RegionHealth.State
         public var draining: Bool
         public var failuresInARow: Int
@@ -18,6 +32,13 @@ public final class RouteTable: Sendable {
         /// The probe (counted in `probes`) that made the last state change.
         public var lastChangeAtProbe: Int?
         public var lastProbeError: String?
+        /// The gates (tcp addresses) that passed the last probe.
+        public var servingGates: [String]
+        /// Whether the region's sync answered healthy at the last probe (nil:
+        /// no status listener in its region file); shown, never acted on.
+        public var replicating: Bool?
+        public var replicationError: String?
+        public var maxLagSeconds: Double?
     }
 
     private struct Entry {
@@ -29,6 +50,8 @@ public final class RouteTable: Sendable {
         var probesFailed = 0
         var lastChangeAtProbe: Int?
         var lastProbeError: String?
+        var healthyGates: [Int] = []
+        var replication: ReplicationProbe?
     }
 
     let regions: [RegionFile]
@@ -44,9 +67,12 @@ public final class RouteTable: Sendable {
     }
 
     /// Records one probe of `region`; a state change is logged and counted.
-    func record(_ region: String, error: String?) {
+    func record(_ region: String, serving: ServingProbe, replication: ReplicationProbe?) {
+        let error = serving.error
         let change = entries.withLock { entries -> RegionHealth.State? in
             entries[region]?.lastProbeError = error
+            entries[region]?.healthyGates = serving.healthyGates
+            entries[region]?.replication = replication
             entries[region]?.probes += 1
             if error != nil { entries[region]?.probesFailed += 1 }
             let change = entries[region]?.health.record(success: error == nil)
@@ -72,14 +98,19 @@ public final class RouteTable: Sendable {
     }
 
     public var status: [String: RegionStatus] {
-        entries.withLock { entries in
-            entries.mapValues {
-                RegionStatus(
-                    state: $0.health.state, draining: $0.draining, failuresInARow: $0.health.failuresInARow,
-                    successesInARow: $0.health.successesInARow, wentDown: $0.wentDown, cameUp: $0.cameUp,
-                    probes: $0.probes, probesFailed: $0.probesFailed, lastChangeAtProbe: $0.lastChangeAtProbe, lastProbeError: $0.lastProbeError
-                )
-            }
+        let gates = Dictionary(uniqueKeysWithValues: regions.map { ($0.name, $0.gates) })
+        return entries.withLock { entries in
+            entries.map { name, entry in
+                (name, RegionStatus(
+                    state: entry.health.state, draining: entry.draining, failuresInARow: entry.health.failuresInARow,
+                    successesInARow: entry.health.successesInARow, wentDown: entry.wentDown, cameUp: entry.cameUp,
+                    probes: entry.probes, probesFailed: entry.probesFailed, lastChangeAtProbe: entry.lastChangeAtProbe,
+                    lastProbeError: entry.lastProbeError,
+                    servingGates: entry.healthyGates.compactMap { gates[name]?[$0].tcp },
+                    replicating: entry.replication.map { $0.error == nil }, replicationError: entry.replication?.error,
+                    maxLagSeconds: entry.replication?.maxLagSeconds
+                ))
+            }.reduce(into: [:]) { $0[$1.0] = $1.1 }
         }
     }
 
@@ -93,6 +124,9 @@ public final class RouteTable: Sendable {
             for (region, entry) in status { lines.append("\(name){region=\"\(region)\"} \(value(entry))") }
         }
         family("parley_route_region_up", "gauge", "1 when the region passes its probes (hysteresis applied).") { $0.state == .up ? 1 : 0 }
+        family("parley_route_region_replicating", "gauge", "1 when the region's sync answers healthy (shown, never acted on).") {
+            $0.replicating == false ? 0 : 1
+        }
         family("parley_route_region_draining", "gauge", "1 while an operator drains the region.") { $0.draining ? 1 : 0 }
         family("parley_route_region_down_total", "counter", "Times the region was declared down.") { $0.wentDown }
         family("parley_route_region_up_total", "counter", "Times the region was declared up again.") { $0.cameUp }
@@ -101,7 +135,8 @@ public final class RouteTable: Sendable {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// The regions for a client, nearest healthy first, with their gates.
+    /// The regions for a client, nearest healthy first, each with the gates
+    /// that passed the last probe (all of them while none has).
     public func answer(for client: RouteRanking.Client) -> [RouteAnswer] {
         let status = self.status
         let candidates = regions.map { region in
@@ -112,7 +147,9 @@ public final class RouteTable: Sendable {
         }
         return RouteRanking.rank(candidates, for: client).compactMap { name in
             regions.first { $0.name == name }.map { region in
-                RouteAnswer(region: name, gates: region.gates.map { .init(tcp: $0.tcp, webSocket: "ws://\($0.webSocket)/ws") })
+                let serving = status[name]?.servingGates ?? []
+                let gates = serving.isEmpty ? region.gates : region.gates.filter { serving.contains($0.tcp) }
+                return RouteAnswer(region: name, gates: gates.map { .init(tcp: $0.tcp, webSocket: "ws://\($0.webSocket)/ws") })
             }
         }
     }

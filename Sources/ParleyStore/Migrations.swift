@@ -126,6 +126,8 @@ public enum Migrations {
             """,
         ]),
         (3, Digests.migration),
+        // The copies of one (sender, client_msg_id), for the winner's `replaces`.
+        (4, ["CREATE INDEX messages_by_client_id ON messages (sender, client_msg_id)"]),
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.

@@ -28,7 +28,8 @@ extension RegionStore {
             let events = try await client.query(
                 """
                 SELECT i.user_seq, e.payload, m.body, m.recalled, m.edit_hlc > 0,
-                       m.origin IS NOT NULL AND (c.origin, c.seq) IS DISTINCT FROM (m.origin, m.seq)
+                       m.origin IS NOT NULL AND (c.origin, c.seq) IS DISTINCT FROM (m.origin, m.seq),
+                       CASE WHEN (c.origin, c.seq) = (m.origin, m.seq) THEN \(unescaped: Self.otherCopies) END
                 FROM inbox i
                 JOIN events e ON e.origin = i.origin AND e.seq = i.event_seq
                 LEFT JOIN messages m ON e.kind = 2 AND m.origin = e.origin AND m.seq = e.seq
@@ -39,8 +40,8 @@ extension RegionStore {
                 logger: logger
             )
             var taken = 0
-            for try await (userSeq, payload, body, recalled, edited, hidden) in events.decode(
-                (Int64, ByteBuffer, String?, Bool?, Bool?, Bool?).self
+            for try await (userSeq, payload, body, recalled, edited, hidden, replaces) in events.decode(
+                (Int64, ByteBuffer, String?, Bool?, Bool?, Bool?, [String]?).self
             ) {
                 if taken == remaining { page.more = true; break }
                 taken += 1
@@ -50,7 +51,9 @@ extension RegionStore {
                 }
                 var event = try Parley_Event(buffer: payload).forDevice
                 if let body {
-                    event.withCurrentState(body: body, recalled: recalled ?? false, edited: edited ?? false, hidden: hidden ?? false)
+                    event.withCurrentState(
+                        body: body, recalled: recalled ?? false, edited: edited ?? false, hidden: hidden ?? false, replaces: replaces ?? []
+                    )
                 }
                 page.events.append((position, event))
                 page.cursor[origin] = UInt64(userSeq)
@@ -77,7 +80,7 @@ extension RegionStore {
         }
         let rows = try await client.query(
             """
-            SELECT e.payload, m.body, m.recalled, m.edit_hlc > 0 FROM messages m
+            SELECT e.payload, m.body, m.recalled, m.edit_hlc > 0, \(unescaped: Self.otherCopies) FROM messages m
             JOIN events e ON e.origin = m.origin AND e.seq = m.seq
             -- hidden duplicates (another message won their client id) are left out
             JOIN client_messages c ON c.sender = m.sender AND c.client_msg_id = m.client_msg_id
@@ -89,9 +92,9 @@ extension RegionStore {
             logger: logger
         )
         var messages: [Parley_Event] = []
-        for try await (payload, body, recalled, edited) in rows.decode((ByteBuffer, String, Bool, Bool).self) {
+        for try await (payload, body, recalled, edited, replaces) in rows.decode((ByteBuffer, String, Bool, Bool, [String]).self) {
             var event = try Parley_Event(buffer: payload).forDevice
-            event.withCurrentState(body: body, recalled: recalled, edited: edited, hidden: false)
+            event.withCurrentState(body: body, recalled: recalled, edited: edited, hidden: false, replaces: replaces)
             messages.append(event)
         }
         let more = messages.count > limit
@@ -152,6 +155,46 @@ extension RegionStore {
 }
 
 extension RegionStore {
+    /// For a message row `m`: the ids of the other copies of its sender's
+    /// client_msg_id, oldest first (empty for nearly every message). Asked of
+    /// the winner only: the copies it replaces on a device.
+    static let otherCopies = """
+        ARRAY(SELECT o.origin || '-' || o.seq FROM messages o
+              WHERE o.sender = m.sender AND o.client_msg_id = m.client_msg_id AND (o.origin, o.seq) <> (m.origin, m.seq)
+              ORDER BY o.hlc, o.origin)
+        """
+
+    /// Replicated messages as they stand now, for their live push: a copy that
+    /// lost its client_msg_id to one already here is `hidden`; one that won
+    /// lists the copies it `replaces`. Other events are returned unchanged.
+    func withDuplicateState(_ events: [Parley_Event]) async throws -> [Parley_Event] {
+        let messages = events.filter { if case .messagePosted = $0.kind { true } else { false } }
+        guard !messages.isEmpty else { return events }
+        let rows = try await client.query(
+            """
+            SELECT m.origin, m.seq, (c.origin, c.seq) <> (m.origin, m.seq),
+                   CASE WHEN (c.origin, c.seq) = (m.origin, m.seq) THEN \(unescaped: Self.otherCopies) ELSE '{}' END
+            FROM unnest(\(messages.map(\.origin))::text[], \(messages.map { Int64($0.seq) })::bigint[]) AS k(origin, seq)
+            JOIN messages m ON m.origin = k.origin AND m.seq = k.seq
+            JOIN client_messages c ON c.sender = m.sender AND c.client_msg_id = m.client_msg_id
+            """,
+            logger: logger
+        )
+        var state: [MessageID: (hidden: Bool, replaces: [String])] = [:]
+        for try await (origin, seq, hidden, replaces) in rows.decode((String, Int64, Bool, [String]).self)
+        where hidden || !replaces.isEmpty {
+            state[MessageID(origin: origin, seq: UInt64(seq))] = (hidden, replaces)
+        }
+        guard !state.isEmpty else { return events }
+        return events.map { event in
+            guard let copy = state[MessageID(origin: event.origin, seq: event.seq)] else { return event }
+            var event = event
+            event.messagePosted.hidden = copy.hidden
+            event.messagePosted.replaces = copy.replaces
+            return event
+        }
+    }
+
     /// A user's profile fields.
     public func profile(of userID: String) async throws -> [String: String] {
         let known = try await client.query("SELECT 1 FROM users WHERE user_id = \(userID)", logger: logger).collect()
@@ -165,12 +208,13 @@ extension RegionStore {
 
 extension Parley_Event {
     /// A posted message as it stands now rather than as it was posted.
-    mutating func withCurrentState(body: String, recalled: Bool, edited: Bool, hidden: Bool) {
+    mutating func withCurrentState(body: String, recalled: Bool, edited: Bool, hidden: Bool, replaces: [String]) {
         guard case .messagePosted = kind else { return }
         messagePosted.body = body
         messagePosted.recalled = recalled
         messagePosted.edited = edited
         messagePosted.hidden = hidden
+        messagePosted.replaces = replaces
     }
 
     /// The event as a device sees it: without the server-side audience and deps.

@@ -22,7 +22,8 @@ extension RegionStore {
     }
 
     /// Calls `handle` with each batch of events replicated into this region
-    /// from now on, until cancelled. Holds one pooled connection. With
+    /// from now on, until cancelled, each message with its duplicate state
+    /// (`hidden`, `replaces`) as it stands once applied. Holds one pooled connection. With
     /// `asLeader`, first waits (polling once a second) for the region's
     /// replicated-push lock, held by that connection's session, so one
     /// listener per region handles each batch.
@@ -43,7 +44,7 @@ extension RegionStore {
                             let parts = range.split(separator: ":")
                             guard parts.count == 3, let first = UInt64(parts[1]), let last = UInt64(parts[2]), last >= first else { continue }
                             let events = try await events(origin: String(parts[0]), after: first - 1, limit: Int(last - first + 1))
-                            await handle(events)
+                            await handle(try await withDuplicateState(events))
                         }
                     }
                 }

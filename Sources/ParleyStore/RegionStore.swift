@@ -34,6 +34,11 @@ public final class RegionStore: Sendable {
         )
     }
 
+    /// Answers once PostgreSQL has run a query: the health checks' probe.
+    public func ping() async throws {
+        for try await _ in try await client.query("SELECT 1", logger: logger) {}
+    }
+
     /// Commits a batch of commands in one transaction (group commit) and
     /// returns one outcome per command, in order.
     public func commit(_ commands: [StoreCommand], rules: CommitRules = CommitRules()) async throws -> [CommitOutcome] {

@@ -20,9 +20,7 @@ public struct SyncConfiguration: Sendable {
     public var clock = HybridLogicalClock()
     /// Where to serve `GET /status`, `GET /health` and `GET /metrics`, if anywhere.
     public var status: Endpoint?
-    /// What `GET /health` checks besides Postgres: the region's Redis and logic instances.
-    public var redis: String?
-    public var logic: [String] = []
+    /// How long `GET /health` waits for this sync's PostgreSQL.
     public var healthTimeout: Duration = .milliseconds(500)
 
     public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, peers: [String: String]) {
@@ -62,8 +60,7 @@ public enum SyncServer {
                 services: [.init(service: postgres), .init(service: pool), .init(service: watcher)]
                     + (configuration.status.map { listen in
                         let health = RegionHealthCheck(
-                            region: configuration.region, store: store, monitor: monitor, watcher: watcher,
-                            redis: configuration.redis, logic: configuration.logic, timeout: configuration.healthTimeout, logger: logger
+                            region: configuration.region, store: store, monitor: monitor, watcher: watcher, timeout: configuration.healthTimeout
                         )
                         return [.init(service: StatusServer(listen: listen, monitor: monitor, watcher: watcher, store: store, health: health, logger: logger))]
                     } ?? [])

@@ -38,7 +38,8 @@ public struct Chat: Sendable {
         case .messagePosted(let posted) where posted.hidden: return "\(where_) (a duplicate of \(posted.sender)'s \(posted.clientMsgID), not shown)"
         case .messagePosted(let posted) where posted.recalled: return "\(where_) \(posted.sender) in \(posted.conversationID): (recalled)"
         case .messagePosted(let posted):
-            return "\(where_) \(posted.sender) in \(posted.conversationID): \(posted.body)\(posted.edited ? " (edited)" : "")"
+            let replacing = posted.replaces.isEmpty ? "" : " (in place of \(posted.replaces.joined(separator: ", ")))"
+            return "\(where_) \(posted.sender) in \(posted.conversationID): \(posted.body)\(posted.edited ? " (edited)" : "")\(replacing)"
         case .messageEdited(let edit): return "\(where_) \(edit.editor) edited \(edit.messageID): \(edit.body)"
         case .messageRecalled(let recall): return "\(where_) \(recall.by) recalled \(recall.messageID)"
         case .memberAdded(let change): return "\(where_) \(change.by) added \(change.userID) to \(change.groupID)"

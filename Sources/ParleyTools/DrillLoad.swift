@@ -45,7 +45,7 @@ final class SimulatedUser: Sendable {
     func receive(_ recorder: DrillRecorder) async {
         for await received in client.events {
             guard case .messagePosted(let posted) = received.event.kind, posted.sender != name else { continue }
-            recorder.received(.init(sender: posted.sender, clientMsgID: posted.clientMsgID), duplicate: received.duplicate)
+            recorder.received(.init(sender: posted.sender, clientMsgID: posted.clientMsgID), posted)
         }
     }
 }
@@ -65,10 +65,12 @@ final class DrillRecorder: Sendable {
     private struct State {
         var acked: [Key: Acked] = [:]
         var errors = 0
-        /// Receipts the client showed (not flagged duplicate), by message.
-        var shown: [Key: Int] = [:]
-        /// Receipts the SDK flagged: the same send stored twice (accepted by two regions).
-        var storedTwice = 0
+        /// The message ids the device shows for each send, by the rule of
+        /// docs/PROTOCOL.md ("Messages accepted twice"): a hidden copy is not
+        /// shown, a shown one removes the copies it replaces.
+        var shown: [Key: Set<String>] = [:]
+        /// Every message id received for each send: more than one when two regions accepted it.
+        var copies: [Key: Set<String>] = [:]
     }
 
     private let state = Mutex(State())
@@ -81,15 +83,18 @@ final class DrillRecorder: Sendable {
 
     func failed() { state.withLock { $0.errors += 1 } }
 
-    func received(_ key: Key, duplicate: Bool) {
+    func received(_ key: Key, _ posted: Parley_MessagePosted) {
         state.withLock { state in
-            if duplicate { state.storedTwice += 1 } else { state.shown[key, default: 0] += 1 }
+            state.copies[key, default: []].insert(posted.messageID)
+            guard !posted.hidden else { return }
+            state.shown[key, default: []].subtract(posted.replaces)
+            state.shown[key, default: []].insert(posted.messageID)
         }
     }
 
     /// Acknowledged messages their recipient has not received.
     func missing() -> [Key] {
-        state.withLock { state in state.acked.keys.filter { state.shown[$0] == nil } }
+        state.withLock { state in state.acked.keys.filter { state.shown[$0, default: []].isEmpty } }
     }
 
     struct Tally {
@@ -108,10 +113,10 @@ final class DrillRecorder: Sendable {
             let atRisk = state.acked.filter { $0.value.origin == killedRegion && $0.value.seq > heldElsewhere }
             return Tally(
                 acked: state.acked.count, errors: state.errors,
-                lost: state.acked.keys.filter { state.shown[$0] == nil }.count,
-                atRisk: atRisk.count, atRiskReappeared: atRisk.keys.filter { state.shown[$0] != nil }.count,
-                duplicatesShown: state.shown.values.reduce(0) { $0 + max(0, $1 - 1) },
-                storedTwice: state.storedTwice
+                lost: state.acked.keys.filter { state.shown[$0, default: []].isEmpty }.count,
+                atRisk: atRisk.count, atRiskReappeared: atRisk.keys.filter { !state.shown[$0, default: []].isEmpty }.count,
+                duplicatesShown: state.shown.values.reduce(0) { $0 + max(0, $1.count - 1) },
+                storedTwice: state.copies.values.filter { $0.count > 1 }.count
             )
         }
     }

@@ -92,7 +92,7 @@ public struct DrillReport: Codable, Sendable {
             acked            \(acked) messages (\(sendErrors) sends failed, not acknowledged)
             acked lost       \(ackedLost)
             at risk          \(atRisk) acknowledged events held only by \(region) while down; \(atRiskReappeared) reappeared after heal
-            duplicates       \(duplicatesShown) shown (\(storedTwice) stored twice, hidden by the rule and flagged by the SDK)
+            duplicates       \(duplicatesShown) shown (\(storedTwice) stored twice, one copy shown: the others came hidden or were replaced)
             heal             \(s(healSeconds)) to bring \(region) back
             convergence      \(s(convergenceSeconds)) after heal (checker: \(checkSummary))
             targets          \(targetsMissed.isEmpty ? "met (recovery p99 ≤ 3 s, convergence ≤ 10 s)" : "missed: " + targetsMissed.joined(separator: "; "))

@@ -48,6 +48,8 @@ struct GateCommand: AsyncParsableCommand {
         let routeSettings = cluster.route ?? .init()
         configuration.routeWatchInterval = .milliseconds(routeSettings.probeIntervalMs)
         configuration.drainWindow = routeSettings.drainWindow
+        // The gate answers with what failed before route's probe gives up on it.
+        configuration.healthTimeout = .milliseconds(routeSettings.probeTimeoutMs * 3 / 4)
         try await GateServer.run(configuration, logger: deployment.logger("parley.gate"))
     }
 }

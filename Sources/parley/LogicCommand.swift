@@ -22,7 +22,7 @@ struct LogicCommand: AsyncParsableCommand {
     var maxGroupMembers = 1_000
 
     func run() async throws {
-        let (region, _) = try deployment.load()
+        let (region, cluster) = try deployment.load()
         let peers = try deployment.peers()
         let postgres = deployment.postgres(of: region)
         var configuration = LogicConfiguration(
@@ -37,6 +37,9 @@ struct LogicCommand: AsyncParsableCommand {
         configuration.defaultDurability = try region.defaultDurability
         configuration.geoQuorum = region.geoQuorum ?? 1
         configuration.geoTimeout = .milliseconds(region.geoTimeoutMs ?? 2_000)
+        // Within the gate's health deadline (3/4 of route's probe timeout), so the
+        // gate reports what failed rather than that logic did not answer.
+        configuration.healthTimeout = .milliseconds((cluster.route ?? .init()).probeTimeoutMs / 2)
         guard configuration.geoQuorum >= 1, configuration.geoQuorum <= peers.count || configuration.defaultDurability == .local else {
             throw ValidationError("region \(region.name): geoQuorum must be 1...\(peers.count) (its number of peers)")
         }

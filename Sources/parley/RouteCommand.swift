@@ -71,7 +71,7 @@ struct RouteCommand: AsyncParsableCommand {
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show how every route instance sees every region: state, drain, probes, changes.",
-            discussion: "Exit 0 when every instance answered and sees every region up and undrained; 1 otherwise."
+            discussion: "Exit 0 when every instance answered and sees every region up and undrained; 1 otherwise. Whether a region replicates is shown and does not change the exit status."
         )
 
         @OptionGroup var instances: Instances
@@ -98,7 +98,12 @@ struct RouteCommand: AsyncParsableCommand {
                         let changes = "down \(entry.wentDown)×, up again \(entry.cameUp)×"
                         let probes = "probes \(entry.probesFailed)/\(entry.probes) failed"
                         let error = entry.lastProbeError.map { "; last: \($0)" } ?? ""
-                        print("  \(region.padding(toLength: 6, withPad: " ", startingAt: 0)) \(state.padding(toLength: 9, withPad: " ", startingAt: 0)) \(changes); \(probes)\(error)")
+                        let replication = switch entry.replicating {
+                        case true?: "; replicating"
+                        case false?: "; not replicating: \(entry.replicationError ?? "")"
+                        case nil: ""
+                        }
+                        print("  \(region.padding(toLength: 6, withPad: " ", startingAt: 0)) \(state.padding(toLength: 9, withPad: " ", startingAt: 0)) \(changes); \(probes)\(error)\(replication)")
                     }
                 }
                 if status.values.contains(where: { $0.state != .up || $0.draining }) { allWell = false }

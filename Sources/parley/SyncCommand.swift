@@ -20,8 +20,6 @@ struct SyncCommand: AsyncParsableCommand {
         configuration.clock = deployment.clock
         configuration.origins = Set(try deployment.peers().map(\.name))
         configuration.status = try region.syncStatus.map { try Endpoint($0) }
-        configuration.redis = "\(region.redis.host):\(region.redis.port)"
-        configuration.logic = region.logic
         try await SyncServer.run(configuration, logger: deployment.logger("parley.sync"))
     }
 }

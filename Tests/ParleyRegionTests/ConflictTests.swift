@@ -92,6 +92,17 @@ import Testing
                 #expect(recalled?.recalled == true && recalled?.body == "")
                 #expect(try await user.client.profile(of: "ann")["display_name"] == "Ann (eu), wins")
             }
+            // What devices show, from what they were pushed live and synced:
+            // every device received both copies of the retried send, and
+            // shows one, the winner, in every region.
+            for user in [annEU, annUS, bob, cat] {
+                let both = await user.inbox.wait { events in
+                    events.filter { $0.event.messagePosted.clientMsgID == "retry-1" }.count == 2
+                }
+                #expect(both, "\(user.id) received both copies")
+                let shown = await user.inbox.received.shownBodies.filter { $0.hasPrefix("retried") }
+                #expect(shown == ["retried, kept"], "\(user.id) shows \(shown)")
+            }
             // cat's unread count no longer counts the recalled message.
             let unread = try await cat.client.unreadCounts()[conversation] ?? 0
             #expect(unread == 1, "only the kept retry is after what cat read: \(unread)")

@@ -97,6 +97,19 @@ extension ReceivedEvent {
 
 extension Array where Element == ReceivedEvent {
     func count(ofMessage body: String) -> Int { filter { $0.isMessage(body) }.count }
+
+    /// The bodies a device built from docs/PROTOCOL.md alone shows, in the
+    /// order received: a `hidden` copy is never shown; a shown message
+    /// removes the messages it `replaces`. No table of client ids.
+    var shownBodies: [String] {
+        var shown: [(id: String, body: String)] = []
+        for received in self {
+            guard case .messagePosted(let posted) = received.event.kind, !posted.hidden else { continue }
+            shown.removeAll { posted.replaces.contains($0.id) }
+            shown.append((posted.messageID, posted.body))
+        }
+        return shown.map(\.body)
+    }
 }
 
 /// Polls `condition` until it holds or `timeout` passes.

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import ParleyClient
 import ParleyCore
 import ParleyFault
 import ParleyTestSupport
@@ -25,6 +26,8 @@ import Testing
         var probesFailed: Int
         var lastChangeAtProbe: Int?
         var lastProbeError: String?
+        var servingGates: [String]
+        var replicating: Bool?
     }
 
     private func http(_ port: Int, _ method: String, _ path: String) async throws -> (Int, Data) {
@@ -79,23 +82,23 @@ import Testing
         }
     }
 
-    /// us's health is probed through a fault proxy that resets 1% of
+    /// us's gate health is probed through a fault proxy that resets 1% of
     /// connections: single failures never take us down. Cut, us is down
     /// after three failed probes.
     @Test func onePercentOfProbesFailingCausesNoFlapWhileARegionReallyGoneIsDownAfterThreeProbes() async throws {
         try await LocalCluster.with { cluster in
             let usFile = cluster["us"].file
-            let health = usFile.syncStatus!.split(separator: ":")
+            let health = usFile.gates[0].webSocket.split(separator: ":")
             let proxy = try await FaultProxy.start(
                 name: "us-health", upstreamHost: String(health[0]), upstreamPort: Int(health[1])!, faults: LinkFaults(dropRate: 0.01)
             )
-            // The route's own copy of the region files, with us's health behind the proxy.
+            // The route's own copy of the region files, with us's gate health behind the proxy.
             let directory = try TestRun.scratch("route-files")
             for name in ["cluster"] + cluster.regions.map(\.name) {
                 try FileManager.default.copyItem(atPath: "\(cluster["eu"].directory)/\(name).json", toPath: "\(directory)/\(name).json")
             }
             var proxied = usFile
-            proxied.syncStatus = "127.0.0.1:\(proxy.port)"
+            proxied.gates[0].webSocket = "127.0.0.1:\(proxy.port)"
             try JSONEncoder().encode(proxied).write(to: URL(fileURLWithPath: "\(directory)/us.json"))
 
             let port = try FreePort.next()
@@ -123,6 +126,67 @@ import Testing
             #expect((down?.lastChangeAtProbe ?? .max) - probesAtCut <= 4, "\(String(describing: down)) after the cut at probe \(probesAtCut)")
             await route.stop()
             await proxy.stop()
+        }
+    }
+
+    /// Whether a region can serve, not whether it can replicate, moves its
+    /// clients: us without its sync stays up and keeps its devices connected.
+    /// Every gate is probed: a region file whose first gate is gone still
+    /// serves through the second, and answers list only the gate that works.
+    @Test func aRegionWithoutItsSyncKeepsItsClientsAndOnlyGatesThatPassAreListed() async throws {
+        let settings = ClusterFile.RouteSettings(probeIntervalMs: 200, probeTimeoutMs: 1_000, downAfter: 3, upAfter: 2)
+        try await LocalCluster.with(route: settings) { cluster in
+            let us = cluster["us"]
+            let usRoute = Int(us.file.route!.split(separator: ":")[1])!
+            func status(_ port: Int) async throws -> [String: Status] {
+                try JSONDecoder().decode([String: Status].self, from: try await http(port, "GET", "/status").1)
+            }
+            let ursula = try await us.connect("ursula")
+            let ulrich = try await us.connect("ulrich")
+            #expect(try await eventually(.seconds(30)) { try await status(usRoute)["us"]?.state == "up" })
+
+            await us.stopSync()
+            #expect(try await eventually(.seconds(10)) { try await status(usRoute)["us"]?.replicating == false }, "\(us.route?.log.suffix(2_000) ?? "")")
+            // Long enough for route to have declared us down, were sync's health still judged.
+            let probesAtLoss = try await status(usRoute)["us"]?.probes ?? 0
+            #expect(try await eventually(.seconds(30)) { (try await status(usRoute)["us"]?.probes ?? 0) >= probesAtLoss + settings.downAfter + 3 })
+            let withoutSync = try await status(usRoute)["us"]
+            #expect(withoutSync?.state == "up" && withoutSync?.wentDown == 0, "us can serve without its sync: \(String(describing: withoutSync))")
+            #expect(withoutSync?.servingGates == [us.file.gates[0].tcp])
+            _ = try await ursula.client.send(to: .user("ulrich"), body: "still here")
+            #expect(await ulrich.inbox.wait { $0.count(ofMessage: "still here") == 1 })
+            #expect(await ursula.client.recoveries.isEmpty, "ursula was never sent away")
+            #expect(await ursula.client.isConnected)
+            try await us.startSync()
+            #expect(try await eventually(.seconds(20)) { try await status(usRoute)["us"]?.replicating == true })
+
+            // A route whose copy of us's file lists a gate that does not exist before the real one.
+            let directory = try TestRun.scratch("route-two-gates")
+            for name in ["cluster"] + cluster.regions.map(\.name) {
+                try FileManager.default.copyItem(atPath: "\(cluster["eu"].directory)/\(name).json", toPath: "\(directory)/\(name).json")
+            }
+            var twoGates = us.file
+            let nowhere = try (0..<3).map { _ in "127.0.0.1:\(try FreePort.next())" }
+            twoGates.gates.insert(.init(node: nowhere[0], tcp: nowhere[1], webSocket: nowhere[2]), at: 0)
+            twoGates.route = nil
+            try JSONEncoder().encode(twoGates).write(to: URL(fileURLWithPath: "\(directory)/us.json"))
+            let port = try FreePort.next()
+            let route = try ChildProcess(
+                name: "two-gate-route", executable: LocalRegion.binary,
+                arguments: ["route", "--regions", directory, "--region", "eu", "--listen", "127.0.0.1:\(port)",
+                            "--probe-interval-ms", "200", "--probe-timeout-ms", "1000", "--down-after", "3", "--up-after", "2"],
+                logPath: "\(directory)/route.log"
+            )
+            try await FreePort.waitUntilAccepting(port, server: route)
+            #expect(try await eventually(.seconds(30)) { (try await status(port)["us"]?.probes ?? 0) >= settings.downAfter + 2 })
+            let seen = try await status(port)["us"]
+            #expect(seen?.state == "up" && seen?.wentDown == 0 && seen?.servingGates == [us.file.gates[0].tcp], "\(String(describing: seen))")
+            let answer = try JSONDecoder().decode(Answer.self, from: try await http(port, "GET", "/route?hint=us").1)
+            #expect(answer.regions.first?.region == "us")
+            #expect(answer.regions.first?.gates.map(\.tcp) == [us.file.gates[0].tcp], "only the gate that passed its probe")
+            await route.stop()
+            await ursula.stop()
+            await ulrich.stop()
         }
     }
 }
