@@ -204,7 +204,7 @@ let package = Package(
         .testTarget(
             name: "ParleyStoreTests",
             dependencies: [
-                "ParleyStore", "ParleyCore", "ParleyProto", "ParleyTestSupport",
+                "ParleyStore", "ParleyCore", "ParleyProto", "ParleyTestSupport", "ParleyRPC",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

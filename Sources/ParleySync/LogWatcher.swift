@@ -51,6 +51,23 @@ final class LogWatcher: Service, Sendable {
         }
     }
 
+    /// As `wait(beyond:)`, for at most `timeout`: false when it passed first.
+    func wait(beyond sent: VersionVector, atMost timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.wait(beyond: sent)
+                return !Task.isCancelled
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
     func run() async throws {
         let (kicks, kick) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let store = self.store

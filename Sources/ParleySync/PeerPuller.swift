@@ -4,10 +4,15 @@ import ParleyCore
 import ParleyProto
 import ParleyRPC
 import ServiceLifecycle
+import Synchronization
 
 /// Pulls from one peer, from this region's applied vector on, the origins
 /// `DirectLinks` says to ask it for, and resumes from the applied vector
 /// after any disconnect or when that set of origins changes.
+///
+/// A stream that stays open but brings nothing for `stallTimeout` (the peer
+/// sends an empty batch every second when idle) is restarted: a connection
+/// that lives while its stream is stuck must not stop replication.
 struct PeerPuller: Service {
     let region: String
     let peer: String
@@ -17,6 +22,7 @@ struct PeerPuller: Service {
     let monitor: ReplicationMonitor
     let links: DirectLinks
     let logger: Logger
+    var stallTimeout: Duration = .seconds(10)
 
     func run() async throws {
         await reconnecting("peer \(peer)", logger: logger) {
@@ -31,6 +37,9 @@ struct PeerPuller: Service {
                 $0.batchSize = 2_000
             }
             let sync = Parley_Sync.Client(wrapping: try pool.client(for: address))
+            // When this puller started waiting for the peer's next batch (nil
+            // while it handles one: applying may rightly hold the stream back).
+            let waitingSince = WaitingSince()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     defer {
@@ -43,8 +52,20 @@ struct PeerPuller: Service {
                         monitor.connected(peer, true)
                         links.set(peer, up: true)
                         for try await batch in response.messages.cancelOnGracefulShutdown() {
+                            waitingSince.set(nil)
                             monitor.received(from: peer, peerApplied: VersionVector(batch.applied))
                             try await applier.receive(batch.events)
+                            waitingSince.set(.now)
+                        }
+                    }
+                }
+                group.addTask { [stallTimeout, logger, peer] in
+                    while true {
+                        try await Task.sleep(for: stallTimeout / 4)
+                        let since = waitingSince.value
+                        if let since, ContinuousClock.now - since > stallTimeout {
+                            logger.warning("pull stream stalled; restarting it", metadata: ["peer": "\(peer)", "silentFor": "\(ContinuousClock.now - since)"])
+                            throw PullStalled(peer: peer, timeout: stallTimeout)
                         }
                     }
                 }
@@ -55,4 +76,18 @@ struct PeerPuller: Service {
             }
         }
     }
+}
+
+/// A pull stream brought nothing, not even the idle beat, for `timeout`.
+struct PullStalled: Error, CustomStringConvertible {
+    let peer: String
+    let timeout: Duration
+    var description: String { "the pull stream from \(peer) brought nothing for \(timeout)" }
+}
+
+/// When a puller started waiting for its stream's next batch; nil while it handles one.
+private final class WaitingSince: Sendable {
+    private let instant = Mutex<ContinuousClock.Instant?>(.now)
+    var value: ContinuousClock.Instant? { instant.withLock { $0 } }
+    func set(_ value: ContinuousClock.Instant?) { instant.withLock { $0 = value } }
 }

@@ -14,6 +14,9 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
     let store: RegionStore
     let watcher: LogWatcher
     let logger: Logger
+    /// An idle stream still sends an empty batch this often, so the peer can
+    /// tell a quiet stream from a stalled one (`PeerPuller.stallTimeout`).
+    var idleBeat: Duration = .seconds(1)
 
     func pull(request: Parley_PullRequest, response: RPCWriter<Parley_PullBatch>, context: ServerContext) async throws {
         let after = VersionVector(request.after)
@@ -45,7 +48,12 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
                     sent[origin] = last.seq
                     wrote = true
                 }
-                if !wrote { await watcher.wait(beyond: sent) }
+                if !wrote, !(await watcher.wait(beyond: sent, atMost: idleBeat)) {
+                    try await response.write(.with {
+                        $0.applied = watcher.current.entries
+                        $0.sentAtMs = WallClock.milliseconds()
+                    })
+                }
             }
         }
     }
