@@ -43,6 +43,7 @@ struct ClientSession: Sendable {
     }
 
     private func readLoop<Inbound: AsyncSequence>(_ inbound: Inbound) async where Inbound.Element == ByteBuffer {
+        var pipeline = RequestPipeline(session: self)
         do {
             for try await payload in inbound {
                 connection.heard(at: WallClock.milliseconds())
@@ -50,6 +51,7 @@ struct ClientSession: Sendable {
                 do {
                     frame = try Parley_Frame.decode(payload)
                 } catch {
+                    await pipeline.drain()
                     return connection.close(with: error.clientError)
                 }
                 if connection.identity == nil {
@@ -58,13 +60,16 @@ struct ClientSession: Sendable {
                     }
                     guard await authenticate(auth, requestID: frame.requestID) else { return }
                 } else {
-                    await handle(frame)
+                    await pipeline.submit(frame)
                 }
             }
+            await pipeline.drain()
         } catch let error as FrameError {
+            await pipeline.drain()
             connection.close(with: error.clientError)
         } catch {
             // The transport failed or closed; nothing can be written any more.
+            await pipeline.drain()
         }
     }
 
@@ -110,27 +115,48 @@ struct ClientSession: Sendable {
         return true
     }
 
-    private func handle(_ frame: Parley_Frame) async {
-        guard let identity = connection.identity else { return }
-        if case .heartbeat = frame.body {
-            try? await gate.presence.register(userID: identity.userID, deviceID: identity.deviceID, gateNode: gate.node)
-            return connection.send(frame)
-        }
-        if case .auth = frame.body {
-            return connection.send(.error(.invalidRequest, "already authenticated", requestID: frame.requestID))
-        }
+    /// The call logic answers for a request of the signed-in device.
+    fileprivate func call(for frame: Parley_Frame) -> Parley_ClientCall? {
+        guard let identity = connection.identity else { return nil }
         var call = Parley_ClientCall()
         call.userID = identity.userID
         call.deviceID = identity.deviceID
         call.frame = frame
+        return call
+    }
+
+    /// The answer to one request of a signed-in device. `sent`: a pipelined
+    /// change already on its way to the user's own logic instance; if that
+    /// link is lost, the retry elsewhere first waits for `previous`, so
+    /// retried changes still commit in the order they were sent.
+    fileprivate func answer(
+        _ frame: Parley_Frame, sent: OneShot<Parley_Frame>? = nil, previous: Task<Void, Never>? = nil
+    ) async -> Parley_Frame {
+        guard let identity = connection.identity, let call = call(for: frame) else {
+            return .error(.authRequired, "not signed in", requestID: frame.requestID)
+        }
+        if case .heartbeat = frame.body {
+            try? await gate.presence.register(userID: identity.userID, deviceID: identity.deviceID, gateNode: gate.node)
+            return frame
+        }
+        if case .auth = frame.body {
+            return .error(.invalidRequest, "already authenticated", requestID: frame.requestID)
+        }
         do {
-            connection.send(try await gate.logic.forward(call))
+            if let sent {
+                do {
+                    return try await sent.value()
+                } catch is LinkDown {
+                    await previous?.value
+                }
+            }
+            return try await gate.logic.forward(call)
         } catch let error as CallTimedOut {
             gate.logger.warning("logic did not answer in time", metadata: ["error": "\(error)"])
-            connection.send(.error(.timeout, "no answer within \(error.timeout); it may have taken effect: retry", requestID: frame.requestID))
+            return .error(.timeout, "no answer within \(error.timeout); it may have taken effect: retry", requestID: frame.requestID)
         } catch {
             gate.logger.warning("logic unreachable", metadata: ["error": "\(error)"])
-            connection.send(.error(.unavailable, "no logic instance reachable; retry", requestID: frame.requestID))
+            return .error(.unavailable, "no logic instance reachable; retry", requestID: frame.requestID)
         }
     }
 
@@ -141,6 +167,49 @@ struct ClientSession: Sendable {
             gate.logger.warning("logic unreachable", metadata: ["error": "\(error)"])
             return nil
         }
+    }
+}
+
+/// One connection's requests on their way to logic. Answers leave in the
+/// order the requests came. Consecutive changes (`Parley_Frame.isChange`) are
+/// in flight together, up to `window`, and logic queues them for commit in
+/// that order, so a client pipelining sends gets them committed together;
+/// any other request (a read, a heartbeat) first waits for the requests
+/// before it to be answered, and so sees what they changed.
+private struct RequestPipeline {
+    let session: ClientSession
+    /// The latest requests, oldest first (finished ones too, up to `window`);
+    /// each task ends once its answer is queued for writing, after the one before it.
+    private var inFlight: [Task<Void, Never>] = []
+    private var lastWasChange = false
+    static let window = 256
+
+    init(session: ClientSession) { self.session = session }
+
+    /// Sends the request on its way; waits only while `window` requests are in flight.
+    mutating func submit(_ frame: Parley_Frame) async {
+        if inFlight.count >= Self.window { await inFlight.removeFirst().value }
+        let previous = inFlight.last
+        // A change following changes goes up the link now, in order; anything
+        // else (or a change when that link is down) waits for what came before.
+        var sent: OneShot<Parley_Frame>?
+        if frame.isChange, previous == nil || lastWasChange, let call = session.call(for: frame) {
+            sent = try? session.gate.logic.sendHome(call)
+        }
+        lastWasChange = frame.isChange
+        let session = self.session
+        inFlight.append(Task { [sent] in
+            if sent == nil { await previous?.value }
+            let answer = await session.answer(frame, sent: sent, previous: previous)
+            if sent != nil { await previous?.value }
+            session.connection.send(answer)
+        })
+    }
+
+    /// Waits until every request in flight has its answer queued.
+    mutating func drain() async {
+        await inFlight.last?.value
+        inFlight = []
     }
 }
 

@@ -12,7 +12,7 @@ import Synchronization
 final class LogicLink: Service, Sendable {
     private struct State {
         var upstream: BatchQueue<Parley_GateUp>?
-        var pending: [UInt64: (answer: CheckedContinuation<Parley_Frame, any Error>, due: ContinuousClock.Instant)] = [:]
+        var pending: [UInt64: (answer: OneShot<Parley_Frame>, due: ContinuousClock.Instant)] = [:]
         var nextCallID: UInt64 = 1
         var shuttingDown = false
     }
@@ -40,18 +40,25 @@ final class LogicLink: Service, Sendable {
     /// `CallTimedOut` when no answer came within `timeout` (an instance that
     /// hangs rather than dies: the call may still take effect there).
     func call(_ call: Parley_ClientCall) async throws -> Parley_Frame {
-        try await withCheckedThrowingContinuation { continuation in
-            let sent = state.withLock { state -> Bool in
-                guard let upstream = state.upstream else { return false }
-                var call = call
-                call.callID = state.nextCallID
-                state.nextCallID += 1
-                state.pending[call.callID] = (continuation, .now + timeout)
-                upstream.push(.with { $0.call = call })
-                return true
-            }
-            if !sent { continuation.resume(throwing: LinkDown(address: address)) }
+        try await send(call).value()
+    }
+
+    /// Puts the call on the link now (calls sent one after the other reach
+    /// logic in that order) and returns where its answer will arrive; throws
+    /// `LinkDown` at once when the link is not up.
+    func send(_ call: Parley_ClientCall) throws -> OneShot<Parley_Frame> {
+        let answer = OneShot<Parley_Frame>()
+        let sent = state.withLock { state -> Bool in
+            guard let upstream = state.upstream else { return false }
+            var call = call
+            call.callID = state.nextCallID
+            state.nextCallID += 1
+            state.pending[call.callID] = (answer, .now + timeout)
+            upstream.push(.with { $0.call = call })
+            return true
         }
+        guard sent else { throw LinkDown(address: address) }
+        return answer
     }
 
     /// Fails the calls past their deadline. One timer per link, not one per
@@ -66,7 +73,7 @@ final class LogicLink: Service, Sendable {
                 let ids = state.pending.filter { $0.value.due <= now }.map(\.key)
                 return ids.compactMap { state.pending.removeValue(forKey: $0)?.answer }
             }
-            for waiter in overdue { waiter.resume(throwing: CallTimedOut(address: address, timeout: timeout)) }
+            for waiter in overdue { waiter.resolve(.failure(CallTimedOut(address: address, timeout: timeout))) }
         }
     }
 
@@ -108,7 +115,7 @@ final class LogicLink: Service, Sendable {
         switch down.kind {
         case .result(let result):
             let waiter = state.withLock { $0.pending.removeValue(forKey: result.callID) }
-            waiter?.answer.resume(returning: result.frame)
+            waiter?.answer.resolve(.success(result.frame))
         case .delivery(let delivery):
             let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)
             registry.connection(for: identity)?.send(.with { $0.push = delivery.push })
@@ -125,7 +132,7 @@ final class LogicLink: Service, Sendable {
             defer { state.pending = [:] }
             return state.pending
         }
-        for waiter in waiters.values { waiter.answer.resume(throwing: LinkDown(address: address)) }
+        for waiter in waiters.values { waiter.answer.resolve(.failure(LinkDown(address: address))) }
     }
 }
 

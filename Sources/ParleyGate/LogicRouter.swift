@@ -1,3 +1,4 @@
+import ParleyCore
 import ParleyProto
 
 /// Chooses the logic instance for a user and fails over to another.
@@ -22,6 +23,13 @@ struct LogicRouter: Sendable {
     static func fallback(from home: Int, among count: Int) -> Int? {
         guard count > 1 else { return nil }
         return (home + Int.random(in: 1..<count)) % count
+    }
+
+    /// Puts the call on the link to the user's own instance now, so calls
+    /// sent one after the other reach logic in that order; `LinkDown` at
+    /// once when that link is not up.
+    func sendHome(_ call: Parley_ClientCall) throws -> OneShot<Parley_Frame> {
+        try links[Self.home(of: call.userID, among: links.count)].send(call)
     }
 
     /// A lost link may have lost a call after logic applied it; a retry is

@@ -12,8 +12,7 @@ import ServiceLifecycle
 /// the next batch takes them all (up to `maxBatch`), so batches grow with load
 /// and an idle region adds no latency.
 final class GroupCommitter: Service, Sendable {
-    typealias Completion = CheckedContinuation<CommitOutcome, any Error>
-    private typealias Pending = (command: StoreCommand, completion: Completion)
+    private typealias Pending = (command: StoreCommand, ticket: OneShot<CommitOutcome>)
 
     private let store: RegionStore
     private let rules: CommitRules
@@ -29,13 +28,20 @@ final class GroupCommitter: Service, Sendable {
         self.onCommit = onCommit
     }
 
+    /// Queues a command for the next batch, at once: commands queued one
+    /// after the other commit in that order (one connection's pipelined
+    /// requests). The ticket gives the outcome once its batch committed.
+    func enqueue(_ command: StoreCommand) -> OneShot<CommitOutcome> {
+        let ticket = OneShot<CommitOutcome>()
+        if !queue.push((command, ticket)) {
+            ticket.resolve(.failure(ClientError(.unavailable, "logic is shutting down")))
+        }
+        return ticket
+    }
+
     /// Queues a command and waits for its batch to commit.
     func submit(_ command: StoreCommand) async throws -> CommitOutcome {
-        try await withCheckedThrowingContinuation { completion in
-            if !queue.push((command, completion)) {
-                completion.resume(throwing: ClientError(.unavailable, "logic is shutting down"))
-            }
-        }
+        try await enqueue(command).value()
     }
 
     /// Commits batches until shutdown, then commits what is still queued.
@@ -55,7 +61,7 @@ final class GroupCommitter: Service, Sendable {
         for attempt in 1...2 {
             do {
                 let outcomes = try await store.commit(commands, rules: rules)
-                for (entry, outcome) in zip(batch, outcomes) { entry.completion.resume(returning: outcome) }
+                for (entry, outcome) in zip(batch, outcomes) { entry.ticket.resolve(.success(outcome)) }
                 let events = outcomes.compactMap { outcome -> Parley_Event? in
                     if case .committed(let event) = outcome { return event }
                     return nil
@@ -68,6 +74,7 @@ final class GroupCommitter: Service, Sendable {
             }
         }
         let failure = ClientError(.unavailable, "could not commit: \(lastError.map { "\($0)" } ?? "unknown")")
-        for entry in batch { entry.completion.resume(throwing: failure) }
+        for entry in batch { entry.ticket.resolve(.failure(failure)) }
     }
 }
+

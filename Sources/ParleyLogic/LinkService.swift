@@ -4,8 +4,9 @@ import ParleyProto
 import ServiceLifecycle
 
 /// The `Logic` RPC: one bidirectional link per gate. Calls coming up the link
-/// are answered concurrently (a gate sends one device's requests one at a
-/// time, so each device's order holds); answers and pushes share the way down.
+/// are answered concurrently, but each change is queued for commit as it
+/// arrives, so one device's changes commit in the order its gate sent them;
+/// answers and pushes share the way down.
 /// When this instance shuts down it stops taking calls, answers the ones in
 /// flight and ends the link, so the gate sends what follows elsewhere.
 struct LinkService: Parley_Logic.SimpleServiceProtocol {
@@ -37,8 +38,11 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
                         case .hello(let hello):
                             registration = (hello.node, links.add(node: hello.node, output: output))
                         case .call(let call):
+                            // Started here, in arrival order: one connection's pipelined
+                            // changes join the group commit in the order it sent them.
+                            let answering = handler.start(call)
                             calls.addTask {
-                                let answer = await handler.respond(to: call)
+                                let answer = await answering()
                                 output.push(.with {
                                     $0.result = .with {
                                         $0.callID = call.callID

@@ -16,43 +16,102 @@ struct RequestHandler: Sendable {
     let limits: LogicLimits
     let logger: Logger
 
-    func respond(to request: Parley_ClientCall) async -> Parley_Frame {
-        let requestID = request.frame.requestID
+    /// Starts answering a call. A change (`Parley_Frame.isChange`) is
+    /// checked and queued for the next group commit before this returns, so
+    /// the calls of one link started one after the other commit in that order
+    /// (a connection's pipelined sends); the returned closure waits for the
+    /// answer. Anything else is answered entirely by the closure.
+    func start(_ call: Parley_ClientCall) -> @Sendable () async -> Parley_Frame {
+        let requestID = call.frame.requestID
         do {
-            var response = try await answer(request)
+            if let change = try plan(call) {
+                let ticket = committer.enqueue(change.command)
+                return { await self.framed(call, requestID) { try await change.answer(try await ticket.value()) } }
+            }
+        } catch {
+            let answer = framedError(error, call, requestID)
+            return { answer }
+        }
+        return { await self.framed(call, requestID) { try await self.read(call) } }
+    }
+
+    /// Answers one call; for callers that need no pipelining.
+    func respond(to call: Parley_ClientCall) async -> Parley_Frame {
+        await start(call)()
+    }
+
+    private func framed(_ call: Parley_ClientCall, _ requestID: UInt64, _ answer: () async throws -> Parley_Frame) async -> Parley_Frame {
+        do {
+            var response = try await answer()
             response.requestID = requestID
             return response
-        } catch let error as ClientError {
-            return .error(error, requestID: requestID)
         } catch {
-            logger.error("request failed", metadata: ["user": "\(request.userID)", "error": "\(String(reflecting: error))"])
-            return .error(ClientError(.internalError, "internal error"), requestID: requestID)
+            return framedError(error, call, requestID)
         }
     }
 
-    private func answer(_ call: Parley_ClientCall) async throws -> Parley_Frame {
+    private func framedError(_ error: any Error, _ call: Parley_ClientCall, _ requestID: UInt64) -> Parley_Frame {
+        if let error = error as? ClientError { return .error(error, requestID: requestID) }
+        logger.error("request failed", metadata: ["user": "\(call.userID)", "error": "\(String(reflecting: error))"])
+        return .error(ClientError(.internalError, "internal error"), requestID: requestID)
+    }
+
+    /// A change to commit and how to answer once it has committed.
+    private struct Change {
+        let command: StoreCommand
+        let answer: @Sendable (CommitOutcome) async throws -> Parley_Frame
+    }
+
+    /// The change a call asks for, checked; nil for a call that changes nothing.
+    private func plan(_ call: Parley_ClientCall) throws -> Change? {
         let user = call.userID
         switch call.frame.body {
         case .auth:
-            _ = try await committer.submit(.register(userID: user))
-            return .with {
-                $0.authOk = .with {
-                    $0.userID = user
-                    $0.region = region
+            return Change(command: .register(userID: user)) { [region] outcome in
+                _ = try outcome.event()
+                return .with {
+                    $0.authOk = .with {
+                        $0.userID = user
+                        $0.region = region
+                    }
                 }
             }
         case .send(let send):
-            return try await post(send, from: user, device: call.deviceID)
+            return try post(send, from: user, device: call.deviceID)
+        case .markRead(let mark):
+            let command = StoreCommand.markRead(reader: user, conversationID: mark.conversationID, messageID: try messageID(mark.messageID))
+            return Change(command: command) { outcome in
+                let event = try outcome.event()
+                return .with { $0.readAck = .with { $0.event = event.map(\.eventID) ?? Parley_EventId() } }
+            }
+        case .createGroup(let create):
+            return try createGroup(create, owner: user)
+        case .edit(let edit):
+            try checkBody(edit.body)
+            return change(.edit(editor: user, messageID: try messageID(edit.messageID), body: edit.body))
+        case .recall(let recall):
+            return change(.recall(by: user, messageID: try messageID(recall.messageID)))
+        case .addMember(let add):
+            return change(.addMember(by: user, groupID: add.groupID, userID: add.userID))
+        case .removeMember(let remove):
+            return change(.removeMember(by: user, groupID: remove.groupID, userID: remove.userID))
+        case .setProfile(let set):
+            guard Naming.isValid(set.field) else { throw ClientError(.invalidRequest, "profile field names are 1...64 of [A-Za-z0-9_.]") }
+            guard set.value.utf8.count <= limits.maxProfileValueBytes else {
+                throw ClientError(.payloadTooLarge, "profile value exceeds \(limits.maxProfileValueBytes) bytes")
+            }
+            return change(.setProfile(userID: user, field: set.field, value: set.value))
+        default:
+            return nil
+        }
+    }
+
+    /// Calls that change nothing: reads, answered from the store.
+    private func read(_ call: Parley_ClientCall) async throws -> Parley_Frame {
+        let user = call.userID
+        switch call.frame.body {
         case .sync(let request):
             return try await sync(request, for: user)
-        case .markRead(let mark):
-            let outcome = try await committer.submit(
-                .markRead(reader: user, conversationID: mark.conversationID, messageID: try messageID(mark.messageID))
-            )
-            let event = try outcome.event()
-            return .with { $0.readAck = .with { $0.event = event.map(\.eventID) ?? Parley_EventId() } }
-        case .createGroup(let create):
-            return try await createGroup(create, owner: user)
         case .history(let request):
             let before = request.beforeMessageID.isEmpty ? nil : MessageID(request.beforeMessageID)
             if !request.beforeMessageID.isEmpty && before == nil {
@@ -73,21 +132,6 @@ struct RequestHandler: Sendable {
             return .with { $0.unreadCounts = .with { $0.byConversation = counts } }
         case .heartbeat(let beat):
             return .with { $0.heartbeat = beat }
-        case .edit(let edit):
-            try checkBody(edit.body)
-            return try await change(.edit(editor: user, messageID: try messageID(edit.messageID), body: edit.body))
-        case .recall(let recall):
-            return try await change(.recall(by: user, messageID: try messageID(recall.messageID)))
-        case .addMember(let add):
-            return try await change(.addMember(by: user, groupID: add.groupID, userID: add.userID))
-        case .removeMember(let remove):
-            return try await change(.removeMember(by: user, groupID: remove.groupID, userID: remove.userID))
-        case .setProfile(let set):
-            guard Naming.isValid(set.field) else { throw ClientError(.invalidRequest, "profile field names are 1...64 of [A-Za-z0-9_.]") }
-            guard set.value.utf8.count <= limits.maxProfileValueBytes else {
-                throw ClientError(.payloadTooLarge, "profile value exceeds \(limits.maxProfileValueBytes) bytes")
-            }
-            return try await change(.setProfile(userID: user, field: set.field, value: set.value))
         case .profileRequest(let request):
             let fields = try await store.profile(of: request.userID)
             return .with {
@@ -96,6 +140,8 @@ struct RequestHandler: Sendable {
                     $0.fields = fields
                 }
             }
+        case .auth, .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile:
+            throw ClientError(.internalError, "a change reached the read path")
         case .authOk, .sendAck, .push, .syncBatch, .readAck, .error, .groupCreated, .historyPage, .unreadCounts,
             .changeAck, .profile:
             throw ClientError(.invalidRequest, "a device cannot send this frame type")
@@ -116,20 +162,22 @@ struct RequestHandler: Sendable {
         }
     }
 
-    /// Records a change and answers with its event (empty when nothing changed).
-    private func change(_ command: StoreCommand) async throws -> Parley_Frame {
-        let event = try await committer.submit(command).event()
-        return .with {
-            $0.changeAck = .with {
-                if let event {
-                    $0.event = event.eventID
-                    $0.hlc = event.hlc
+    /// A change answered with its event (empty when nothing changed).
+    private func change(_ command: StoreCommand) -> Change {
+        Change(command: command) { outcome in
+            let event = try outcome.event()
+            return .with {
+                $0.changeAck = .with {
+                    if let event {
+                        $0.event = event.eventID
+                        $0.hlc = event.hlc
+                    }
                 }
             }
         }
     }
 
-    private func post(_ send: Parley_Send, from user: String, device: String) async throws -> Parley_Frame {
+    private func post(_ send: Parley_Send, from user: String, device: String) throws -> Change {
         guard !send.clientMsgID.isEmpty, send.clientMsgID.utf8.count <= 128 else {
             throw ClientError(.invalidRequest, "client_msg_id must be 1...128 bytes")
         }
@@ -140,21 +188,23 @@ struct RequestHandler: Sendable {
         case .groupID(let group): target = .group(group)
         case nil: throw ClientError(.invalidRequest, "send needs to_user or group_id")
         }
+        let durability = try durability(of: send)
         let post = Post(sender: user, senderDevice: device, clientMsgID: send.clientMsgID, target: target, body: send.body)
-        let outcome = try await committer.submit(.post(post))
-        let duplicate: Bool
-        if case .duplicate = outcome { duplicate = true } else { duplicate = false }
-        guard let event = try outcome.event() else { throw ClientError(.internalError, "post recorded nothing") }
-        // A retry waits again: its first attempt may have timed out.
-        if try durability(of: send) == .geo { try await geo.confirm(event.eventID) }
-        return .with {
-            $0.sendAck = .with {
-                $0.clientMsgID = send.clientMsgID
-                $0.messageID = event.messagePosted.messageID
-                $0.event = event.eventID
-                $0.hlc = event.hlc
-                $0.conversationID = event.messagePosted.conversationID
-                $0.duplicate = duplicate
+        return Change(command: .post(post)) { [geo] outcome in
+            let duplicate: Bool
+            if case .duplicate = outcome { duplicate = true } else { duplicate = false }
+            guard let event = try outcome.event() else { throw ClientError(.internalError, "post recorded nothing") }
+            // A retry waits again: its first attempt may have timed out.
+            if durability == .geo { try await geo.confirm(event.eventID) }
+            return .with {
+                $0.sendAck = .with {
+                    $0.clientMsgID = send.clientMsgID
+                    $0.messageID = event.messagePosted.messageID
+                    $0.event = event.eventID
+                    $0.hlc = event.hlc
+                    $0.conversationID = event.messagePosted.conversationID
+                    $0.duplicate = duplicate
+                }
             }
         }
     }
@@ -183,17 +233,16 @@ struct RequestHandler: Sendable {
         }
     }
 
-    private func createGroup(_ create: Parley_CreateGroup, owner: String) async throws -> Parley_Frame {
+    private func createGroup(_ create: Parley_CreateGroup, owner: String) throws -> Change {
         guard create.name.utf8.count <= 256 else { throw ClientError(.invalidRequest, "group name exceeds 256 bytes") }
         let groupID = "\(region).\(UInt64.random(in: 1...UInt64.max) >> 1)"
-        let outcome = try await committer.submit(
-            .createGroup(owner: owner, groupID: groupID, name: create.name, members: create.members)
-        )
-        guard let event = try outcome.event() else { throw ClientError(.internalError, "group creation recorded nothing") }
-        return .with {
-            $0.groupCreated = .with {
-                $0.groupID = groupID
-                $0.event = event.eventID
+        return Change(command: .createGroup(owner: owner, groupID: groupID, name: create.name, members: create.members)) { outcome in
+            guard let event = try outcome.event() else { throw ClientError(.internalError, "group creation recorded nothing") }
+            return .with {
+                $0.groupCreated = .with {
+                    $0.groupID = groupID
+                    $0.event = event.eventID
+                }
             }
         }
     }

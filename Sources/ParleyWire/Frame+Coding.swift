@@ -18,6 +18,16 @@ extension Parley_Frame {
         return frame
     }
 
+    /// A request that logic commits as a change (RequestHandler's plan): a
+    /// connection's consecutive changes are pipelined and committed together;
+    /// anything else waits for the requests before it to be answered.
+    public var isChange: Bool {
+        switch body {
+        case .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile: true
+        default: false
+        }
+    }
+
     /// The frame's encoding, ready for a TCP length prefix or a WebSocket message.
     public func encoded(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         // Encoding a message built in this process cannot fail.

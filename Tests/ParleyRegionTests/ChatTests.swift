@@ -49,6 +49,54 @@ import Testing
         }
     }
 
+    /// A client written from docs/PROTOCOL.md pipelines 500 sends and a
+    /// history request in one write: the answers come back in order, the
+    /// sends commit in the order sent and together (far fewer transactions
+    /// than sends), and the history answer already holds the last send.
+    @Test func pipelinedSendsOnOneConnectionAreAnsweredInOrderAndCommittedTogether() async throws {
+        try await LocalRegion.with { region in
+            let bob = try await region.connect("bob")
+            let count = 500
+            let token = try await region.token(for: "alice")
+            var bytes = RawConnection.framed(.with {
+                $0.requestID = 1
+                $0.auth = .with { $0.token = token; $0.deviceID = "raw" }
+            })
+            for index in 0..<count {
+                bytes += RawConnection.framed(.with {
+                    $0.requestID = UInt64(2 + index)
+                    $0.send = .with { $0.clientMsgID = "p\(index)"; $0.toUser = "bob"; $0.body = "p\(index)" }
+                })
+            }
+            bytes += RawConnection.framed(.with {
+                $0.requestID = UInt64(2 + count)
+                $0.history = .with { $0.conversationID = ConversationID.direct("alice", "bob"); $0.limit = 10 }
+            })
+            let frames = try await RawConnection.frames(port: region.tcpPort, after: bytes) { frames in
+                frames.contains { $0.requestID == UInt64(2 + count) }
+            }
+            let answers = frames.filter { if case .push = $0.body { false } else { true } }
+            #expect(answers.map(\.requestID) == Array(1...UInt64(2 + count)), "every answer, in request order")
+            let acks = answers.compactMap { if case .sendAck(let ack) = $0.body { ack } else { nil } }
+            #expect(acks.count == count, "\(answers.filter { if case .error = $0.body { true } else { false } }.prefix(3))")
+            #expect(acks.map(\.clientMsgID) == (0..<count).map { "p\($0)" })
+            let seqs = acks.map(\.event.seq)
+            #expect(seqs == seqs.sorted() && Set(seqs).count == count, "committed in the order sent")
+            if case .historyPage(let page) = answers.last?.body {
+                #expect(page.messages.first?.messagePosted.body == "p\(count - 1)", "the read after the sends sees them")
+            } else {
+                Issue.record("expected a history page last, got \(String(describing: answers.last))")
+            }
+            // Each row's xmin is the transaction that wrote it.
+            let transactions = Int(try region.postgres.psql(
+                "SELECT count(DISTINCT xmin::text) FROM events WHERE origin = 'eu' AND seq BETWEEN \(seqs.first ?? 0) AND \(seqs.last ?? 0)"
+            )) ?? .max
+            #expect(transactions <= count / 5, "\(count) pipelined sends committed in \(transactions) transactions")
+            #expect(await bob.inbox.wait { $0.count(ofMessage: "p\(count - 1)") == 1 })
+            await bob.stop()
+        }
+    }
+
     @Test func aRetriedSendIsStoredOnceAndConcurrentSendersKeepSeqDense() async throws {
         try await LocalRegion.with { region in
             let alice = try await region.connect("alice")

@@ -78,6 +78,41 @@ enum RawConnection {
         }
     }
 
+    /// Connects, writes `bytes` in one write, and returns the frames the gate
+    /// sends until `enough` holds for them (the connection stays open till then).
+    static func frames(
+        port: Int, after bytes: [UInt8], timeout: Duration = .seconds(60), until enough: @escaping @Sendable ([Parley_Frame]) -> Bool
+    ) async throws -> [Parley_Frame] {
+        let channel = try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 24)))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: bytes))
+            return try await withThrowingTaskGroup(of: [Parley_Frame]?.self) { group in
+                group.addTask {
+                    var frames: [Parley_Frame] = []
+                    for try await payload in inbound {
+                        frames.append(try Parley_Frame.decode(payload))
+                        if enough(frames) { return frames }
+                    }
+                    throw TestSupportError("the gate closed the connection after \(frames.count) frames")
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                guard let frames = first else { throw TestSupportError("the gate did not send what was expected within \(timeout)") }
+                return frames
+            }
+        }
+    }
+
     static func lengthPrefix(_ count: Int) -> [UInt8] {
         withUnsafeBytes(of: UInt32(count).bigEndian) { Array($0) }
     }
@@ -112,15 +147,6 @@ extension Array where Element == ReceivedEvent {
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(_ timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
-}
 
 extension LocalRegion {
     /// `origin:applied_seq,…` for every origin this region holds events of.
