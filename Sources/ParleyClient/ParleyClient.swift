@@ -190,11 +190,16 @@ public actor ParleyClient {
         }).readAck
     }
 
-    public func createGroup(name: String, members: [String]) async throws -> Parley_GroupCreatedAck {
-        try await request(.with {
+    /// Creates a group. Retried like a send, with the same `clientGroupID`:
+    /// a retry after a lost answer is answered with the same group.
+    public func createGroup(
+        name: String, members: [String], clientGroupID: String = ParleyClient.newClientMsgID()
+    ) async throws -> Parley_GroupCreatedAck {
+        try await requestWithRetry(.with {
             $0.createGroup = .with {
                 $0.name = name
                 $0.members = members
+                $0.clientGroupID = clientGroupID
             }
         }).groupCreated
     }

@@ -235,16 +235,30 @@ struct RequestHandler: Sendable {
 
     private func createGroup(_ create: Parley_CreateGroup, owner: String) throws -> Change {
         guard create.name.utf8.count <= 256 else { throw ClientError(.invalidRequest, "group name exceeds 256 bytes") }
-        let groupID = "\(region).\(UInt64.random(in: 1...UInt64.max) >> 1)"
+        let groupID: String
+        if create.clientGroupID.isEmpty {
+            groupID = "\(region).\(UInt64.random(in: 1...UInt64.max) >> 1)"
+        } else {
+            guard Naming.isValid(create.clientGroupID) else { throw ClientError(.invalidRequest, "client_group_id must be 1...64 of [A-Za-z0-9_.]") }
+            // The same in every region and on every retry: a retried creation finds the group.
+            groupID = Self.groupID(owner: owner, clientGroupID: create.clientGroupID)
+        }
         return Change(command: .createGroup(owner: owner, groupID: groupID, name: create.name, members: create.members)) { outcome in
-            guard let event = try outcome.event() else { throw ClientError(.internalError, "group creation recorded nothing") }
+            let event = try outcome.event()
             return .with {
                 $0.groupCreated = .with {
                     $0.groupID = groupID
-                    $0.event = event.eventID
+                    if let event { $0.event = event.eventID }
+                    $0.duplicate = event == nil
                 }
             }
         }
+    }
+
+    /// A client-chosen group's id: `<owner>~<client_group_id>` (a region-chosen
+    /// one is `<region>.<number>`: the two never meet, `~` being outside names).
+    static func groupID(owner: String, clientGroupID: String) -> String {
+        "\(owner)~\(clientGroupID)"
     }
 }
 

@@ -793,6 +793,12 @@ public nonisolated struct Parley_CreateGroup: Sendable {
 
   public var members: [String] = []
 
+  /// Chosen by the client (1-64 of [A-Za-z0-9_.]), like a send's
+  /// client_msg_id: a retry with the same id creates nothing new and is
+  /// answered with the same group_id (duplicate = true). Empty: the region
+  /// picks the id and a retry creates a second group.
+  public var clientGroupID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -805,6 +811,7 @@ public nonisolated struct Parley_GroupCreatedAck: Sendable {
 
   public var groupID: String = String()
 
+  /// Empty when the group already existed (a retried create_group).
   public var event: Parley_EventId {
     get {_event ?? Parley_EventId()}
     set {_event = newValue}
@@ -813,6 +820,8 @@ public nonisolated struct Parley_GroupCreatedAck: Sendable {
   public var hasEvent: Bool {self._event != nil}
   /// Clears the value of `event`. Subsequent reads from it will return its default value.
   public mutating func clearEvent() {self._event = nil}
+
+  public var duplicate: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2549,7 +2558,7 @@ nonisolated extension Parley_Error: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Parley_CreateGroup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateGroup"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}members\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}members\0\u{3}client_group_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2559,6 +2568,7 @@ nonisolated extension Parley_CreateGroup: SwiftProtobuf.Message, SwiftProtobuf._
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeRepeatedStringField(value: &self.members) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.clientGroupID) }()
       default: break
       }
     }
@@ -2571,12 +2581,16 @@ nonisolated extension Parley_CreateGroup: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.members.isEmpty {
       try visitor.visitRepeatedStringField(value: self.members, fieldNumber: 2)
     }
+    if !self.clientGroupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.clientGroupID, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Parley_CreateGroup, rhs: Parley_CreateGroup) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.members != rhs.members {return false}
+    if lhs.clientGroupID != rhs.clientGroupID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2584,7 +2598,7 @@ nonisolated extension Parley_CreateGroup: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Parley_GroupCreatedAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GroupCreatedAck"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{1}event\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{1}event\0\u{1}duplicate\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2594,6 +2608,7 @@ nonisolated extension Parley_GroupCreatedAck: SwiftProtobuf.Message, SwiftProtob
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._event) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.duplicate) }()
       default: break
       }
     }
@@ -2610,12 +2625,16 @@ nonisolated extension Parley_GroupCreatedAck: SwiftProtobuf.Message, SwiftProtob
     try { if let v = self._event {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if self.duplicate != false {
+      try visitor.visitSingularBoolField(value: self.duplicate, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Parley_GroupCreatedAck, rhs: Parley_GroupCreatedAck) -> Bool {
     if lhs.groupID != rhs.groupID {return false}
     if lhs._event != rhs._event {return false}
+    if lhs.duplicate != rhs.duplicate {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

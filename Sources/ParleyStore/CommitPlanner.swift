@@ -164,6 +164,8 @@ struct CommitPlanner {
         }
         let conversationID = ConversationID.group(groupID)
         guard !snapshot.conversations.contains(conversationID) else {
+            // The owner's retry of a creation that committed: nothing new.
+            if snapshot.owners[conversationID] == owner { return .unchanged }
             return .rejected(ClientError(.invalidRequest, "group \(groupID) exists"))
         }
         snapshot.conversations.insert(conversationID)

@@ -107,6 +107,14 @@ import Testing
             #expect(await bob.inbox.wait { $0.containsMessage("only once") })
             #expect(try region.postgres.psql("SELECT count(*) FROM messages WHERE body = 'only once'") == "1")
 
+            // A retried create_group (same client_group_id) is the same group, created once.
+            let created = try await alice.client.createGroup(name: "once", members: ["bob"], clientGroupID: "g1")
+            let again = try await alice.client.createGroup(name: "once", members: ["bob"], clientGroupID: "g1")
+            #expect(!created.duplicate && created.event.seq > 0)
+            #expect(again.duplicate && again.groupID == created.groupID, "\(again)")
+            #expect(try region.postgres.psql("SELECT count(*) FROM conversations WHERE is_group") == "1")
+            #expect(try region.postgres.psql("SELECT count(*) FROM events WHERE kind = 4") == "1", "one group_created event")
+
             // Twenty clients send at once through both logic instances.
             let senders = try await withThrowingTaskGroup(of: TestUser.self) { group in
                 for index in 0..<20 { group.addTask { try await region.connect("s\(index)") } }
