@@ -10,6 +10,22 @@ public struct TokenAuthority: Sendable {
     /// The shortest secret accepted: HMAC-SHA256 keys shorter than the hash are weak.
     public static let minimumSecretBytes = 32
 
+    /// The secret committed in regions/cluster.json for the local cluster
+    /// (ops/up) only: anyone who read the repository can sign tokens with it.
+    public static let developmentSecret = "parley-local-development-secret-change-me"
+
+    /// What to warn, loudly, when a server signs with the development secret
+    /// while listening on any address but loopback (`hosts`): nil otherwise.
+    public static func developmentSecretWarning(secret: String, listeningOn hosts: [String]) -> String? {
+        guard secret == developmentSecret else { return nil }
+        let exposed = hosts.filter { host in
+            !(host == "localhost" || host == "::1" || host.hasPrefix("127."))
+        }
+        guard !exposed.isEmpty else { return nil }
+        return "THE DEVELOPMENT TOKEN SECRET IS IN USE on \(exposed.joined(separator: ", ")): anyone can sign a token for any user. "
+            + "Set PARLEY_TOKEN_SECRET (or tokenSecret in cluster.json) to a secret of your own; the committed one is for ops/up only."
+    }
+
     public init(secret: String) async throws(TokenAuthorityError) {
         guard secret.utf8.count >= Self.minimumSecretBytes else { throw .secretTooShort }
         let keys = JWTKeyCollection()

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ParleyAuth
 import ParleyCore
@@ -48,6 +49,12 @@ public struct GateConfiguration: Sendable {
 /// the idle sweeper, as one service group.
 public enum GateServer {
     public static func run(_ configuration: GateConfiguration, logger: Logger) async throws {
+        if let warning = TokenAuthority.developmentSecretWarning(
+            secret: configuration.tokenSecret, listeningOn: [configuration.tcp.host, configuration.webSocket.host]
+        ) {
+            logger.critical("\(warning)")
+            FileHandle.standardError.write(Data("parley gate: WARNING: \(warning)\n".utf8))
+        }
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
         let pool = RPCClientPool()
         let registry = ConnectionRegistry()

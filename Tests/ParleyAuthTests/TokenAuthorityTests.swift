@@ -5,6 +5,21 @@ import Testing
 private let sharedSecret = "0123456789abcdef0123456789abcdef-shared"
 
 @Suite struct TokenAuthorityTests {
+    @Test func theCommittedDevelopmentSecretIsFlaggedOffLoopbackOnly() {
+        let dev = TokenAuthority.developmentSecret
+        #expect(TokenAuthority.developmentSecretWarning(secret: dev, listeningOn: ["127.0.0.1", "localhost", "::1"]) == nil)
+        let exposed = TokenAuthority.developmentSecretWarning(secret: dev, listeningOn: ["127.0.0.1", "0.0.0.0"])
+        #expect(exposed?.contains("0.0.0.0") == true && exposed?.contains("PARLEY_TOKEN_SECRET") == true)
+        #expect(TokenAuthority.developmentSecretWarning(secret: sharedSecret, listeningOn: ["0.0.0.0"]) == nil)
+    }
+
+    @Test func theCommittedClusterFileUsesTheDevelopmentSecret() throws {
+        // The constant and the file must agree, or the warning never fires.
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../regions/cluster.json")
+        let cluster = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any]
+        #expect(cluster?["tokenSecret"] as? String == TokenAuthority.developmentSecret)
+    }
+
     @Test func aShortSecretIsRefused() async {
         await #expect(throws: TokenAuthorityError.self) { _ = try await TokenAuthority(secret: "short") }
     }
