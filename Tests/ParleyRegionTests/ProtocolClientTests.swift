@@ -1,0 +1,24 @@
+import Foundation
+import ParleyTestSupport
+import Testing
+
+/// A client written from docs/PROTOCOL.md alone (Python, protobuf encoded by
+/// hand, Tests/protocol-client/) against a region really running.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ProtocolClientTests {
+    @Test func aClientWrittenFromTheProtocolPageAloneGetsWhatThePagePromises() async throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../protocol-client/parley_protocol_client.py").standardized.path
+        try await LocalRegion.with { region in
+            let log = "\(region.directory)/protocol-client.log"
+            let client = try ChildProcess(
+                name: "protocol-client", executable: "/usr/bin/python3",
+                arguments: [script, "127.0.0.1", "\(region.tcpPort)", try await region.token(for: "alice"), try await region.token(for: "bob")],
+                logPath: log
+            )
+            // It prints one JSON line when done, passed or not.
+            #expect(try await eventually(.seconds(120)) { client.log.contains("\"ok\"") }, "\(client.log)")
+            #expect(client.log.contains("\"ok\": true"), "\(client.log)")
+            await client.stop()
+        }
+    }
+}

@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""A Parley client written from docs/PROTOCOL.md and proto/parley/client.proto
+alone: Python's standard library, protobuf encoded by hand, no SDK.
+
+It is the honest check that the page and the server agree. Run against a
+real region's gate (ProtocolClientTests does):
+
+    parley_protocol_client.py HOST PORT ALICE_TOKEN BOB_TOKEN
+
+and walks through what the page promises, exiting 1 on the first broken
+promise: sign-in answers with the request's id; sends are acknowledged and
+pushed with positions the cursor rules accept; a device that was away
+syncs exactly what it missed; pipelined requests are answered in order; a
+retried send is a duplicate; the hidden/replaces rules leave one copy
+shown; bad frames and bad tokens get their documented codes.
+"""
+import json
+import socket
+import struct
+import sys
+
+# ---- protobuf wire format (https://protobuf.dev/programming-guides/encoding/)
+
+
+def varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def field_varint(number, value):
+    return varint(number << 3) + varint(value) if value else b""
+
+
+def field_bytes(number, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return varint((number << 3) | 2) + varint(len(data)) + data
+
+
+def decode(data):
+    """Fields by number: a list of ints (varint) or bytes (length-delimited)."""
+    fields, i = {}, 0
+    while i < len(data):
+        key, i = read_varint(data, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = read_varint(data, i)
+        elif wire == 2:
+            length, i = read_varint(data, i)
+            value, i = data[i:i + length], i + length
+        elif wire == 1:
+            value, i = data[i:i + 8], i + 8
+        elif wire == 5:
+            value, i = data[i:i + 4], i + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        fields.setdefault(number, []).append(value)
+    return fields
+
+
+def read_varint(data, i):
+    shift = result = 0
+    while True:
+        byte = data[i]
+        i += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, i
+        shift += 7
+
+
+def one(fields, number, default=None):
+    return fields.get(number, [default])[0]
+
+
+def text(fields, number):
+    return one(fields, number, b"").decode()
+
+
+# ---- Frame (client.proto field numbers)
+
+AUTH, AUTH_OK, SEND, SEND_ACK, PUSH, SYNC, SYNC_BATCH = 2, 3, 4, 5, 6, 7, 8
+HEARTBEAT, ERROR, HISTORY, HISTORY_PAGE = 11, 12, 15, 16
+MESSAGE_POSTED = 11  # Event.kind
+
+
+def frame(request_id, body_number, body):
+    return field_varint(1, request_id) + field_bytes(body_number, body)
+
+
+def auth(token, device):
+    return field_bytes(1, token) + field_bytes(2, device)
+
+
+def send(client_msg_id, to_user, body):
+    return field_bytes(1, client_msg_id) + field_bytes(2, to_user) + field_bytes(4, body)
+
+
+def sync_request(cursor):
+    positions = b"".join(field_bytes(1, field_bytes(1, o) + field_varint(2, s)) for o, s in sorted(cursor.items()))
+    return positions
+
+
+def parse_frame(payload):
+    fields = decode(payload)
+    request_id = one(fields, 1, 0)
+    for number, values in fields.items():
+        if number != 1:
+            return request_id, number, decode(values[0])
+    raise ValueError("a frame with no body")
+
+
+def parse_push(fields):
+    position = decode(one(fields, 1, b""))
+    event = decode(one(fields, 2, b""))
+    posted = decode(event[MESSAGE_POSTED][0]) if MESSAGE_POSTED in event else None
+    return text(position, 1), one(position, 2, 0), posted
+
+
+# ---- a device
+
+
+class Failed(Exception):
+    pass
+
+
+def check(condition, what):
+    if not condition:
+        raise Failed(what)
+
+
+class Device:
+    """One connection, with the cursor and the shown messages the page asks a device to keep."""
+
+    def __init__(self, host, port, token, device_id):
+        self.sock = socket.create_connection((host, port), timeout=15)
+        self.buffer = b""
+        self.next_id = 1
+        self.cursor = {}          # origin -> last user_seq processed
+        self.shown = []           # [(message_id, body)] in the order shown
+        self.gaps = 0
+        self.behind = False       # a live push showed a gap: sync once the current request is answered
+        answer = self.request(AUTH, auth(token, device_id))
+        check(answer[1] == AUTH_OK, f"auth answered {answer}")
+        self.user = text(answer[2], 1)
+        self.region = text(answer[2], 2)
+
+    def write(self, payload):
+        self.sock.sendall(struct.pack(">I", len(payload)) + payload)
+
+    def read(self):
+        while len(self.buffer) < 4 or len(self.buffer) < 4 + struct.unpack(">I", self.buffer[:4])[0]:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("closed by the gate")
+            self.buffer += chunk
+        length = struct.unpack(">I", self.buffer[:4])[0]
+        payload, self.buffer = self.buffer[4:4 + length], self.buffer[4 + length:]
+        return parse_frame(payload)
+
+    def request(self, body_number, body):
+        return self.pipeline([(body_number, body)])[0]
+
+    def pipeline(self, requests):
+        """Sends every request at once; returns the answers, checking they come in order."""
+        ids = list(range(self.next_id, self.next_id + len(requests)))
+        self.next_id += len(requests)
+        self.sock.sendall(b"".join(
+            struct.pack(">I", len(f)) + f for f in (frame(i, n, b) for i, (n, b) in zip(ids, requests))))
+        answers = []
+        while len(answers) < len(ids):
+            request_id, number, fields = self.read()
+            if request_id == 0 and number == PUSH:
+                self.accept(fields, live=True)
+                continue
+            check(request_id == ids[len(answers)],
+                  f"answer {request_id} ({number}: {fields}) out of order, expected {ids[len(answers)]}")
+            answers.append((request_id, number, fields))
+        if self.behind:
+            self.behind = False
+            self.sync()
+        return answers
+
+    def accept(self, push, live):
+        """The cursor rules of docs/PROTOCOL.md, then the rules for messages accepted twice."""
+        origin, user_seq, posted = parse_push(push)
+        have = self.cursor.get(origin, 0)
+        if user_seq <= have:
+            return
+        if user_seq > have + 1:
+            check(live, f"sync gave a gap: {origin} {have} -> {user_seq}")
+            self.gaps += 1
+            self.behind = True
+            return
+        self.cursor[origin] = user_seq
+        if posted is not None and not one(posted, 9, 0):      # hidden: never shown
+            replaced = {r.decode() for r in posted.get(10, [])}
+            self.shown = [m for m in self.shown if m[0] not in replaced]
+            self.shown.append((text(posted, 1), text(posted, 6)))
+
+    def sync(self):
+        while True:
+            _, number, batch = self.request(SYNC, sync_request(self.cursor))
+            check(number == SYNC_BATCH, f"sync answered {number}")
+            for push in batch.get(1, []):
+                self.accept(decode(push), live=False)
+            if not one(batch, 2, 0):
+                return
+
+    def wait_for(self, body):
+        """Reads pushes (answering nothing) until a message with this body is shown."""
+        self.sock.settimeout(15)
+        while not any(b == body for _, b in self.shown):
+            request_id, number, fields = self.read()
+            check(request_id == 0 and number == PUSH, f"unexpected frame {number}")
+            self.accept(fields, live=True)
+            if self.behind:
+                self.behind = False
+                self.sync()
+
+    def close(self):
+        self.sock.close()
+
+
+def error_code_on(host, port, payload):
+    """Writes raw bytes and returns the error code the gate closes the connection with."""
+    sock = socket.create_connection((host, port), timeout=15)
+    sock.sendall(payload)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    check(len(data) >= 4, "the gate closed without an error frame")
+    length = struct.unpack(">I", data[:4])[0]
+    _, number, fields = parse_frame(data[4:4 + length])
+    check(number == ERROR, f"expected an error frame, got {number}")
+    return one(fields, 1, 0)
+
+
+def main():
+    host, port, alice_token, bob_token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    report = {}
+    alice = Device(host, port, alice_token, "py")
+    bob = Device(host, port, bob_token, "py")
+    check(alice.user == "alice" and bob.user == "bob", "auth_ok names the token's user")
+    report["region"] = alice.region
+
+    # Sends, acknowledged, pushed live to bob in order.
+    for i in range(3):
+        _, number, ack = alice.request(SEND, send(f"live-{i}", "bob", f"live {i}"))
+        check(number == SEND_ACK and text(ack, 1) == f"live-{i}", f"send answered {number}")
+    bob.wait_for("live 2")
+    check([b for _, b in bob.shown] == ["live 0", "live 1", "live 2"], f"bob shows {bob.shown}")
+
+    # A retried send is the same message.
+    _, _, first = alice.request(SEND, send("retry-1", "bob", "once"))
+    _, _, again = alice.request(SEND, send("retry-1", "bob", "once"))
+    check(one(again, 6, 0) == 1 and text(again, 2) == text(first, 2), "a retry is answered as a duplicate")
+
+    # bob goes away; alice pipelines 50 sends; bob comes back and syncs exactly what he missed.
+    bob_cursor = dict(bob.cursor)
+    bob_shown = list(bob.shown)
+    bob.close()
+    answers = alice.pipeline([(SEND, send(f"away-{i}", "bob", f"away {i}")) for i in range(50)])
+    check(all(number == SEND_ACK for _, number, _ in answers), "every pipelined send acknowledged")
+    bob = Device(host, port, bob_token, "py")
+    bob.cursor, bob.shown = bob_cursor, bob_shown
+    bob.sync()
+    bodies = [b for _, b in bob.shown]
+    check(bodies.count("once") == 1, f"the retried send shown once: {bodies}")
+    check(bodies[-50:] == [f"away {i}" for i in range(50)], "the 50 missed messages, in order, once each")
+    check(len(bodies) == len(set(bodies)), "nothing shown twice")
+    report["bobShows"] = len(bodies)
+
+    # A heartbeat is echoed with its request id.
+    request_id, number, _ = bob.request(HEARTBEAT, field_varint(1, 42))
+    check(number == HEARTBEAT, "heartbeat echoed")
+
+    # Bad input gets its documented code and the connection closed.
+    report["garbageCode"] = error_code_on(host, port, struct.pack(">I", 3) + b"\xff\xff\xff")
+    check(report["garbageCode"] == 1, f"malformed frame: code {report['garbageCode']}")
+    forged = frame(1, AUTH, auth(alice_token[:-4] + "AAAA", "py"))
+    report["forgedCode"] = error_code_on(host, port, struct.pack(">I", len(forged)) + forged)
+    check(report["forgedCode"] == 11, f"forged token: code {report['forgedCode']}")
+    huge = 10 * 1024 * 1024
+    report["oversizedCode"] = error_code_on(host, port, struct.pack(">I", huge))
+    check(report["oversizedCode"] == 2, f"oversized frame: code {report['oversizedCode']}")
+
+    # The others were served meanwhile.
+    alice.request(SEND, send("after", "bob", "after the bad input"))
+    bob.wait_for("after the bad input")
+    alice.close()
+    bob.close()
+    print(json.dumps({"ok": True, **report}))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (Failed, EOFError, OSError, ValueError) as failure:
+        print(json.dumps({"ok": False, "failed": str(failure)}))
+        sys.exit(1)
