@@ -94,6 +94,10 @@ public actor ParleyClient {
     public private(set) var region: String?
     /// Every loss of connection and how long the client took to recover, oldest first.
     public private(set) var recoveries: [Recovery] = []
+    /// Per origin, the newest event this device has written or received:
+    /// presented at every sign-in, so the region it lands in applies its
+    /// writes after those (docs/REPLICATION.md, "Session guarantees").
+    public private(set) var session = VersionVector()
 
     private var connection: Connection?
     private var connecting: Task<Parley_AuthOk, any Error>?
@@ -295,7 +299,19 @@ public actor ParleyClient {
         guard let connection else { throw ClientConnectionError.notConnected }
         let answer = try await exchange(frame, on: connection)
         if case .error(let error) = answer.body { throw ServerError(error) }
+        switch answer.body {
+        case .sendAck(let ack): saw(ack.event)
+        case .readAck(let ack): saw(ack.event)
+        case .changeAck(let ack): saw(ack.event)
+        case .groupCreated(let ack): saw(ack.event)
+        default: break
+        }
         return answer
+    }
+
+    /// Adds an event this device wrote or received to its session.
+    private func saw(_ event: Parley_EventId) {
+        if event.seq > session[event.origin] { session[event.origin] = event.seq }
     }
 
     public static func newClientMsgID() -> String {
@@ -351,6 +367,7 @@ public actor ParleyClient {
                 $0.auth = .with {
                     $0.token = configuration.token
                     $0.deviceID = configuration.deviceID
+                    $0.session = session.origins.map { origin in .with { $0.origin = origin; $0.seq = session[origin] } }
                 }
             }, on: connection, timeout: configuration.signInTimeout)
         } catch {
@@ -503,6 +520,7 @@ public actor ParleyClient {
         switch cursor.classify(origin: push.position.origin, userSeq: push.position.userSeq) {
         case .next:
             cursor.advance(origin: push.position.origin, userSeq: push.position.userSeq)
+            saw(.with { $0.origin = push.event.origin; $0.seq = push.event.seq })
             emit.yield(ReceivedEvent(position: push.position, event: push.event, live: live))
         case .duplicate:
             break

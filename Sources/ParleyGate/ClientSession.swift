@@ -59,6 +59,7 @@ struct ClientSession: Sendable {
                         return connection.close(with: ClientError(.authRequired, "the first frame must be auth"), requestID: frame.requestID)
                     }
                     guard await authenticate(auth, requestID: frame.requestID) else { return }
+                    pipeline.deviceSession = Dictionary(auth.session.map { ($0.origin, $0.seq) }, uniquingKeysWith: max)
                 } else {
                     await pipeline.submit(frame)
                 }
@@ -115,13 +116,15 @@ struct ClientSession: Sendable {
         return true
     }
 
-    /// The call logic answers for a request of the signed-in device.
-    fileprivate func call(for frame: Parley_Frame) -> Parley_ClientCall? {
+    /// The call logic answers for a request of the signed-in device, with
+    /// the session the device presented at sign-in.
+    fileprivate func call(for frame: Parley_Frame, deviceSession: [String: UInt64]) -> Parley_ClientCall? {
         guard let identity = connection.identity else { return nil }
         var call = Parley_ClientCall()
         call.userID = identity.userID
         call.deviceID = identity.deviceID
         call.frame = frame
+        call.session = deviceSession
         return call
     }
 
@@ -130,9 +133,9 @@ struct ClientSession: Sendable {
     /// link is lost, the retry elsewhere first waits for `previous`, so
     /// retried changes still commit in the order they were sent.
     fileprivate func answer(
-        _ frame: Parley_Frame, sent: OneShot<Parley_Frame>? = nil, previous: Task<Void, Never>? = nil
+        _ frame: Parley_Frame, deviceSession: [String: UInt64], sent: OneShot<Parley_Frame>? = nil, previous: Task<Void, Never>? = nil
     ) async -> Parley_Frame {
-        guard let identity = connection.identity, let call = call(for: frame) else {
+        guard let identity = connection.identity, let call = call(for: frame, deviceSession: deviceSession) else {
             return .error(.authRequired, "not signed in", requestID: frame.requestID)
         }
         if case .heartbeat = frame.body {
@@ -182,6 +185,8 @@ private struct RequestPipeline {
     /// each task ends once its answer is queued for writing, after the one before it.
     private var inFlight: [Task<Void, Never>] = []
     private var lastWasChange = false
+    /// What the device presented at sign-in (`Auth.session`), until a call took it.
+    var deviceSession: [String: UInt64] = [:]
     static let window = 256
 
     init(session: ClientSession) { self.session = session }
@@ -192,18 +197,32 @@ private struct RequestPipeline {
         let previous = inFlight.last
         // A change following changes goes up the link now, in order; anything
         // else (or a change when that link is down) waits for what came before.
+        // The device's session goes with its first change or read that uses
+        // it, alone: logic may hold that call until this region has the
+        // device's earlier events, and what follows waits for it.
+        let deviceSession = Self.usesSession(frame) ? self.deviceSession : [:]
+        if !deviceSession.isEmpty { self.deviceSession = [:] }
         var sent: OneShot<Parley_Frame>?
-        if frame.isChange, previous == nil || lastWasChange, let call = session.call(for: frame) {
+        if frame.isChange, deviceSession.isEmpty, previous == nil || lastWasChange,
+           let call = session.call(for: frame, deviceSession: [:]) {
             sent = try? session.gate.logic.sendHome(call)
         }
-        lastWasChange = frame.isChange
+        lastWasChange = frame.isChange && deviceSession.isEmpty
         let session = self.session
         inFlight.append(Task { [sent] in
             if sent == nil { await previous?.value }
-            let answer = await session.answer(frame, sent: sent, previous: previous)
+            let answer = await session.answer(frame, deviceSession: deviceSession, sent: sent, previous: previous)
             if sent != nil { await previous?.value }
             session.connection.send(answer)
         })
+    }
+
+    /// The requests logic holds for the device's session (see RequestHandler).
+    private static func usesSession(_ frame: Parley_Frame) -> Bool {
+        switch frame.body {
+        case .history, .unread, .profileRequest: true
+        default: frame.isChange
+        }
     }
 
     /// Waits until every request in flight has its answer queued.

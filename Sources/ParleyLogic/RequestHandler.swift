@@ -23,16 +23,57 @@ struct RequestHandler: Sendable {
     /// answer. Anything else is answered entirely by the closure.
     func start(_ call: Parley_ClientCall) -> @Sendable () async -> Parley_Frame {
         let requestID = call.frame.requestID
+        let session = VersionVector(call.session)
         do {
             if let change = try plan(call) {
-                let ticket = committer.enqueue(change.command)
-                return { await self.framed(call, requestID) { try await change.answer(try await ticket.value()) } }
+                guard needsWait(session) else {
+                    let ticket = committer.enqueue(change.command)
+                    return { await self.framed(call, requestID) { try await change.answer(try await ticket.value()) } }
+                }
+                // The gate sends a call with a session alone (never pipelined), so waiting here keeps the order.
+                return {
+                    await self.framed(call, requestID) {
+                        await self.awaitSession(session)
+                        return try await change.answer(try await self.committer.submit(change.command))
+                    }
+                }
             }
         } catch {
             let answer = framedError(error, call, requestID)
             return { answer }
         }
-        return { await self.framed(call, requestID) { try await self.read(call) } }
+        return {
+            await self.framed(call, requestID) {
+                // A sync needs no wait: the device's cursor already covers what it saw.
+                switch call.frame.body {
+                case .history, .unread, .profileRequest: await self.awaitSession(session)
+                default: break
+                }
+                return try await self.read(call)
+            }
+        }
+    }
+
+    /// Whether the call comes with a session naming other regions' events
+    /// (the device wrote or saw them elsewhere before it came here).
+    private func needsWait(_ session: VersionVector) -> Bool {
+        session.origins.contains { $0 != region }
+    }
+
+    /// The session guarantees (docs/REPLICATION.md, "Session guarantees"):
+    /// the first change, or history, unread or profile read, of a device that
+    /// wrote or saw events this region has not applied yet waits, up to
+    /// `limits.sessionWait`, for them to arrive. A change then commits after
+    /// them here, and so everywhere (its deps include them); a read sees them.
+    /// Past the wait it goes ahead with what the region holds.
+    private func awaitSession(_ session: VersionVector) async {
+        guard needsWait(session) else { return }
+        let deadline = ContinuousClock.now + limits.sessionWait
+        while ContinuousClock.now < deadline {
+            guard let applied = try? await store.appliedVector() else { return }
+            if applied.dominates(session) { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// Answers one call; for callers that need no pipelining.
@@ -269,6 +310,8 @@ public struct LogicLimits: Sendable {
     public var maxProfileValueBytes = 1024
     public var defaultPage = 200
     public var maxPage = 1000
+    /// How long a read waits for the region to hold its device's session.
+    public var sessionWait: Duration = .seconds(2)
 
     public init() {}
 

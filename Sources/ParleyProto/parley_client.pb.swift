@@ -326,6 +326,13 @@ public nonisolated struct Parley_Auth: Sendable {
 
   public var deviceID: String = String()
 
+  /// The device's session: for each origin, the newest event (EventId.seq)
+  /// it has written or received, wherever. The region's events made for this
+  /// device depend on them, so every region applies this device's writes in
+  /// the order it made them; reads wait (briefly) for the region to hold
+  /// them (docs/REPLICATION.md, "Session guarantees").
+  public var session: [Parley_EventId] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1560,7 +1567,7 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Parley_Auth: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Auth"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0\u{3}device_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0\u{3}device_id\0\u{1}session\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1570,6 +1577,7 @@ nonisolated extension Parley_Auth: SwiftProtobuf.Message, SwiftProtobuf._Message
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.token) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.deviceID) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.session) }()
       default: break
       }
     }
@@ -1582,12 +1590,16 @@ nonisolated extension Parley_Auth: SwiftProtobuf.Message, SwiftProtobuf._Message
     if !self.deviceID.isEmpty {
       try visitor.visitSingularStringField(value: self.deviceID, fieldNumber: 2)
     }
+    if !self.session.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.session, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Parley_Auth, rhs: Parley_Auth) -> Bool {
     if lhs.token != rhs.token {return false}
     if lhs.deviceID != rhs.deviceID {return false}
+    if lhs.session != rhs.session {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -65,7 +65,7 @@ actor ReplicationApplier {
         while !pending.isEmpty {
             let batch = Array(pending.prefix(maxTransaction))
             do {
-                try await store.applyReplicated(batch)
+                try await applyWatched(batch)
                 pending.removeFirst(batch.count)
                 monitor.applied(batch.count)
                 failures = 0
@@ -81,6 +81,26 @@ actor ReplicationApplier {
             }
         }
         applying = false
+    }
+
+    /// Applies one transaction, saying so every 10 s while it runs: a
+    /// transaction that never ends would otherwise stop replication silently.
+    private func applyWatched(_ batch: [Parley_Event]) async throws {
+        let store = self.store
+        let logger = self.logger
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await store.applyReplicated(batch) }
+            group.addTask {
+                var waited = Duration.zero
+                while true {
+                    try await Task.sleep(for: .seconds(10))
+                    waited += .seconds(10)
+                    logger.warning("a replicated transaction is still running", metadata: ["events": "\(batch.count)", "for": "\(waited)"])
+                }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
     }
 
     /// The buffer, seeded from the database. This region's own origin counts

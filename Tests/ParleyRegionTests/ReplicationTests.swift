@@ -144,4 +144,47 @@ import Testing
             for user in [ann, bobInEU] { await user.stop() }
         }
     }
+
+    /// Session guarantees: sam writes in eu while eu cannot replicate, then
+    /// moves to us and writes again. us holds sam's next write until it has
+    /// sam's first, so rita (in ap) receives them in the order sam wrote
+    /// them, and sam's history in us shows the first.
+    @Test func aDeviceThatMovesKeepsItsWritesInOrderEverywhereAndReadsThem() async throws {
+        try await LocalCluster.with(logicArguments: ["us": ["--session-wait-ms", "30000"]]) { cluster in
+            let configuration = ParleyClient.Configuration(
+                gates: [cluster["eu"].address(.tcp), cluster["us"].address(.tcp)],
+                token: try await cluster["eu"].token(for: "sam"), deviceID: "phone"
+            )
+            let sam = ParleyClient(configuration: configuration)
+            try await sam.connect()
+            let rita = try await cluster["ap"].connect("rita")
+            #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "2" } },
+                    "\(cluster.syncLogs)")
+            await cluster["eu"].stopSync()
+            let first = try await sam.send(to: .user("rita"), body: "first", durability: .local)
+            #expect(first.event.origin == "eu")
+            // eu's gate goes away: sam's device moves to us.
+            await cluster["eu"].stopGate()
+            #expect(try await eventually(.seconds(30)) {
+                let recovered = await sam.recoveries.count == 1
+                let connected = await sam.isConnected
+                return recovered && connected
+            })
+            let second = Task { try await sam.send(to: .user("rita"), body: "second", durability: .local) }
+            try await Task.sleep(for: .seconds(1))  // the outage: eu still cannot replicate
+            try await cluster["eu"].startSync()
+            let secondAck = try await second.value
+            #expect(secondAck.event.origin == "us")
+            #expect(await rita.inbox.wait(timeout: .seconds(30)) { $0.containsMessage("first") && $0.containsMessage("second") })
+            let bodies = await rita.inbox.received.compactMap { event -> String? in
+                guard case .messagePosted(let posted) = event.event.kind, posted.sender == "sam" else { return nil }
+                return posted.body
+            }
+            #expect(bodies == ["first", "second"], "rita, in a third region, receives sam's writes in sam's order: \(bodies)")
+            let history = try await sam.history(conversationID: ConversationID.direct("rita", "sam"))
+            #expect(history.messages.map(\.messagePosted.body) == ["second", "first"], "sam reads what sam wrote")
+            await sam.disconnect()
+            await rita.stop()
+        }
+    }
 }

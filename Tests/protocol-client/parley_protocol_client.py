@@ -95,8 +95,9 @@ def frame(request_id, body_number, body):
     return field_varint(1, request_id) + field_bytes(body_number, body)
 
 
-def auth(token, device):
-    return field_bytes(1, token) + field_bytes(2, device)
+def auth(token, device, session):
+    ids = b"".join(field_bytes(3, field_bytes(1, o) + field_varint(2, s)) for o, s in sorted(session.items()))
+    return field_bytes(1, token) + field_bytes(2, device) + ids
 
 
 def send(client_msg_id, to_user, body):
@@ -139,15 +140,16 @@ def check(condition, what):
 class Device:
     """One connection, with the cursor and the shown messages the page asks a device to keep."""
 
-    def __init__(self, host, port, token, device_id):
+    def __init__(self, host, port, token, device_id, cursor=None, shown=None, session=None):
         self.sock = socket.create_connection((host, port), timeout=15)
         self.buffer = b""
         self.next_id = 1
-        self.cursor = {}          # origin -> last user_seq processed
-        self.shown = []           # [(message_id, body)] in the order shown
+        self.cursor = dict(cursor or {})    # origin -> last user_seq processed
+        self.shown = list(shown or [])      # [(message_id, body)] in the order shown
+        self.session = dict(session or {})  # origin -> newest event seq written or received
         self.gaps = 0
         self.behind = False       # a live push showed a gap: sync once the current request is answered
-        answer = self.request(AUTH, auth(token, device_id))
+        answer = self.request(AUTH, auth(token, device_id, self.session))
         check(answer[1] == AUTH_OK, f"auth answered {answer}")
         self.user = text(answer[2], 1)
         self.region = text(answer[2], 2)
@@ -182,15 +184,23 @@ class Device:
                 continue
             check(request_id == ids[len(answers)],
                   f"answer {request_id} ({number}: {fields}) out of order, expected {ids[len(answers)]}")
+            if number == SEND_ACK:
+                event = decode(one(fields, 3, b""))
+                self.saw(text(event, 1), one(event, 2, 0))
             answers.append((request_id, number, fields))
         if self.behind:
             self.behind = False
             self.sync()
         return answers
 
+    def saw(self, origin, seq):
+        self.session[origin] = max(self.session.get(origin, 0), seq)
+
     def accept(self, push, live):
         """The cursor rules of docs/PROTOCOL.md, then the rules for messages accepted twice."""
         origin, user_seq, posted = parse_push(push)
+        event = decode(one(push, 2, b""))
+        self.saw(text(event, 1), one(event, 2, 0))
         have = self.cursor.get(origin, 0)
         if user_seq <= have:
             return
@@ -268,13 +278,10 @@ def main():
     check(one(again, 6, 0) == 1 and text(again, 2) == text(first, 2), "a retry is answered as a duplicate")
 
     # bob goes away; alice pipelines 50 sends; bob comes back and syncs exactly what he missed.
-    bob_cursor = dict(bob.cursor)
-    bob_shown = list(bob.shown)
     bob.close()
     answers = alice.pipeline([(SEND, send(f"away-{i}", "bob", f"away {i}")) for i in range(50)])
     check(all(number == SEND_ACK for _, number, _ in answers), "every pipelined send acknowledged")
-    bob = Device(host, port, bob_token, "py")
-    bob.cursor, bob.shown = bob_cursor, bob_shown
+    bob = Device(host, port, bob_token, "py", cursor=bob.cursor, shown=bob.shown, session=bob.session)
     bob.sync()
     bodies = [b for _, b in bob.shown]
     check(bodies.count("once") == 1, f"the retried send shown once: {bodies}")
@@ -289,7 +296,7 @@ def main():
     # Bad input gets its documented code and the connection closed.
     report["garbageCode"] = error_code_on(host, port, struct.pack(">I", 3) + b"\xff\xff\xff")
     check(report["garbageCode"] == 1, f"malformed frame: code {report['garbageCode']}")
-    forged = frame(1, AUTH, auth(alice_token[:-4] + "AAAA", "py"))
+    forged = frame(1, AUTH, auth(alice_token[:-4] + "AAAA", "py", {}))
     report["forgedCode"] = error_code_on(host, port, struct.pack(">I", len(forged)) + forged)
     check(report["forgedCode"] == 11, f"forged token: code {report['forgedCode']}")
     huge = 10 * 1024 * 1024
