@@ -167,26 +167,18 @@ public struct Drill: Sendable {
         // durability acknowledged ones among them are at risk until the heal.
         // A drained or slowed region is not failed: nothing of it is at risk.
         var heldElsewhere = UInt64.max
-        if options.scenario.routeState == "down" {
-            // Every survivor must answer: one left out (a slow answer on a
-            // loaded machine) would hide the events only it holds.
-            heldElsewhere = 0
-            for survivor in survivors {
-                let source = HTTPRegionDigests(name: survivor.name, address: survivor.syncStatus ?? "")
-                var held: UInt64?
-                _ = await Self.poll(limit: .seconds(30), every: .milliseconds(200)) {
-                    guard let status = try? await source.status() else { return false }
-                    held = status.applied[options.region] ?? 0
-                    return true
-                }
-                guard let held else { throw DrillError("\(survivor.name)'s sync did not say what it holds of \(options.region)") }
-                heldElsewhere = max(heldElsewhere, held)
-            }
-        }
+        let failed = options.scenario.routeState == "down"
+        if failed { heldElsewhere = try await held(elsewhere: survivors) }
         if let recovered { try await Task.sleep(until: max(recovered, faultAt + options.outage)) }
+        // Asked again at the end of the outage: a `geo` send acknowledged
+        // during it was confirmed by a survivor, which must hold it by now.
+        if failed { heldElsewhere = max(heldElsewhere, try await held(elsewhere: survivors)) }
 
         log("heal: \(options.region)")
         let restartAt = ContinuousClock.now
+        // What is acknowledged from now on was confirmed once the region was
+        // back (a send retried after the heal): not at risk in the fault.
+        recorder.closeFaultWindow()
         try await heal(topology)
         // Convergence counts from the moment the region runs again.
         let healAt = ContinuousClock.now
@@ -224,6 +216,25 @@ public struct Drill: Sendable {
             convergenceSeconds: converged.map { seconds($0 - healAt) }, checkVerdict: lastCheck?.verdict.rawValue ?? "not run",
             checkSummary: lastCheck.map { "\($0.summary); applied \($0.applied.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: " | "))" } ?? ""
         )
+    }
+
+    /// The highest event of the failed region that any survivor holds. Every
+    /// survivor must answer: one left out (a slow answer on a loaded machine)
+    /// would hide the events only it holds.
+    private func held(elsewhere survivors: [RegionFile]) async throws -> UInt64 {
+        var highest: UInt64 = 0
+        for survivor in survivors {
+            let source = HTTPRegionDigests(name: survivor.name, address: survivor.syncStatus ?? "")
+            var held: UInt64?
+            _ = await Self.poll(limit: .seconds(30), every: .milliseconds(200)) {
+                guard let status = try? await source.status() else { return false }
+                held = status.applied[options.region] ?? 0
+                return true
+            }
+            guard let held else { throw DrillError("\(survivor.name)'s sync did not say what it holds of \(options.region)") }
+            highest = max(highest, held)
+        }
+        return highest
     }
 
     // MARK: - Faults

@@ -60,11 +60,14 @@ final class DrillRecorder: Sendable {
     private struct Acked {
         let origin: String
         let seq: UInt64
+        /// Acknowledged before the fault's heal began.
+        let inFault: Bool
     }
 
     private struct State {
         var acked: [Key: Acked] = [:]
         var errors = 0
+        var faultWindowOpen = true
         /// The message ids the device shows for each send, by the rule of
         /// docs/PROTOCOL.md ("Messages accepted twice"): a hidden copy is not
         /// shown, a shown one removes the copies it replaces.
@@ -77,9 +80,14 @@ final class DrillRecorder: Sendable {
 
     func acked(_ user: SimulatedUser, _ clientMsgID: String, _ ack: Parley_SendAck) {
         state.withLock {
-            $0.acked[Key(sender: user.name, clientMsgID: clientMsgID)] = Acked(origin: ack.event.origin, seq: ack.event.seq)
+            $0.acked[Key(sender: user.name, clientMsgID: clientMsgID)] = Acked(
+                origin: ack.event.origin, seq: ack.event.seq, inFault: $0.faultWindowOpen
+            )
         }
     }
+
+    /// The heal begins: later acknowledgements were not given during the fault.
+    func closeFaultWindow() { state.withLock { $0.faultWindowOpen = false } }
 
     func failed() { state.withLock { $0.errors += 1 } }
 
@@ -110,7 +118,7 @@ final class DrillRecorder: Sendable {
     /// `heldElsewhere`: the highest event of the killed region any other region held while it was down.
     func tally(killedRegion: String, heldElsewhere: UInt64) -> Tally {
         state.withLock { state in
-            let atRisk = state.acked.filter { $0.value.origin == killedRegion && $0.value.seq > heldElsewhere }
+            let atRisk = state.acked.filter { $0.value.inFault && $0.value.origin == killedRegion && $0.value.seq > heldElsewhere }
             return Tally(
                 acked: state.acked.count, errors: state.errors,
                 lost: state.acked.keys.filter { state.shown[$0, default: []].isEmpty }.count,
