@@ -90,16 +90,7 @@ public final class LocalCluster: Sendable {
 
     /// Runs `parley check` against the cluster: its exit status and output (stdout, then stderr).
     public func check(_ arguments: [String] = []) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: LocalRegion.binary)
-        process.arguments = ["check", "--regions", regions[0].directory] + arguments
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let text = output.fileHandleForReading.readDataToEndOfFile() + errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: text, as: UTF8.self))
+        try Subprocess.run(LocalRegion.binary, ["check", "--regions", regions[0].directory] + arguments)
     }
 
     /// Runs `parley check --watch SECONDS` until it has printed `lines` lines

@@ -135,17 +135,10 @@ public final class PostgresServer: Sendable {
 
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], asPostgres: Bool = false) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: asPostgres ? "/usr/sbin/runuser" : executable)
-        process.arguments = asPostgres ? ["-u", "postgres", "--", executable] + arguments : arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
+        let (status, text) = asPostgres
+            ? try Subprocess.run("/usr/sbin/runuser", ["-u", "postgres", "--", executable] + arguments)
+            : try Subprocess.run(executable, arguments)
+        guard status == 0 else {
             throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) failed: \(text)")
         }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
