@@ -2,7 +2,6 @@ import Logging
 import ParleyCore
 import ParleyProto
 import ParleyTestSupport
-import ParleyRPC
 import PostgresNIO
 import Testing
 
@@ -38,47 +37,6 @@ import Testing
 
     private func post(_ from: String, to: Post.Target, _ body: String, id: String? = nil) -> StoreCommand {
         .post(Post(sender: from, senderDevice: "d", clientMsgID: id ?? body, target: to, body: body))
-    }
-
-    /// PostgreSQL killed for a few seconds under a store that was listening,
-    /// probed with short deadlines (as health checks do) and writing (as
-    /// sync's applier does): once it is back, the write that waited through
-    /// the outage finishes and the store answers again.
-    @Test func aStoreWhosePostgresIsKilledAndRestartedWorksAgain() async throws {
-        try await withStore { store, server in
-            try await register(["alice", "bob"], store)
-            let listening = Task { try? await store.listenForLogChanges {} }
-            let probing = Task {
-                while !Task.isCancelled {
-                    try? await withDeadline(.milliseconds(300), "probe") { try await store.ping() }
-                    try? await Task.sleep(for: .milliseconds(100))
-                }
-            }
-            defer {
-                listening.cancel()
-                probing.cancel()
-            }
-            try await store.ping()
-            await server.kill9()
-            let waiting = Task { try await store.commit([self.post("alice", to: .user("bob"), "through the outage")]) }
-            try await Task.sleep(for: .seconds(3))  // the outage itself, as in the kill-postgres drill
-            try await server.restart()
-            let restarted = ContinuousClock.now
-            let finished = try await eventually(.seconds(60)) {
-                do {
-                    try await withDeadline(.seconds(2), "ping after the restart") { try await store.ping() }
-                    return true
-                } catch {
-                    return false
-                }
-            }
-            #expect(finished, "the store answers after its PostgreSQL came back")
-            print("store answered \(ContinuousClock.now - restarted) after the restart")
-            let outcome = try await withDeadline(.seconds(30), "the write that waited through the outage") { try await waiting.value }
-            #expect(outcome.count == 1)
-            print("the waiting write finished \(ContinuousClock.now - restarted) after the restart")
-            _ = try await withDeadline(.seconds(10), "applied vector after the restart") { try await store.appliedVector() }
-        }
     }
 
     @Test func migrationsAreIdempotent() async throws {
