@@ -62,23 +62,17 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
         let origin = request.event.origin
         let seq = request.event.seq
         let timeout = Duration.milliseconds(Int64(min(request.timeoutMs, 60_000)))
-        let watcher = self.watcher
-        let stored = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                while !Task.isCancelled {
-                    let current = watcher.current
-                    if current[origin] >= seq { return true }
-                    await watcher.wait(beyond: current)
-                }
-                return false
+        let deadline = ContinuousClock.now + timeout
+        var stored = false
+        while true {
+            let current = watcher.current
+            if current[origin] >= seq {
+                stored = true
+                break
             }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+            let left = deadline - ContinuousClock.now
+            guard left > .zero, !Task.isCancelled else { break }
+            _ = await watcher.wait(beyond: current, atMost: left)
         }
         return .with { $0.stored = stored }
     }

@@ -51,13 +51,7 @@ enum RawConnection {
     /// Connects, writes `writes` (raw bytes, framed or not), and returns every
     /// frame the gate sends until it closes the connection.
     static func framesUntilClosed(port: Int, after writes: [[UInt8]], timeout: Duration = .seconds(10)) async throws -> [Parley_Frame] {
-        let channel = try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 24)))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
+        let channel = try await connect(port)
         return try await channel.executeThenClose { inbound, outbound in
             for bytes in writes { try await outbound.write(ByteBuffer(bytes: bytes)) }
             return try await withThrowingTaskGroup(of: [Parley_Frame]?.self) { group in
@@ -83,13 +77,7 @@ enum RawConnection {
     static func frames(
         port: Int, after bytes: [UInt8], timeout: Duration = .seconds(60), until enough: @escaping @Sendable ([Parley_Frame]) -> Bool
     ) async throws -> [Parley_Frame] {
-        let channel = try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 24)))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
+        let channel = try await connect(port)
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: bytes))
             return try await withThrowingTaskGroup(of: [Parley_Frame]?.self) { group in
@@ -111,6 +99,17 @@ enum RawConnection {
                 return frames
             }
         }
+    }
+
+    /// A TCP connection to a gate whose inbound side yields one frame payload at a time.
+    private static func connect(_ port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 24)))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
     }
 
     static func lengthPrefix(_ count: Int) -> [UInt8] {
