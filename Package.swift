@@ -75,6 +75,7 @@ let package = Package(
             dependencies: [
                 "ParleyCore", "ParleyProto",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]

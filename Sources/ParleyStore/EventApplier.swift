@@ -26,7 +26,7 @@ enum EventApplier {
     ///     has already incremented them).
     static func apply(
         _ events: [Parley_Event], knownOrders: [MessageID: ConversationOrder], heads: [OriginHead],
-        carryCounters: Bool = false, _ tx: PostgresConnection, _ logger: Logger
+        carryCounters: Bool = false, _ tx: DatabaseConnection, _ logger: Logger
     ) async throws {
         var rows = DerivedRows(events)
         if carryCounters { rows.addCounters(of: events) }
@@ -54,7 +54,7 @@ enum EventApplier {
         _ = try await tx.execute(rows, logger: logger)
     }
 
-    private static func loadOrders(_ ids: [MessageID], _ tx: PostgresConnection, _ logger: Logger) async throws -> [MessageID: ConversationOrder] {
+    private static func loadOrders(_ ids: [MessageID], _ tx: DatabaseConnection, _ logger: Logger) async throws -> [MessageID: ConversationOrder] {
         let rows = try await tx.query(
             """
             SELECT origin, seq, hlc FROM messages WHERE (origin, seq) IN (

@@ -131,14 +131,14 @@ public enum Migrations {
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.
-    public static func run(on client: PostgresClient, logger: Logger) async throws {
-        try await client.withConnection { connection in
+    static func run(on database: Database, logger: Logger) async throws {
+        try await database.withConnection { connection in
             try await connection.query(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
                 logger: logger
             )
             for migration in all {
-                try await connection.withTransaction(logger: logger) { tx in
+                try await database.inTransaction(on: connection) { tx in
                     // One lock id for "parl": concurrent starters apply migrations one at a time.
                     try await tx.query("SELECT pg_advisory_xact_lock(1885434476)", logger: logger)
                     let done = try await tx.query(

@@ -12,7 +12,7 @@ extension RegionStore {
     public func logDigests(at vector: VersionVector) async throws -> [String: LogDigest] {
         let origins = vector.origins.sorted()
         let through = origins.map { Int64(vector[$0]) }
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT v.origin,
                    coalesce((SELECT bit_xor(b.digest) FROM log_buckets b WHERE b.origin = v.origin AND b.bucket < v.n >> \(unescaped: "\(Digests.bucketShift)")), 0)
@@ -36,7 +36,7 @@ extension RegionStore {
     public func logBuckets(origin: String, through: UInt64) async throws -> [DigestBucket] {
         let last = Int64(through) >> Int64(Digests.bucketShift)
         var buckets: [DigestBucket] = []
-        let full = try await client.query(
+        let full = try await database.query(
             "SELECT bucket, digest, events FROM log_buckets WHERE origin = \(origin) AND bucket < \(last) AND events <> 0 ORDER BY bucket",
             logger: logger
         )
@@ -53,7 +53,7 @@ extension RegionStore {
     /// The events of one bucket through `through`, with their hashes and a readable rendering.
     public func events(origin: String, bucket: Int64, through: UInt64) async throws -> [EventSummary] {
         let shift = Int64(Digests.bucketShift)
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT r.seq, \(unescaped: Digests.eventHash), r.hlc, r.kind, r.conversation_id, r.payload FROM events r
             WHERE r.origin = \(origin) AND r.seq >= \(bucket << shift) AND r.seq < \((bucket + 1) << shift) AND r.seq <= \(Int64(through))
@@ -72,7 +72,7 @@ extension RegionStore {
 
     /// Per origin, the applied seq and the number of events stored.
     public func logIntegrity() async throws -> [String: LogIntegrity] {
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT o.origin, o.applied_seq, coalesce((SELECT sum(b.events) FROM log_buckets b WHERE b.origin = o.origin), 0)::bigint
             FROM (SELECT origin, applied_seq FROM origins UNION SELECT DISTINCT origin, 0 FROM log_buckets
@@ -91,7 +91,7 @@ extension RegionStore {
     /// the XOR of each conversation's digests and how many it holds. Two
     /// regions compare these first and list only the buckets that differ.
     public func conversationBuckets() async throws -> [DigestBucket] {
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT parley_h64(conversation_id) & 255, bit_xor(parley_h64(concat_ws('|', conversation_id, log_digest, log_events, state_digest))), count(*)
             FROM conversation_digests WHERE log_events <> 0 OR state_digest <> 0 GROUP BY 1 ORDER BY 1
@@ -107,7 +107,7 @@ extension RegionStore {
 
     /// The digests of the conversations in one bucket of `conversationBuckets`.
     public func conversationDigests(bucket: Int64) async throws -> [ConversationDigest] {
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT conversation_id, log_digest, log_events, state_digest FROM conversation_digests
             WHERE (log_events <> 0 OR state_digest <> 0) AND parley_h64(conversation_id) & 255 = \(bucket) ORDER BY conversation_id
@@ -131,7 +131,7 @@ extension RegionStore {
         }
         var query = PostgresQuery(unsafeSQL: selects.joined(separator: " UNION ALL ") + " ORDER BY 1, 2")
         query.binds.append(conversation)
-        let rows = try await client.query(query, logger: logger)
+        let rows = try await database.query(query, logger: logger)
         var result: [StateRow] = []
         for try await (table, key, hash, content) in rows.decode((String, String, Int64, String).self) {
             result.append(StateRow(table: table, key: key, hash: hash, content: content))

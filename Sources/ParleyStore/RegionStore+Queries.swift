@@ -16,7 +16,7 @@ extension RegionStore {
     /// cursor the same way, because user_seq is fixed by the origin.
     public func sync(userID: String, after cursor: VersionVector, limit: Int) async throws -> SyncPage {
         var page = SyncPage(events: [], cursor: cursor, more: false)
-        let rows = try await client.query(
+        let rows = try await database.query(
             "SELECT origin FROM user_counters WHERE user_id = \(userID) ORDER BY origin", logger: logger
         )
         var origins: [String] = []
@@ -25,7 +25,7 @@ extension RegionStore {
             let remaining = limit - page.events.count
             guard remaining > 0 else { page.more = true; break }
             let after = Int64(cursor[origin])
-            let events = try await client.query(
+            let events = try await database.query(
                 """
                 SELECT i.user_seq, e.payload, m.body, m.recalled, m.edit_hlc > 0,
                        m.origin IS NOT NULL AND (c.origin, c.seq) IS DISTINCT FROM (m.origin, m.seq),
@@ -69,7 +69,7 @@ extension RegionStore {
         try await requireMember(userID: userID, conversationID: conversationID)
         var bound = (hlc: Int64.max, origin: "", seq: Int64.max)
         if let before {
-            let rows = try await client.query(
+            let rows = try await database.query(
                 "SELECT hlc FROM messages WHERE origin = \(before.origin) AND seq = \(Int64(before.seq)) AND conversation_id = \(conversationID)",
                 logger: logger
             ).collect()
@@ -78,7 +78,7 @@ extension RegionStore {
             }
             bound = (try row.decode(Int64.self), before.origin, Int64(before.seq))
         }
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT e.payload, m.body, m.recalled, m.edit_hlc > 0, \(unescaped: Self.otherCopies) FROM messages m
             JOIN events e ON e.origin = m.origin AND e.seq = m.seq
@@ -103,7 +103,7 @@ extension RegionStore {
 
     /// Per conversation of the user, the messages from others after their read marker.
     public func unreadCounts(userID: String) async throws -> [String: UInt64] {
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT mb.conversation_id, count(m.seq) FROM members mb
             JOIN messages m ON m.conversation_id = mb.conversation_id AND m.sender <> mb.user_id AND NOT m.recalled
@@ -124,14 +124,14 @@ extension RegionStore {
     /// The highest contiguous seq stored for each origin.
     public func appliedVector() async throws -> VersionVector {
         var vector = VersionVector()
-        let rows = try await client.query("SELECT origin, applied_seq FROM origins", logger: logger)
+        let rows = try await database.query("SELECT origin, applied_seq FROM origins", logger: logger)
         for try await (origin, seq) in rows.decode((String, Int64).self) { vector[origin] = UInt64(seq) }
         return vector
     }
 
     /// Events of one origin in seq order, from `after` (exclusive): the log as a peer or a test reads it.
     public func events(origin: String, after: UInt64, limit: Int) async throws -> [Parley_Event] {
-        let rows = try await client.query(
+        let rows = try await database.query(
             "SELECT payload FROM events WHERE origin = \(origin) AND seq > \(Int64(after)) ORDER BY seq LIMIT \(limit)",
             logger: logger
         )
@@ -141,11 +141,11 @@ extension RegionStore {
     }
 
     private func requireMember(userID: String, conversationID: String) async throws {
-        let rows = try await client.query(
+        let rows = try await database.query(
             "SELECT 1 FROM members WHERE conversation_id = \(conversationID) AND user_id = \(userID) AND present", logger: logger
         ).collect()
         guard rows.isEmpty else { return }
-        let known = try await client.query(
+        let known = try await database.query(
             "SELECT 1 FROM conversations WHERE conversation_id = \(conversationID)", logger: logger
         ).collect()
         throw known.isEmpty
@@ -170,7 +170,7 @@ extension RegionStore {
     func withDuplicateState(_ events: [Parley_Event]) async throws -> [Parley_Event] {
         let messages = events.filter { if case .messagePosted = $0.kind { true } else { false } }
         guard !messages.isEmpty else { return events }
-        let rows = try await client.query(
+        let rows = try await database.query(
             """
             SELECT m.origin, m.seq, (c.origin, c.seq) <> (m.origin, m.seq),
                    CASE WHEN (c.origin, c.seq) = (m.origin, m.seq) THEN \(unescaped: Self.otherCopies) ELSE '{}' END
@@ -197,10 +197,10 @@ extension RegionStore {
 
     /// A user's profile fields.
     public func profile(of userID: String) async throws -> [String: String] {
-        let known = try await client.query("SELECT 1 FROM users WHERE user_id = \(userID)", logger: logger).collect()
+        let known = try await database.query("SELECT 1 FROM users WHERE user_id = \(userID)", logger: logger).collect()
         guard !known.isEmpty else { throw ClientError(.unknownUser, "unknown user \(userID)") }
         var fields: [String: String] = [:]
-        let rows = try await client.query("SELECT field, value FROM profiles WHERE user_id = \(userID)", logger: logger)
+        let rows = try await database.query("SELECT field, value FROM profiles WHERE user_id = \(userID)", logger: logger)
         for try await (field, value) in rows.decode((String, String).self) { fields[field] = value }
         return fields
     }

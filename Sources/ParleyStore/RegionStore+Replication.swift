@@ -14,7 +14,7 @@ extension RegionStore {
     /// Calls `changed` whenever a commit has appended to this region's log
     /// (any origin), until cancelled. Holds one pooled connection.
     public func listenForLogChanges(_ changed: @Sendable () -> Void) async throws {
-        try await client.withConnection { connection in
+        try await database.withConnection { connection in
             try await connection.listen(on: Self.logChannel) { notifications in
                 for try await _ in notifications { changed() }
             }
@@ -28,7 +28,7 @@ extension RegionStore {
     /// replicated-push lock, held by that connection's session, so one
     /// listener per region handles each batch.
     public func listenForReplicated(asLeader: Bool = false, _ handle: @Sendable ([Parley_Event]) async -> Void) async throws {
-        try await client.withConnection { connection in
+        try await database.withConnection { connection in
             while asLeader {
                 // One lock id for "pshr" (replicated pushes).
                 let rows = try await connection.query("SELECT pg_try_advisory_lock(1886613618)", logger: logger)
@@ -117,17 +117,7 @@ extension RegionStore {
 }
 
 extension RegionStore {
-    /// A transaction whose own refusals (`StoreError`) reach the caller as
-    /// themselves rather than wrapped in postgres-nio's transaction error.
-    func inTransaction<Result: Sendable>(
-        isolation: isolated (any Actor)? = #isolation,
-        _ body: (PostgresConnection) async throws -> sending Result
-    ) async throws -> sending Result {
-        do {
-            return try await client.withTransaction(logger: logger, isolation: isolation, body)
-        } catch let error as PostgresTransactionError {
-            if let refusal = error.closureError as? StoreError { throw refusal }
-            throw error
-        }
+    func inTransaction<Result: Sendable>(_ body: (DatabaseConnection) async throws -> Result) async throws -> Result {
+        try await database.withTransaction(body)
     }
 }

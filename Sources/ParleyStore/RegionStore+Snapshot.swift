@@ -6,7 +6,7 @@ import SwiftProtobuf
 
 extension RegionStore {
     /// Loads, in a few set-based queries, everything the planner checks.
-    static func loadSnapshot(for commands: [StoreCommand], _ tx: PostgresConnection, _ logger: Logger) async throws -> CommitSnapshot {
+    static func loadSnapshot(for commands: [StoreCommand], _ tx: DatabaseConnection, _ logger: Logger) async throws -> CommitSnapshot {
         var users: Set<String> = []
         var conversations: Set<String> = []
         var postKeys: [PostKey] = []

@@ -12,14 +12,15 @@ import SwiftProtobuf
 /// and a reader tailing the log by seq never skips a row.
 ///
 /// Run the `client` (it is a `Service`) for as long as the store is used.
+/// Every query goes through `database`, never the client itself (see `Database`).
 public final class RegionStore: Sendable {
-    public let client: PostgresClient
+    let database: Database
     public let origin: String
     let clock: HybridLogicalClock
     let logger: Logger
 
     public init(client: PostgresClient, origin: String, clock: HybridLogicalClock, logger: Logger) {
-        self.client = client
+        database = Database(client: client, logger: logger)
         self.origin = origin
         self.clock = clock
         self.logger = logger
@@ -27,8 +28,8 @@ public final class RegionStore: Sendable {
 
     /// Migrates the schema and makes sure this origin has its counter row.
     public func prepare() async throws {
-        try await Migrations.run(on: client, logger: logger)
-        try await client.query(
+        try await Migrations.run(on: database, logger: logger)
+        try await database.query(
             "INSERT INTO origins (origin, applied_seq, last_hlc) VALUES (\(origin), 0, 0) ON CONFLICT DO NOTHING",
             logger: logger
         )
@@ -36,7 +37,7 @@ public final class RegionStore: Sendable {
 
     /// Answers once PostgreSQL has run a query: the health checks' probe.
     public func ping() async throws {
-        for try await _ in try await client.query("SELECT 1", logger: logger) {}
+        for try await _ in try await database.query("SELECT 1", logger: logger) {}
     }
 
     /// Commits a batch of commands in one transaction (group commit) and
@@ -45,7 +46,7 @@ public final class RegionStore: Sendable {
         let origin = self.origin
         let now = clock.now()
         let logger = self.logger
-        let planner = try await client.withTransaction(logger: logger) { tx -> CommitPlanner in
+        let planner = try await database.withTransaction { tx -> CommitPlanner in
             let (appliedSeq, floorHLC, deps) = try await Self.lockOrigin(origin, tx, logger)
             let snapshot = try await Self.loadSnapshot(for: commands, tx, logger)
             var planner = CommitPlanner(
@@ -69,7 +70,7 @@ public final class RegionStore: Sendable {
     /// Locks this origin's head (held until commit: seq order is commit order)
     /// and reads the other origins' heads, the new events' causal dependencies.
     private static func lockOrigin(
-        _ origin: String, _ tx: PostgresConnection, _ logger: Logger
+        _ origin: String, _ tx: DatabaseConnection, _ logger: Logger
     ) async throws -> (appliedSeq: UInt64, floorHLC: HLC, deps: [String: UInt64]) {
         let rows = try await tx.execute(LockOriginStatement(origin: origin), logger: logger)
         var head: UInt64?
@@ -87,7 +88,7 @@ public final class RegionStore: Sendable {
     }
 
     private static func incrementCounters(
-        origin: String, _ counts: [(userID: String, count: Int64)], _ tx: PostgresConnection, _ logger: Logger
+        origin: String, _ counts: [(userID: String, count: Int64)], _ tx: DatabaseConnection, _ logger: Logger
     ) async throws -> [String: UInt64] {
         let statement = IncrementCountersStatement(origin: origin, users: counts.map(\.userID), increments: counts.map(\.count))
         let rows = try await tx.execute(statement, logger: logger)

@@ -1,8 +1,10 @@
 import Logging
 import ParleyCore
 import ParleyProto
+import ParleyRPC
 import ParleyTestSupport
 import PostgresNIO
+import Synchronization
 import Testing
 
 @testable import ParleyStore
@@ -37,6 +39,87 @@ import Testing
 
     private func post(_ from: String, to: Post.Target, _ body: String, id: String? = nil) -> StoreCommand {
         .post(Post(sender: from, senderDevice: "d", clientMsgID: id ?? body, target: to, body: body))
+    }
+
+    /// A query written to a connection PostgreSQL has already closed fails at
+    /// once; postgres-nio alone waits for it for ever (see `Database`). The
+    /// close is complete (NIO has removed the connection's handlers) before
+    /// the transaction's second query is written.
+    @Test func aQueryOnAConnectionThatHasClosedFailsInsteadOfWaitingForEver() async throws {
+        try await withStore { store, server in
+            let outcome = Mutex<Result<Void, any Error>?>(nil)
+            let logger = store.logger
+            let transaction = Task {
+                do {
+                    try await store.database.withTransaction { tx in
+                        try await tx.query("SELECT 1", logger: logger)
+                        await server.kill9()
+                        try await tx.raw.closeFuture.get()
+                        try await tx.query("SELECT 2", logger: logger)
+                    }
+                    outcome.withLock { $0 = .success(()) }
+                } catch {
+                    outcome.withLock { $0 = .failure(error) }
+                }
+            }
+            defer { transaction.cancel() }
+            let ended = try await eventually(.seconds(10)) { outcome.withLock { $0 != nil } }
+            #expect(ended, "the query on the closed connection still waits")
+            if case .success = outcome.withLock({ $0 }) { Issue.record("a query on a closed connection succeeded") }
+            try await server.restart()
+            try await store.ping()
+        }
+    }
+
+    /// PostgreSQL killed and restarted again and again under a store that is
+    /// listening, probed with short deadlines (as health checks do) and
+    /// writing (as logic and sync's applier do): each time it is back, the
+    /// writes go on. Before `Database`, one of the first six outages stopped
+    /// the writer for good.
+    @Test func aStoreWhosePostgresIsKilledAndRestartedAgainAndAgainKeepsWriting() async throws {
+        try await withStore { store, server in
+            try await register(["alice", "bob"], store)
+            let commits = Atomic<Int>(0)
+            let listening = Task {
+                while !Task.isCancelled {
+                    try? await store.listenForLogChanges {}
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            let probing = Task {
+                while !Task.isCancelled {
+                    try? await withDeadline(.milliseconds(300), "probe") { try await store.ping() }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            let writing = Task {
+                var n = 0
+                while !Task.isCancelled {
+                    n += 1
+                    do {
+                        _ = try await store.commit([self.post("alice", to: .user("bob"), "m\(n)")])
+                        commits.add(1, ordering: .relaxed)
+                    } catch {
+                        try? await Task.sleep(for: .milliseconds(50))
+                    }
+                }
+            }
+            defer {
+                listening.cancel()
+                probing.cancel()
+                writing.cancel()
+            }
+            for outage in 1...6 {
+                try await Task.sleep(for: .milliseconds(Int.random(in: 200...800)))
+                await server.kill9()
+                try await Task.sleep(for: .milliseconds(Int.random(in: 100...1_500)))
+                try await server.restart()
+                let before = commits.load(ordering: .relaxed)
+                let resumed = try await eventually(.seconds(20)) { commits.load(ordering: .relaxed) > before + 3 }
+                #expect(resumed, "no write finished within 20 s of PostgreSQL's restart \(outage)")
+                if !resumed { break }
+            }
+        }
     }
 
     @Test func migrationsAreIdempotent() async throws {
@@ -143,7 +226,7 @@ import Testing
                 """)
             let users = (0..<20).map { "u\($0)" }
             try await register(users, store)
-            let other = RegionStore(client: store.client, origin: "eu", clock: HybridLogicalClock(), logger: store.logger)
+            let other = RegionStore(client: store.database.client, origin: "eu", clock: HybridLogicalClock(), logger: store.logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for writer in [store, other] {
                     for task in 0..<8 {
