@@ -43,12 +43,21 @@ public final class RedisClient: Sendable {
     }
 
     public func pipeline(bytes commands: [[[UInt8]]]) async throws -> [RESPValue] {
-        let channel = try await connectedChannel()
+        try await pipeline(bytes: commands, on: try await connectedChannel())
+    }
+
+    func pipeline(bytes commands: [[[UInt8]]], on channel: any Channel) async throws -> [RESPValue] {
         let futures = try await channel.eventLoop.submit {
             let futures = commands.map { arguments in
-                let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-                channel.write(RedisCommand(arguments: arguments, promise: promise), promise: nil)
-                return promise.futureResult
+                let reply = channel.eventLoop.makePromise(of: RESPValue.self)
+                // A write to a connection that has closed never reaches the
+                // handler (NIO has removed it), and nothing would fail the
+                // reply: the caller waited for ever (seen in
+                // RedisClientTests.reconnects…). The failed write fails it.
+                let written = channel.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenFailure { reply.fail($0) }
+                channel.write(RedisCommand(arguments: arguments, promise: reply), promise: written)
+                return reply.futureResult
             }
             channel.flush()
             return futures
@@ -67,7 +76,7 @@ public final class RedisClient: Sendable {
         if let channel = try? await future?.get() { try? await channel.close() }
     }
 
-    private func connectedChannel() async throws -> any Channel {
+    func connectedChannel() async throws -> any Channel {
         let future = channel.withLock { current -> EventLoopFuture<any Channel> in
             if let existing = current { return existing }
             let connecting = makeConnection()

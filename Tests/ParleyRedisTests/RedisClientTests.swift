@@ -1,5 +1,5 @@
 import ParleyPresence
-import ParleyRedis
+@testable import ParleyRedis
 import ParleyTestSupport
 import Synchronization
 import Testing
@@ -62,6 +62,29 @@ import Testing
             // The first command may fail on the dead connection; the next one reconnects.
             _ = try? await redis.send("PING")
             #expect(try await redis.send("PING") == .status("PONG"))
+        }
+    }
+
+    /// A command written to a connection that has closed, after NIO has
+    /// removed its handlers, fails at once instead of waiting for ever.
+    @Test func aCommandOnAConnectionThatHasClosedFailsInsteadOfWaitingForEver() async throws {
+        try await withRedis { redis, _ in
+            let channel = try await redis.connectedChannel()
+            try await channel.close()
+            try await channel.closeFuture.get()
+            let outcome = Mutex<Result<[RESPValue], any Error>?>(nil)
+            let command = Task {
+                do {
+                    let replies = try await redis.pipeline(bytes: [[Array("PING".utf8)]], on: channel)
+                    outcome.withLock { $0 = .success(replies) }
+                } catch {
+                    outcome.withLock { $0 = .failure(error) }
+                }
+            }
+            defer { command.cancel() }
+            #expect(try await eventually(.seconds(10)) { outcome.withLock { $0 != nil } }, "the command still waits")
+            if case .success = outcome.withLock({ $0 }) { Issue.record("a command on a closed connection was answered") }
+            #expect(try await redis.send("PING") == .status("PONG"), "the next command reconnects")
         }
     }
 
