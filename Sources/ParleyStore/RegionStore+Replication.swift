@@ -71,7 +71,7 @@ extension RegionStore {
         guard !origins.isEmpty else { return try await appliedVector() }
         guard !origins.contains(origin) else { throw StoreError("a replicated batch holds events of this region's own origin \(origin)") }
         let logger = self.logger
-        let (vector, maxHLC) = try await inTransaction { tx -> (VersionVector, UInt64) in
+        let (vector, maxHLC) = try await database.withTransaction { tx -> (VersionVector, UInt64) in
             try await tx.query(
                 """
                 INSERT INTO origins (origin, applied_seq, last_hlc)
@@ -113,11 +113,5 @@ extension RegionStore {
         // Later local events must sort after what this region has seen.
         if maxHLC > 0 { clock.observe(HLC(rawValue: maxHLC)) }
         return vector
-    }
-}
-
-extension RegionStore {
-    func inTransaction<Result: Sendable>(_ body: (DatabaseConnection) async throws -> Result) async throws -> Result {
-        try await database.withTransaction(body)
     }
 }
