@@ -1,11 +1,13 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// One module per role (DESIGN §6). Dependency rules:
+// One module per role; docs/ARCHITECTURE.md lists the modules and the
+// dependency rules, which ops/check-imports checks (run by ops/test):
 // - ParleyCore imports no NIO, Postgres, Redis or gRPC;
 // - ParleyGate never imports ParleyStore;
 // - roles talk over RPC (ParleyProto), never by importing each other;
-// - ParleyClient imports only core, protocol and its transports.
+// - ParleyClient imports only core, protocol and its transports;
+// - the executable only wires.
 let package = Package(
     name: "parley",
     platforms: [.macOS(.v15)],
@@ -30,7 +32,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
-        // Pure core: events, vector clocks, HLC, identifiers, error codes.
+        // Pure core: data and rules, no I/O.
         .target(name: "ParleyCore"),
         // Generated protobuf and gRPC code (ops/gen-proto regenerates it).
         .target(
@@ -78,12 +80,26 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // gRPC plumbing shared by the roles: servers and a pool of clients by address.
+        // Where each region is and what the cluster shares: the files in regions/.
+        .target(name: "ParleyDeployment", dependencies: ["ParleyCore"]),
+        // Health probes: short TCP and HTTP/1.1 exchanges within a deadline.
+        .target(
+            name: "ParleyProbe",
+            dependencies: [
+                "ParleyCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // gRPC plumbing shared by the roles: servers, a pool of clients by
+        // address, streams reopened with backoff, serving once prepared.
         .target(
             name: "ParleyRPC",
             dependencies: [
+                "ParleyCore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -92,7 +108,7 @@ let package = Package(
         .target(
             name: "ParleyLogic",
             dependencies: [
-                "ParleyCore", "ParleyProto", "ParleyWire", "ParleyStore", "ParleyPresence", "ParleyRPC", "ParleyRedis",
+                "ParleyCore", "ParleyProto", "ParleyWire", "ParleyStore", "ParleyPresence", "ParleyRPC", "ParleyProbe", "ParleyRedis",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,7 +118,7 @@ let package = Package(
         .target(
             name: "ParleyGate",
             dependencies: [
-                "ParleyCore", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyPresence", "ParleyRPC",
+                "ParleyCore", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyPresence", "ParleyRPC", "ParleyProbe",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -117,9 +133,8 @@ let package = Package(
         .target(
             name: "ParleySync",
             dependencies: [
-                "ParleyCore", "ParleyProto", "ParleyStore", "ParleyRPC",
+                "ParleyCore", "ParleyProto", "ParleyStore", "ParleyRPC", "ParleyProbe",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -130,7 +145,7 @@ let package = Package(
         .target(
             name: "ParleyRoute",
             dependencies: [
-                "ParleyCore", "ParleyRPC",
+                "ParleyCore", "ParleyDeployment", "ParleyRPC", "ParleyProbe",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -145,6 +160,8 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Client SDK: ships to apps alone.
@@ -162,21 +179,30 @@ let package = Package(
         .target(
             name: "ParleyTools",
             dependencies: [
-                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth", "ParleyFault",
+                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        // `parley check`: asks every region's sync for digests and compares them.
+        .target(name: "ParleyCheck", dependencies: ["ParleyCore"]),
+        // `parley drill`: faults on the ops/up cluster under simulated load, and the report.
+        .target(
+            name: "ParleyDrill",
+            dependencies: [
+                "ParleyClient", "ParleyCore", "ParleyDeployment", "ParleyProto", "ParleyAuth", "ParleyFault", "ParleyRoute",
+                "ParleyCheck", "ParleyTools",
             ]
         ),
         // Ephemeral real servers (Postgres, Redis) and whole regions for tests.
         .target(
             name: "ParleyTestSupport",
-            dependencies: ["ParleyCore", "ParleyFault"]
+            dependencies: ["ParleyCore", "ParleyDeployment", "ParleyFault"]
         ),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyCore", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleySync", "ParleyClient", "ParleyTools", "ParleyRPC", "ParleyStore",
-                "ParleyFault", "ParleyRoute",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
+                "ParleyCore", "ParleyDeployment", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleySync", "ParleyClient", "ParleyTools",
+                "ParleyDrill", "ParleyCheck", "ParleyRPC", "ParleyProbe", "ParleyStore", "ParleyFault", "ParleyRoute",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -184,6 +210,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ParleyCoreTests", dependencies: ["ParleyCore"]),
+        .testTarget(name: "ParleyLogicTests", dependencies: ["ParleyLogic", "ParleyStore", "ParleyCore", "ParleyProto"]),
         .testTarget(
             name: "ParleyWireTests",
             dependencies: [
@@ -192,7 +219,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth"]),
+        .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth", "ParleyDeployment"]),
         .testTarget(
             name: "ParleyFaultTests",
             dependencies: [
@@ -205,7 +232,7 @@ let package = Package(
         .testTarget(
             name: "ParleyStoreTests",
             dependencies: [
-                "ParleyStore", "ParleyCore", "ParleyProto", "ParleyTestSupport", "ParleyRPC",
+                "ParleyStore", "ParleyLogic", "ParleyCore", "ParleyProto", "ParleyTestSupport", "ParleyProbe",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -213,7 +240,8 @@ let package = Package(
         .testTarget(
             name: "ParleyRegionTests",
             dependencies: [
-                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyTools", "ParleyTestSupport", "ParleyFault",
+                "ParleyClient", "ParleyCore", "ParleyDeployment", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyTools", "ParleyDrill",
+                "ParleyCheck", "ParleyProbe", "ParleyTestSupport", "ParleyFault",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

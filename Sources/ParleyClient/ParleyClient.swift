@@ -37,7 +37,7 @@ public actor ParleyClient {
         public var routes: [String] = []
         /// Sent to route: a region to prefer, and where the device is.
         public var regionHint: String?
-        public var location: RegionFile.Location?
+        public var location: GeoLocation?
         /// Which of a routed region's gates to use.
         public var transport: Transport = .tcp
         public var routeTimeout: Duration = .seconds(1)
@@ -457,7 +457,8 @@ public actor ParleyClient {
     private func reconnectWithBackoff() async {
         // A region that fails drops all its clients at once: a little jitter
         // before the first attempt keeps them from arriving elsewhere together.
-        try? await Task.sleep(for: Backoff.firstAttempt())
+        // Spread over 200 ms: every client of a failed gate notices at once.
+        try? await Task.sleep(for: .milliseconds(Int64.random(in: 0...200)))
         var attempt = 0
         while !stopped, connection == nil {
             do {
@@ -468,7 +469,7 @@ public actor ParleyClient {
                 return
             } catch {
                 attempt += 1
-                try? await Task.sleep(for: Backoff.delay(attempt: attempt))
+                try? await Task.sleep(for: Backoff.client.delay(afterFailures: attempt))
             }
         }
     }
@@ -509,7 +510,7 @@ public actor ParleyClient {
                 throw error
             } catch {
                 guard attempt < attempts, !stopped else { throw error }
-                try await Task.sleep(for: Backoff.delay(attempt: attempt))
+                try await Task.sleep(for: Backoff.client.delay(afterFailures: attempt))
             }
         }
     }
@@ -575,16 +576,6 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
 extension ClientErrorCode {
     /// Whether retrying the same request later can succeed.
     var isRetryable: Bool { self == .unavailable || self == .timeout || self == .internalError }
-}
-
-/// Exponential backoff with jitter, so reconnecting clients do not stampede.
-enum Backoff {
-    static func firstAttempt() -> Duration { .milliseconds(Int64.random(in: 0...200)) }
-
-    static func delay(attempt: Int) -> Duration {
-        let base = min(5_000.0, 50.0 * Double(1 << min(attempt, 10)))
-        return .milliseconds(Int64(base * Double.random(in: 0.5...1.0)))
-    }
 }
 
 private final class ConnectionIDs: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleyProbe
 import ParleyProto
 import ParleyRedis
 import ParleyRPC

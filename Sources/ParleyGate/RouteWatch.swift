@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ParleyProbe
 import ParleyRPC
 import ServiceLifecycle
 

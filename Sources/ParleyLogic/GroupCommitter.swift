@@ -6,13 +6,14 @@ import ServiceLifecycle
 
 /// Group commit: concurrent requests are written together, one transaction
 /// per batch, so the origin's counter lock is taken once per batch rather
-/// than once per message (DESIGN §9: ~1,300 msgs/s one by one, far more batched).
+/// than once per message (docs/ARCHITECTURE.md, "Group commit": ~1,300 msgs/s
+/// one by one on a 2-core machine, far more batched).
 ///
 /// There is no fixed wait: while one batch commits, new commands queue up and
 /// the next batch takes them all (up to `maxBatch`), so batches grow with load
 /// and an idle region adds no latency.
 final class GroupCommitter: Service, Sendable {
-    private typealias Pending = (command: StoreCommand, ticket: OneShot<CommitOutcome>)
+    private typealias Pending = (command: Command, ticket: OneShot<CommitOutcome>)
 
     private let store: RegionStore
     private let rules: CommitRules
@@ -31,7 +32,7 @@ final class GroupCommitter: Service, Sendable {
     /// Queues a command for the next batch, at once: commands queued one
     /// after the other commit in that order (one connection's pipelined
     /// requests). The ticket gives the outcome once its batch committed.
-    func enqueue(_ command: StoreCommand) -> OneShot<CommitOutcome> {
+    func enqueue(_ command: Command) -> OneShot<CommitOutcome> {
         let ticket = OneShot<CommitOutcome>()
         if !queue.push((command, ticket)) {
             ticket.resolve(.failure(ClientError(.unavailable, "logic is shutting down")))
@@ -40,7 +41,7 @@ final class GroupCommitter: Service, Sendable {
     }
 
     /// Queues a command and waits for its batch to commit.
-    func submit(_ command: StoreCommand) async throws -> CommitOutcome {
+    func submit(_ command: Command) async throws -> CommitOutcome {
         try await enqueue(command).value()
     }
 
@@ -73,7 +74,9 @@ final class GroupCommitter: Service, Sendable {
                 logger.warning("group commit failed", metadata: ["attempt": "\(attempt)", "size": "\(batch.count)", "error": "\(String(reflecting: error))"])
             }
         }
-        let failure = ClientError(.unavailable, "could not commit: \(lastError.map { "\($0)" } ?? "unknown")")
+        // The database's words stay in the log: a device learns only that it may retry.
+        logger.error("group commit gave up", metadata: ["size": "\(batch.count)", "error": "\(lastError.map { String(reflecting: $0) } ?? "unknown")"])
+        let failure = ClientError(.unavailable, "could not commit; retry")
         for entry in batch { entry.ticket.resolve(.failure(failure)) }
     }
 }

@@ -1,3 +1,4 @@
+import ParleyProbe
 import ParleyProto
 import ParleyRedis
 import ParleyRPC

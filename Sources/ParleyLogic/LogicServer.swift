@@ -4,14 +4,13 @@ import ParleyPresence
 import ParleyRPC
 import ParleyRedis
 import ParleyStore
-import PostgresNIO
 import ServiceLifecycle
 
 /// Everything one `parley logic` process needs to know.
 public struct LogicConfiguration: Sendable {
     public var region: String
     public var listen: Endpoint
-    public var postgres: PostgresClient.Configuration
+    public var postgres: PostgresLocation
     public var redis: Endpoint
     public var presenceTTLMilliseconds: UInt64 = 45_000
     public var maxBatch = 256
@@ -25,7 +24,7 @@ public struct LogicConfiguration: Sendable {
     /// How long the `Health` RPC waits for PostgreSQL and Redis.
     public var healthTimeout: Duration = .milliseconds(300)
 
-    public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, redis: Endpoint) {
+    public init(region: String, listen: Endpoint, postgres: PostgresLocation, redis: Endpoint) {
         self.region = region
         self.listen = listen
         self.postgres = postgres
@@ -37,8 +36,7 @@ public struct LogicConfiguration: Sendable {
 /// `Logic` RPC server, run as one service group with graceful shutdown.
 public enum LogicServer {
     public static func run(_ configuration: LogicConfiguration, logger: Logger) async throws {
-        let postgres = PostgresClient(configuration: configuration.postgres, backgroundLogger: logger)
-        let store = RegionStore(client: postgres, origin: configuration.region, clock: configuration.clock, logger: logger)
+        let store = RegionStore(postgres: configuration.postgres, origin: configuration.region, clock: configuration.clock, logger: logger)
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
         let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
         let gates = GateLinks()
@@ -64,7 +62,7 @@ public enum LogicServer {
         let group = ServiceGroup(
             configuration: .init(
                 services: [
-                    .init(service: postgres),
+                    .init(service: store),
                     .init(service: pool),
                     .init(service: dispatcher),
                     .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, logger: logger)),

@@ -99,7 +99,7 @@ struct RequestHandler: Sendable {
 
     /// A change to commit and how to answer once it has committed.
     private struct Change {
-        let command: StoreCommand
+        let command: Command
         let answer: @Sendable (CommitOutcome) async throws -> Parley_Frame
     }
 
@@ -120,7 +120,7 @@ struct RequestHandler: Sendable {
         case .send(let send):
             return try post(send, from: user, device: call.deviceID)
         case .markRead(let mark):
-            let command = StoreCommand.markRead(reader: user, conversationID: mark.conversationID, messageID: try messageID(mark.messageID))
+            let command = Command.markRead(reader: user, conversationID: mark.conversationID, messageID: try messageID(mark.messageID))
             return Change(command: command) { outcome in
                 let event = try outcome.event()
                 return .with { $0.readAck = .with { $0.event = event.map(\.eventID) ?? Parley_EventId() } }
@@ -204,7 +204,7 @@ struct RequestHandler: Sendable {
     }
 
     /// A change answered with its event (empty when nothing changed).
-    private func change(_ command: StoreCommand) -> Change {
+    private func change(_ command: Command) -> Change {
         Change(command: command) { outcome in
             let event = try outcome.event()
             return .with {

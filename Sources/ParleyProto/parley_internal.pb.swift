@@ -13,8 +13,8 @@
 /// Each gate keeps one long-lived link (a bidirectional stream) to every logic
 /// instance of its region: client requests go up it, their answers and the
 /// pushes for the gate's devices come down it. A stream per gate, rather than
-/// an RPC per request, is what keeps the per-message cost low (DESIGN: "it
-/// must be fast").
+/// an RPC per request, is what keeps the per-message cost low (docs/ARCHITECTURE.md,
+/// "Channels between roles").
 
 import SwiftProtobuf
 

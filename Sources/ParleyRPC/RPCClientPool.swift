@@ -1,5 +1,6 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import ParleyCore
 import ServiceLifecycle
 import Synchronization
 
@@ -55,26 +56,6 @@ public final class RPCClientPool: Service, Sendable {
             for client in clients.withLock({ Array($0.values) }) { client.beginGracefulShutdown() }
         }
     }
-}
-
-/// A `host:port` address.
-public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
-    public let host: String
-    public let port: Int
-
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    public init(_ text: String) throws {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
-            throw RPCError(code: .invalidArgument, message: "not a host:port address: \(text)")
-        }
-        self.init(host: String(text[..<colon]), port: port)
-    }
-
-    public var description: String { "\(host):\(port)" }
 }
 
 extension CallOptions {

@@ -1,12 +1,13 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import ParleyCore
 import ServiceLifecycle
 
 /// Runs a gRPC server as a lifecycle `Service`: SIGTERM lets in-flight RPCs finish.
 public struct RPCServerService: Service {
     public let server: GRPCServer<HTTP2ServerTransport.Posix>
 
-    public init(listen: Endpoint, services: [any RegistrableRPCService]) {
+    public init(listen: ParleyCore.Endpoint, services: [any RegistrableRPCService]) {
         var config = HTTP2ServerTransport.Posix.Config.defaults
         // Our clients ping idle connections every two seconds to notice partitions
         // (RPCClientPool); the default policy would close them for it.

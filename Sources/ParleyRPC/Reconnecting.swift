@@ -1,9 +1,10 @@
 import Logging
+import ParleyCore
 import ServiceLifecycle
 
 /// Runs `connection` again and again until graceful shutdown: a long-lived
 /// stream that ends, for whatever reason, is reopened after an exponential
-/// backoff (50 ms doubling to 2 s; reset by a stream that ended cleanly or
+/// backoff (`Backoff.internalLink`; reset by a stream that ended cleanly or
 /// lived a while). Only the first failure in a row is logged, so a peer that
 /// stays down does not flood the log, while a stream that had been up for a
 /// while and broke is logged again.
@@ -22,7 +23,7 @@ public func reconnecting(
             if failures == 1 { logger.warning("\(what()) unreachable", metadata: ["error": "\(error)"]) }
         }
         guard !Task.isShuttingDownGracefully else { break }
-        let backoff = Duration.milliseconds(min(2_000, 50 << min(failures, 6)))
-        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: backoff) }
+        let wait = Backoff.internalLink.delay(afterFailures: failures)
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
     }
 }

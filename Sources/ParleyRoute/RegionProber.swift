@@ -1,5 +1,7 @@
 import Foundation
 import ParleyCore
+import ParleyDeployment
+import ParleyProbe
 import ParleyRPC
 import ServiceLifecycle
 

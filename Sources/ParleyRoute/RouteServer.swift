@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ParleyCore
+import ParleyDeployment
 import ServiceLifecycle
 
 /// `parley route`: tells clients which regions to use, nearest healthy first
@@ -22,7 +23,7 @@ public enum RouteServer {
         router.get("/route") { request, context -> Response in
             let query = request.uri.queryParameters
             let address = query.get("addr").flatMap(IPv4Address.init) ?? context.remoteAddress?.ipAddress.flatMap(IPv4Address.init)
-            var location: RegionFile.Location?
+            var location: GeoLocation?
             if let lat = query.get("lat", as: Double.self), let lon = query.get("lon", as: Double.self) {
                 location = .init(latitude: lat, longitude: lon)
             }

@@ -1,5 +1,7 @@
 import Logging
 import ParleyCore
+import ParleyDeployment
+import ParleyProbe
 import Synchronization
 
 /// Every region's health as this route instance sees it, and which are

@@ -1,7 +1,7 @@
 import ParleyCore
 
 /// Digests that let `parley check` prove regions agree without rescanning
-/// them (DESIGN §4), kept by PostgreSQL itself.
+/// them (docs/OPERATIONS.md, "Checking that regions agree"), kept by PostgreSQL itself.
 ///
 /// Every row that matters hashes to 64 bits (the first half of an md5), and
 /// a digest is the XOR of its rows' hashes: adding, removing or changing a
@@ -22,7 +22,7 @@ import ParleyCore
 ///   on its state.
 enum Digests {
     /// The bucket width of `log_buckets`, as a shift: the checker's.
-    static let bucketShift = ConsistencyCheck.bucketShift
+    static let bucketShift = LogBucket.shift
 
     /// Derived tables digested per conversation, with the hash of a row.
     static let derivedTables: [(table: String, rowHash: String)] = [

@@ -370,7 +370,7 @@ private struct DerivedRows: PostgresPreparedStatement {
                    SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin
                    WHERE (profiles.hlc, profiles.origin) < (excluded.hlc, excluded.origin))
         -- Wakes the sync's log watcher at commit (notifications of one transaction are merged).
-        SELECT pg_notify('parley_log', '')
+        SELECT pg_notify('\(RegionStore.logChannel)', '')
         """
 }
 

@@ -4,12 +4,17 @@ import ParleyProto
 import PostgresNIO
 
 extension RegionStore {
+    // The two channels from sync to logic and to sync's own serving side
+    // (docs/ARCHITECTURE.md, "Channels between roles"): PostgreSQL NOTIFY,
+    // sent by the committing transaction itself, so a signal is never lost
+    // before nor sent without its commit.
+
     /// The notification channel announcing replicated events: payload
     /// `origin:firstSeq:lastSeq[,…]`.
-    public static let replicatedChannel = "parley_replicated"
+    static let replicatedChannel = "parley_replicated"
 
     /// Any commit that appends to the log notifies this channel (no payload).
-    public static let logChannel = "parley_log"
+    static let logChannel = "parley_log"
 
     /// Calls `changed` whenever a commit has appended to this region's log
     /// (any origin), until cancelled. Holds one pooled connection.

@@ -2,6 +2,7 @@ import Logging
 import ParleyCore
 import ParleyProto
 import PostgresNIO
+import ServiceLifecycle
 import SwiftProtobuf
 
 /// A region's PostgreSQL: the log of every origin and the state derived from it.
@@ -11,19 +12,30 @@ import SwiftProtobuf
 /// origin's row in `origins`, held until commit, so seq order is commit order
 /// and a reader tailing the log by seq never skips a row.
 ///
-/// Run the `client` (it is a `Service`) for as long as the store is used.
-/// Every query goes through `database`, never the client itself (see `Database`).
-public final class RegionStore: Sendable {
+/// Run the store (it is a `Service`: its connection pool) for as long as it
+/// is used. Every query goes through `database` (see `Database`); no role
+/// sees the PostgreSQL client.
+public final class RegionStore: Service, Sendable {
     let database: Database
     public let origin: String
     let clock: HybridLogicalClock
     let logger: Logger
 
-    public init(client: PostgresClient, origin: String, clock: HybridLogicalClock, logger: Logger) {
-        database = Database(client: client, logger: logger)
+    public init(postgres: PostgresLocation, origin: String, clock: HybridLogicalClock, logger: Logger) {
+        var configuration = PostgresClient.Configuration(
+            host: postgres.host, port: postgres.port, username: postgres.username, password: nil,
+            database: postgres.database, tls: .disable
+        )
+        configuration.options.maximumConnections = postgres.maximumConnections
+        database = Database(client: PostgresClient(configuration: configuration, backgroundLogger: logger), logger: logger)
         self.origin = origin
         self.clock = clock
         self.logger = logger
+    }
+
+    /// Runs the connection pool until cancelled.
+    public func run() async {
+        await database.client.run()
     }
 
     /// Migrates the schema and makes sure this origin has its counter row.
@@ -40,38 +52,65 @@ public final class RegionStore: Sendable {
         for try await _ in try await database.query("SELECT 1", logger: logger) {}
     }
 
-    /// Commits a batch of commands in one transaction (group commit) and
-    /// returns one outcome per command, in order.
-    public func commit(_ commands: [StoreCommand], rules: CommitRules = CommitRules()) async throws -> [CommitOutcome] {
+    /// Commits new events planned against stored rows, in one transaction
+    /// (logic's group commit): locks this origin's head, reads the rows `keys`
+    /// name, lets `plan` turn them into events (this origin's next seqs in
+    /// order, hlcs increasing from `CommitStart`, each with its audience),
+    /// numbers each audience entry's `user_seq`, and writes the events with
+    /// their derived state. The rules that decide what to write are the
+    /// caller's (logic's `CommitPlanner`); the store only checks that the log
+    /// stays dense.
+    ///
+    /// Returns what `plan` returned and its events as written (user_seqs filled).
+    public func commit<Plan: Sendable>(
+        reading keys: SnapshotKeys, plan: (CommitSnapshot, CommitStart) throws -> (plan: Plan, events: [Parley_Event])
+    ) async throws -> (plan: Plan, events: [Parley_Event]) {
         let origin = self.origin
         let now = clock.now()
         let logger = self.logger
-        let planner = try await database.withTransaction { tx -> CommitPlanner in
-            let (appliedSeq, floorHLC, deps) = try await Self.lockOrigin(origin, tx, logger)
-            let snapshot = try await Self.loadSnapshot(for: commands, tx, logger)
-            var planner = CommitPlanner(
-                origin: origin, snapshot: snapshot, appliedSeq: appliedSeq,
-                lastHLC: floorHLC, now: now, deps: deps, rules: rules
-            )
-            planner.plan(commands)
-            guard !planner.events.isEmpty else { return planner }
-            let ends = try await Self.incrementCounters(origin: origin, planner.audienceCounts, tx, logger)
-            planner.assignUserSeqs(counterEnds: ends)
-            let head = EventApplier.OriginHead(origin: origin, appliedSeq: planner.nextSeq - 1, lastHLC: planner.lastHLC.rawValue)
-            try await EventApplier.apply(
-                planner.events, knownOrders: planner.snapshot.messages.mapValues(\.order), heads: [head], tx, logger
-            )
-            return planner
+        let committed = try await database.withTransaction { tx -> (plan: Plan, events: [Parley_Event]) in
+            let start = try await Self.lockOrigin(origin, now: now, tx, logger)
+            let snapshot = try await Self.loadSnapshot(keys, tx, logger)
+            var (result, events) = try plan(snapshot, start)
+            guard !events.isEmpty else { return (result, []) }
+            for (offset, event) in events.enumerated() where event.origin != origin || event.seq != start.appliedSeq + UInt64(offset) + 1 {
+                throw StoreError("planned event \(event.origin)-\(event.seq) does not follow \(origin)-\(start.appliedSeq) densely")
+            }
+            let ends = try await Self.incrementCounters(origin: origin, Self.audienceCounts(events), tx, logger)
+            Self.assignUserSeqs(&events, counterEnds: ends)
+            let head = EventApplier.OriginHead(origin: origin, appliedSeq: events.last!.seq, lastHLC: events.map(\.hlc).max() ?? 0)
+            try await EventApplier.apply(events, knownOrders: snapshot.messages.mapValues(\.order), heads: [head], tx, logger)
+            return (result, events)
         }
-        clock.observe(planner.lastHLC)
-        return planner.outcomes
+        if let last = committed.events.map(\.hlc).max() { clock.observe(HLC(rawValue: last)) }
+        return committed
+    }
+
+    /// How many of the events concern each user, sorted by user id: counters
+    /// are incremented in this fixed order so concurrent commits cannot deadlock.
+    static func audienceCounts(_ events: [Parley_Event]) -> [(userID: String, count: Int64)] {
+        var counts: [String: Int64] = [:]
+        for event in events { for entry in event.audience { counts[entry.userID, default: 0] += 1 } }
+        return counts.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    /// Gives each audience entry its user_seq, given each user's counter after
+    /// the increment: a user's events get consecutive numbers ending there.
+    static func assignUserSeqs(_ events: inout [Parley_Event], counterEnds: [String: UInt64]) {
+        let counts = Dictionary(uniqueKeysWithValues: audienceCounts(events).map { ($0.userID, UInt64($0.count)) })
+        var next = counterEnds.reduce(into: [String: UInt64]()) { $0[$1.key] = $1.value - (counts[$1.key] ?? 0) + 1 }
+        for index in events.indices {
+            for entryIndex in events[index].audience.indices {
+                let user = events[index].audience[entryIndex].userID
+                events[index].audience[entryIndex].userSeq = next[user, default: 1]
+                next[user, default: 1] += 1
+            }
+        }
     }
 
     /// Locks this origin's head (held until commit: seq order is commit order)
     /// and reads the other origins' heads, the new events' causal dependencies.
-    private static func lockOrigin(
-        _ origin: String, _ tx: DatabaseConnection, _ logger: Logger
-    ) async throws -> (appliedSeq: UInt64, floorHLC: HLC, deps: [String: UInt64]) {
+    private static func lockOrigin(_ origin: String, now: HLC, _ tx: DatabaseConnection, _ logger: Logger) async throws -> CommitStart {
         let rows = try await tx.execute(LockOriginStatement(origin: origin), logger: logger)
         var head: UInt64?
         var deps: [String: UInt64] = [:]
@@ -84,7 +123,7 @@ public final class RegionStore: Sendable {
             floor = max(floor, HLC(rawValue: UInt64(hlc)))
         }
         guard let head else { throw StoreError("origin \(origin) has no counter row") }
-        return (head, floor, deps)
+        return CommitStart(origin: origin, appliedSeq: head, floorHLC: floor, now: now, deps: deps)
     }
 
     private static func incrementCounters(
@@ -95,6 +134,47 @@ public final class RegionStore: Sendable {
         var ends: [String: UInt64] = [:]
         for try await (user, seq) in rows { ends[user] = UInt64(seq) }
         return ends
+    }
+}
+
+/// Where a commit starts, read under the origin's lock.
+public struct CommitStart: Sendable {
+    public let origin: String
+    /// The origin's last seq: the first new event takes the next one.
+    public let appliedSeq: UInt64
+    /// The newest hlc of every origin's head: new events sort after
+    /// everything this region has applied (a reply after its question),
+    /// whatever this host's wall clock says.
+    public let floorHLC: HLC
+    /// This process's clock when the commit began.
+    public let now: HLC
+    /// The other origins' heads: the new events' causal dependencies.
+    public let deps: [String: UInt64]
+
+    public init(origin: String, appliedSeq: UInt64, floorHLC: HLC, now: HLC, deps: [String: UInt64]) {
+        self.origin = origin
+        self.appliedSeq = appliedSeq
+        self.floorHLC = floorHLC
+        self.now = now
+        self.deps = deps
+    }
+}
+
+/// Where a region's PostgreSQL is, and how many connections one process
+/// keeps to it.
+public struct PostgresLocation: Sendable {
+    public var host: String
+    public var port: Int
+    public var database = "parley"
+    public var username = "postgres"
+    /// Per process: a logic instance's group commit needs one or two at a
+    /// time; reads, listeners and the health probe take the rest.
+    public var maximumConnections = 8
+
+    public init(host: String, port: Int, database: String = "parley") {
+        self.host = host
+        self.port = port
+        self.database = database
     }
 }
 

@@ -1,4 +1,5 @@
 import ParleyCore
+import ParleyProbe
 import ParleyRPC
 import ParleyStore
 

@@ -77,7 +77,7 @@ actor ReplicationApplier {
             } catch {
                 failures += 1
                 if failures == 1 { logger.warning("cannot apply replicated events; retrying", metadata: ["error": "\(error)"]) }
-                try? await Task.sleep(for: .milliseconds(min(2_000, 50 << min(failures, 6))))
+                try? await Task.sleep(for: Backoff.internalLink.delay(afterFailures: failures))
             }
         }
         applying = false

@@ -2,14 +2,13 @@ import Logging
 import ParleyCore
 import ParleyRPC
 import ParleyStore
-import PostgresNIO
 import ServiceLifecycle
 
 /// Everything one `parley sync` process needs to know.
 public struct SyncConfiguration: Sendable {
     public var region: String
     public var listen: Endpoint
-    public var postgres: PostgresClient.Configuration
+    public var postgres: PostgresLocation
     /// Peer region name → its sync address (the peers pulled from directly).
     public var peers: [String: String]
     /// Every other region of the cluster, including any not pulled from directly.
@@ -23,7 +22,7 @@ public struct SyncConfiguration: Sendable {
     /// How long `GET /health` waits for this sync's PostgreSQL.
     public var healthTimeout: Duration = .milliseconds(500)
 
-    public init(region: String, listen: Endpoint, postgres: PostgresClient.Configuration, peers: [String: String]) {
+    public init(region: String, listen: Endpoint, postgres: PostgresLocation, peers: [String: String]) {
         self.region = region
         self.listen = listen
         self.postgres = postgres
@@ -35,8 +34,7 @@ public struct SyncConfiguration: Sendable {
 /// theirs, as one service group.
 public enum SyncServer {
     public static func run(_ configuration: SyncConfiguration, logger: Logger) async throws {
-        let postgres = PostgresClient(configuration: configuration.postgres, backgroundLogger: logger)
-        let store = RegionStore(client: postgres, origin: configuration.region, clock: configuration.clock, logger: logger)
+        let store = RegionStore(postgres: configuration.postgres, origin: configuration.region, clock: configuration.clock, logger: logger)
         let watcher = LogWatcher(store: store, interval: configuration.pollInterval, logger: logger)
         let monitor = ReplicationMonitor(region: configuration.region, peers: Array(configuration.peers.keys))
         let applier = ReplicationApplier(store: store, origin: configuration.region, monitor: monitor, logger: logger)
@@ -57,7 +55,7 @@ public enum SyncServer {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: postgres), .init(service: pool), .init(service: watcher)]
+                services: [.init(service: store), .init(service: pool), .init(service: watcher)]
                     + (configuration.status.map { listen in
                         let health = RegionHealthCheck(
                             region: configuration.region, store: store, monitor: monitor, watcher: watcher, timeout: configuration.healthTimeout

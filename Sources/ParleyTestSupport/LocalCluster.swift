@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleyDeployment
 import ParleyFault
 
 /// Several regions really running, replicating through their `parley sync`:

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import ParleyCore
+import ParleyDeployment
 
 /// A whole region, really running: its own Postgres and Redis, two `parley
 /// logic` processes and one `parley gate`, each a separate process of the

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ParleyCheck
 import ParleyCore
 import ParleyTools
 

@@ -3,6 +3,7 @@ import Foundation
 import ParleyAuth
 import ParleyClient
 import ParleyCore
+import ParleyDeployment
 import ParleyTools
 
 /// Which gate a client command talks to.

@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import ParleyCore
-import PostgresNIO
+import ParleyDeployment
+import ParleyStore
 
 /// Where the region files are and which region this process belongs to.
 struct DeploymentOptions: ParsableArguments {
@@ -55,13 +56,8 @@ struct DeploymentOptions: ParsableArguments {
     }
 
     /// The region's PostgreSQL, as every role that stores connects to it.
-    func postgres(of region: RegionFile) -> PostgresClient.Configuration {
-        var postgres = PostgresClient.Configuration(
-            host: region.postgres.host, port: region.postgres.port,
-            username: "postgres", password: nil, database: "parley", tls: .disable
-        )
-        postgres.options.maximumConnections = 8
-        return postgres
+    func postgres(of region: RegionFile) -> PostgresLocation {
+        PostgresLocation(host: region.postgres.host, port: region.postgres.port)
     }
 
     var tokenSecret: String {

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import ParleyCore
+import ParleyDrill
 import ParleyProto
 import ParleyTools
 

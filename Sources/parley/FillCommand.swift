@@ -1,12 +1,8 @@
 import ArgumentParser
 import Foundation
-import ParleyCore
-import ParleyStore
-import PostgresNIO
+import ParleyLogic
 
-/// Writes synthetic messages straight into a region's log, as its logic
-/// would, so a catch-up benchmark does not wait on clients to produce a
-/// million events (ops/bench-catchup).
+/// `parley fill`: wires `SyntheticFill` to a region of the deployment.
 struct FillCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fill", abstract: "Append N synthetic 1:1 messages to this region's log (benchmarks)."
@@ -19,30 +15,11 @@ struct FillCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (region, _) = try deployment.load()
-        let logger = deployment.logger("parley.fill")
-        let postgres = PostgresClient(configuration: deployment.postgres(of: region), backgroundLogger: logger)
-        let store = RegionStore(client: postgres, origin: region.name, clock: deployment.clock, logger: logger)
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { await postgres.run() }
-            try await store.prepare()
-            let (sender, recipient) = ("fill.\(region.name).a", "fill.\(region.name).b")
-            _ = try await store.commit([.register(userID: sender), .register(userID: recipient)])
-            let started = ContinuousClock.now
-            var written = 0
-            while written < events {
-                let count = min(batch, events - written)
-                let commands: [StoreCommand] = (0..<count).map { index in
-                    .post(Post(
-                        sender: sender, senderDevice: "fill", clientMsgID: "fill-\(UUID().uuidString)",
-                        target: .user(recipient), body: "synthetic message \(written + index)"
-                    ))
-                }
-                _ = try await store.commit(commands)
-                written += count
-            }
-            let seconds = (ContinuousClock.now - started) / .seconds(1)
-            print("appended \(written) messages to \(region.name) in \(String(format: "%.1f", seconds)) s (\(Int(Double(written) / seconds))/s)")
-            group.cancelAll()
-        }
+        let elapsed = try await SyntheticFill.run(
+            postgres: deployment.postgres(of: region), region: region.name, clock: deployment.clock,
+            events: events, batch: batch, logger: deployment.logger("parley.fill")
+        )
+        let seconds = elapsed / .seconds(1)
+        print("appended \(events) messages to \(region.name) in \(String(format: "%.1f", seconds)) s (\(Int(Double(events) / seconds))/s)")
     }
 }

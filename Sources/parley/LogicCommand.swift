@@ -1,4 +1,5 @@
 import ArgumentParser
+import ParleyCore
 import ParleyLogic
 import ParleyRPC
 

@@ -1,10 +1,5 @@
 import ArgumentParser
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-import Hummingbird
-import Logging
 import ParleyCore
 import ParleyFault
 import ParleyRPC
@@ -61,26 +56,10 @@ struct ProxyCommand: AsyncParsableCommand {
                     name: link.name, listenPort: link.port, upstreamHost: upstream.host, upstreamPort: upstream.port
                 )
             }
-            let links = proxies
-            let router = Router()
-            router.get("/links") { _, _ -> Response in
-                try json(links.mapValues(LinkReport.init))
-            }
-            router.put("/links/:name") { request, context -> Response in
-                guard let name = context.parameters.get("name"), let proxy = links[name] else {
-                    throw HTTPError(.notFound, message: "no such link; GET /links lists them")
-                }
-                let faults = try await request.decode(as: LinkFaults.self, context: context)
-                proxy.set(faults)
-                return try json(LinkReport(proxy))
-            }
             let endpoint = try Endpoint(admin.admin)
-            var logger = Logger(label: "parley.proxy")
-            logger.logLevel = .notice
-            let app = Application(router: router, configuration: .init(address: .hostname(endpoint.host, port: endpoint.port)), logger: logger)
-            print("proxy: \(links.count) links, admin on http://\(endpoint)/links")
-            try await app.run()
-            for proxy in links.values { await proxy.stop() }
+            print("proxy: \(proxies.count) links, admin on http://\(endpoint)/links")
+            try await ProxyAdminServer.run(links: proxies, host: endpoint.host, port: endpoint.port)
+            for proxy in proxies.values { await proxy.stop() }
         }
     }
 
@@ -125,13 +104,7 @@ struct ProxyCommand: AsyncParsableCommand {
                 guard parts.count == 2 else { throw ValidationError("--both wants a link named FROM-TO") }
                 names.append("\(parts[1])-\(parts[0])")
             }
-            for name in names {
-                var request = URLRequest(url: try adminURL(admin.admin, "/links/\(name)"))
-                request.httpMethod = "PUT"
-                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-                request.httpBody = try JSONEncoder().encode(faults)
-                print(try await send(request))
-            }
+            for name in names { print(try await ProxyAdmin(address: admin.admin).set(name, faults)) }
         }
     }
 
@@ -140,43 +113,10 @@ struct ProxyCommand: AsyncParsableCommand {
         @OptionGroup var admin: Admin
 
         func run() async throws {
-            print(try await send(URLRequest(url: try adminURL(admin.admin, "/links"))))
+            print(try await ProxyAdmin(address: admin.admin).links())
         }
     }
 }
 
 extension LinkFaults.State: ExpressibleByArgument {}
 
-/// One link as the admin API reports it.
-struct LinkReport: Codable {
-    var listenPort: Int
-    var upstream: String
-    var faults: LinkFaults
-    var accepted: Int
-    var dropped: Int
-
-    init(_ proxy: FaultProxy) {
-        listenPort = proxy.port
-        upstream = "\(proxy.upstreamHost):\(proxy.upstreamPort)"
-        faults = proxy.faults
-        (accepted, dropped) = proxy.counts
-    }
-}
-
-private func json(_ value: some Encodable) throws -> Response {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
-}
-
-private func adminURL(_ admin: String, _ path: String) throws -> URL {
-    guard let url = URL(string: "http://\(admin)\(path)") else { throw ValidationError("bad --admin address \(admin)") }
-    return url
-}
-
-private func send(_ request: URLRequest) async throws -> String {
-    let (data, response) = try await URLSession.shared.data(for: request)
-    let body = String(decoding: data, as: UTF8.self)
-    guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw ValidationError("proxy admin: \(body)") }
-    return body
-}

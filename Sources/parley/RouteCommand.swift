@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import ParleyCore
+import ParleyDeployment
+import ParleyProbe
 import ParleyRPC
 import ParleyRoute
 
@@ -82,9 +84,7 @@ struct RouteCommand: AsyncParsableCommand {
         func run() async throws {
             var allWell = true
             for (name, address) in try instances.all() {
-                guard let (code, body) = try? await TCPProbe.httpGet(address, path: "/status", timeout: .seconds(2)), code == 200,
-                      let status = try? JSONDecoder().decode([String: RouteTable.RegionStatus].self, from: Data(body.utf8))
-                else {
+                guard let (status, body) = try? await RouteAdmin(address: address).status() else {
                     print("route \(name) (\(address)): no answer")
                     allWell = false
                     continue
@@ -142,14 +142,12 @@ struct RouteCommand: AsyncParsableCommand {
 private func setDraining(_ region: String, _ draining: Bool, _ instances: RouteCommand.Instances) async throws {
     var missed: [String] = []
     for (name, address) in try instances.all() {
-        let path = "/\(draining ? "drain" : "undrain")/\(region)"
-        let request = "POST \(path) HTTP/1.1\r\nHost: \(address)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        let answer = (try? await TCPProbe.exchange(address, timeout: .seconds(2), request: request, complete: { _ in false })) ?? ""
-        if answer.hasPrefix("HTTP/1.1 200") {
+        do {
+            try await RouteAdmin(address: address).setDraining(region, draining)
             print("route \(name): \(region) \(draining ? "draining" : "undrained")")
-        } else if answer.hasPrefix("HTTP/1.1 404") {
+        } catch RouteAdmin.AdminError.unknownRegion {
             throw ValidationError("no region \(region) in the cluster")
-        } else {
+        } catch {
             print("route \(name) (\(address)): no answer")
             missed.append(name)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import ParleyAuth
+import ParleyDeployment
 import Testing
 
 private let sharedSecret = "0123456789abcdef0123456789abcdef-shared"

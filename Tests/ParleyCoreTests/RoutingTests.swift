@@ -40,9 +40,9 @@ import Testing
 }
 
 @Suite struct RouteRankingTests {
-    static let frankfurt = RegionFile.Location(latitude: 50.11, longitude: 8.68)
-    static let virginia = RegionFile.Location(latitude: 38.9, longitude: -77.0)
-    static let singapore = RegionFile.Location(latitude: 1.35, longitude: 103.8)
+    static let frankfurt = GeoLocation(latitude: 50.11, longitude: 8.68)
+    static let virginia = GeoLocation(latitude: 38.9, longitude: -77.0)
+    static let singapore = GeoLocation(latitude: 1.35, longitude: 103.8)
 
     func regions(downOrDraining: Set<String> = []) -> [RouteRanking.Candidate] {
         [
@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func aDeclaredLocationOrAHintDecides() {
-        let tokyo = RegionFile.Location(latitude: 35.68, longitude: 139.69)
+        let tokyo = GeoLocation(latitude: 35.68, longitude: 139.69)
         #expect(RouteRanking.rank(regions(), for: .init(location: tokyo)) == ["ap", "eu", "us"])
         #expect(RouteRanking.rank(regions(), for: .init(address: IPv4Address("10.1.0.1"), hint: "ap")) == ["ap", "eu", "us"])
         #expect(RouteRanking.rank(regions(), for: .init(hint: "nowhere")) == ["eu", "us", "ap"])

@@ -1,4 +1,5 @@
 import Foundation
+import ParleyCheck
 import ParleyCore
 import ParleyFault
 import ParleyTestSupport

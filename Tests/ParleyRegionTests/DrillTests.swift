@@ -1,4 +1,6 @@
 import ParleyCore
+import ParleyDeployment
+import ParleyDrill
 import ParleyFault
 import ParleyProto
 import ParleyTestSupport

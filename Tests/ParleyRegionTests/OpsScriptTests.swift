@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleyDeployment
 import ParleyTestSupport
 import Testing
 

@@ -4,7 +4,9 @@ import FoundationNetworking
 #endif
 import ParleyClient
 import ParleyCore
+import ParleyDeployment
 import ParleyFault
+import ParleyProbe
 import ParleyTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Logging
 import ParleyCore
+import ParleyLogic
 import ParleyProto
 import ParleyTestSupport
 import PostgresNIO
@@ -18,14 +19,9 @@ import Testing
 
     private func start(_ origin: String) async throws -> Region {
         let server = try await PostgresServer.start(name: "\(origin)-postgres")
-        let configuration = PostgresClient.Configuration(
-            host: "127.0.0.1", port: server.port, username: "postgres", password: nil,
-            database: PostgresServer.database, tls: .disable
-        )
         let logger = Logger(label: origin)
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        let runner = Task { await client.run() }
-        let store = RegionStore(client: client, origin: origin, clock: HybridLogicalClock(), logger: logger)
+        let store = RegionStore(postgres: server.location, origin: origin, clock: HybridLogicalClock(), logger: logger)
+        let runner = Task { await store.run() }
         do { try await store.prepare() } catch {
             runner.cancel()
             await server.stop()

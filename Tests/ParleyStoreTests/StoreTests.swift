@@ -1,5 +1,7 @@
 import Logging
 import ParleyCore
+import ParleyLogic
+import ParleyProbe
 import ParleyProto
 import ParleyRPC
 import ParleyTestSupport
@@ -13,14 +15,9 @@ import Testing
 @Suite struct StoreTests {
     private func withStore(origin: String = "eu", _ body: (RegionStore, PostgresServer) async throws -> Void) async throws {
         let server = try await PostgresServer.start()
-        let configuration = PostgresClient.Configuration(
-            host: "127.0.0.1", port: server.port, username: "postgres", password: nil,
-            database: PostgresServer.database, tls: .disable
-        )
         let logger = Logger(label: "test")
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        let store = RegionStore(client: client, origin: origin, clock: HybridLogicalClock(), logger: logger)
-        let runner = Task { await client.run() }
+        let store = RegionStore(postgres: server.location, origin: origin, clock: HybridLogicalClock(), logger: logger)
+        let runner = Task { await store.run() }
         do {
             try await store.prepare()
             try await body(store, server)
@@ -37,7 +34,7 @@ import Testing
         _ = try await store.commit(users.map { .register(userID: $0) })
     }
 
-    private func post(_ from: String, to: Post.Target, _ body: String, id: String? = nil) -> StoreCommand {
+    private func post(_ from: String, to: Post.Target, _ body: String, id: String? = nil) -> Command {
         .post(Post(sender: from, senderDevice: "d", clientMsgID: id ?? body, target: to, body: body))
     }
 
@@ -226,7 +223,9 @@ import Testing
                 """)
             let users = (0..<20).map { "u\($0)" }
             try await register(users, store)
-            let other = RegionStore(client: store.database.client, origin: "eu", clock: HybridLogicalClock(), logger: store.logger)
+            let other = RegionStore(postgres: server.location, origin: "eu", clock: HybridLogicalClock(), logger: store.logger)
+            let otherRunner = Task { await other.run() }
+            defer { otherRunner.cancel() }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for writer in [store, other] {
                     for task in 0..<8 {
@@ -257,25 +256,29 @@ import Testing
     }
 }
 
-@Suite struct CommitPlannerTests {
-    @Test func seqsAreDenseAndHLCsIncreaseEvenWhenTheClockIsBehind() {
-        var snapshot = CommitSnapshot()
-        snapshot.knownUsers = ["a", "b"]
-        var planner = CommitPlanner(
-            origin: "eu", snapshot: snapshot, appliedSeq: 10, lastHLC: HLC(rawValue: 1_000),
-            now: HLC(rawValue: 5), deps: ["us": 3]
-        )
-        planner.plan([
-            .post(Post(sender: "a", senderDevice: "d", clientMsgID: "1", target: .user("b"), body: "x")),
-            .register(userID: "c"),
-            .post(Post(sender: "a", senderDevice: "d", clientMsgID: "2", target: .user("c"), body: "y")),
-        ])
-        #expect(planner.events.map(\.seq) == [11, 12, 13])
-        #expect(planner.events.map(\.hlc) == [1_001, 1_002, 1_003])
-        #expect(planner.events.allSatisfy { $0.deps == ["us": 3] })
-        #expect(planner.audienceCounts.map(\.userID) == ["a", "b", "c"], "counters are locked in user-id order")
-        planner.assignUserSeqs(counterEnds: ["a": 7, "b": 4, "c": 2])
-        #expect(planner.events[0].audience.map(\.userSeq) == [6, 4])
-        #expect(planner.events[2].audience.map(\.userSeq) == [7, 2])
+extension PostgresServer {
+    /// Where a store reaches this server.
+    var location: PostgresLocation {
+        PostgresLocation(host: "127.0.0.1", port: port, database: PostgresServer.database)
+    }
+}
+
+/// The store numbers each audience entry of a commit's events.
+@Suite struct UserSeqTests {
+    private func event(_ seq: UInt64, _ audience: [String]) -> Parley_Event {
+        .with { event in
+            event.origin = "eu"
+            event.seq = seq
+            event.audience = audience.map { user in .with { $0.userID = user } }
+        }
+    }
+
+    @Test func countersAreLockedInUserIDOrderAndEachUsersEventsEndAtItsCounter() {
+        var events = [event(11, ["b", "a"]), event(12, ["c"]), event(13, ["a", "c"])]
+        #expect(RegionStore.audienceCounts(events).map(\.userID) == ["a", "b", "c"], "counters are locked in user-id order")
+        RegionStore.assignUserSeqs(&events, counterEnds: ["a": 7, "b": 4, "c": 2])
+        #expect(events[0].audience.map(\.userSeq) == [4, 6])
+        #expect(events[1].audience.map(\.userSeq) == [1])
+        #expect(events[2].audience.map(\.userSeq) == [7, 2])
     }
 }

@@ -92,3 +92,9 @@ public struct LogIntegrity: Codable, Sendable, Hashable {
         self.stored = stored
     }
 }
+
+/// The width of a log digest bucket: 1,024 seqs (`seq >> 10`), the same in
+/// PostgreSQL's `log_buckets` and in the checker's drill-down.
+public enum LogBucket {
+    public static let shift = 10
+}

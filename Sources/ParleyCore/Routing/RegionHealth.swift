@@ -1,5 +1,5 @@
 /// Whether a region takes clients, decided from its health probes with
-/// hysteresis (DESIGN §5): declared down after `downAfter` failures in a
+/// hysteresis (docs/OPERATIONS.md, "Health and failover control"): declared down after `downAfter` failures in a
 /// row and up again after `upAfter` successes in a row, so one lost probe
 /// changes nothing and a flapping region does not flap its clients.
 public struct RegionHealth: Sendable, Equatable {

@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 
-/// Orders the regions a client should use, nearest healthy first (DESIGN §5).
+/// Orders the regions a client should use, nearest healthy first (docs/OPERATIONS.md, "Routing clients").
 ///
 /// 1. Regions that are down or draining are left out.
 /// 2. A region hint naming a candidate goes first.
@@ -16,11 +16,11 @@ import Darwin
 public enum RouteRanking {
     public struct Candidate: Sendable {
         public var name: String
-        public var location: RegionFile.Location
+        public var location: GeoLocation
         public var clientNetworks: [IPv4Network]
         public var available: Bool
 
-        public init(name: String, location: RegionFile.Location, clientNetworks: [IPv4Network], available: Bool) {
+        public init(name: String, location: GeoLocation, clientNetworks: [IPv4Network], available: Bool) {
             self.name = name
             self.location = location
             self.clientNetworks = clientNetworks
@@ -30,10 +30,10 @@ public enum RouteRanking {
 
     public struct Client: Sendable {
         public var address: IPv4Address?
-        public var location: RegionFile.Location?
+        public var location: GeoLocation?
         public var hint: String?
 
-        public init(address: IPv4Address? = nil, location: RegionFile.Location? = nil, hint: String? = nil) {
+        public init(address: IPv4Address? = nil, location: GeoLocation? = nil, hint: String? = nil) {
             self.address = address
             self.location = location
             self.hint = hint
@@ -64,7 +64,7 @@ public enum RouteRanking {
     }
 
     /// Great-circle distance (haversine), in kilometres.
-    public static func distanceKm(_ a: RegionFile.Location, _ b: RegionFile.Location) -> Double {
+    public static func distanceKm(_ a: GeoLocation, _ b: GeoLocation) -> Double {
         let radians = Double.pi / 180
         let dLat = (b.latitude - a.latitude) * radians
         let dLon = (b.longitude - a.longitude) * radians

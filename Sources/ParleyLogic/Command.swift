@@ -1,8 +1,10 @@
 import ParleyCore
 import ParleyProto
+import ParleyStore
 
-/// A state change asked of the region, before it becomes an event.
-public enum StoreCommand: Sendable {
+/// A state change asked of the region, before it becomes an event:
+/// `CommitPlanner` checks it against stored state and turns it into one.
+public enum Command: Sendable {
     /// Records a user the first time they sign in.
     case register(userID: String)
     case post(Post)

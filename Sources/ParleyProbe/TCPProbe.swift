@@ -1,5 +1,7 @@
+import Foundation
 import NIOCore
 import NIOPosix
+import ParleyCore
 
 /// One short TCP exchange for health probes: connect, optionally write a
 /// request, read until the answer is complete, close; all within a timeout.
@@ -31,10 +33,16 @@ public enum TCPProbe {
         }
     }
 
-    /// An HTTP/1.1 GET's status line, e.g. `HTTP/1.1 200 OK`, and the body.
+    /// An HTTP/1.1 GET's status code and body.
     public static func httpGet(_ address: String, path: String, timeout: Duration) async throws -> (status: Int, body: String) {
+        try await http("GET", address, path: path, timeout: timeout)
+    }
+
+    /// One bodiless HTTP/1.1 request: the answer's status code and body.
+    public static func http(_ method: String, _ address: String, path: String, timeout: Duration) async throws -> (status: Int, body: String) {
         let answer = try await exchange(
-            address, timeout: timeout, request: "GET \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\n\r\n",
+            address, timeout: timeout,
+            request: "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             complete: { _ in false }  // read until the server closes
         )
         let parts = answer.components(separatedBy: "\r\n\r\n")

@@ -1,6 +1,7 @@
 import Foundation
 import ParleyClient
 import ParleyCore
+import ParleyDeployment
 import ParleyProto
 import Synchronization
 

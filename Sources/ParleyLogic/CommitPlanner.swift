@@ -1,44 +1,15 @@
 import ParleyCore
 import ParleyProto
+import ParleyStore
 
-/// What a commit needs to know of the stored state, loaded under the origin's
-/// counter lock so it cannot change until the commit ends.
-struct CommitSnapshot {
-    var knownUsers: Set<String> = []
-    var conversations: Set<String> = []
-    /// Group conversation → its owner.
-    var owners: [String: String] = [:]
-    /// Present members by conversation.
-    var members: [String: Set<String>] = [:]
-    /// Events of posts already stored, by (sender, client_msg_id).
-    var storedPosts: [PostKey: Parley_Event] = [:]
-    /// Messages named by read markers, edits and recalls.
-    var messages: [MessageID: StoredMessage] = [:]
-    var readMarkers: [ReaderKey: ConversationOrder] = [:]
-}
-
-struct StoredMessage {
-    var conversationID: String
-    var order: ConversationOrder
-    var sender: String
-    var recalled: Bool
-}
-
-struct PostKey: Hashable {
-    var sender: String
-    var clientMsgID: String
-}
-
-struct ReaderKey: Hashable {
-    var conversationID: String
-    var userID: String
-}
-
-/// Turns a batch of commands into events: validates each against the
-/// snapshot (and the batch's own earlier commands), assigns dense `seq` and
-/// increasing `hlc`, and names each event's audience. Pure: no I/O, so it is
-/// tested without a database.
-struct CommitPlanner {
+/// The business rules of every change: turns a batch of commands into events.
+/// Checks each against the stored rows (and the batch's own earlier
+/// commands): who may post, edit, recall, read, add or remove; unknown users
+/// and conversations; group size; retried posts. Assigns dense `seq` and
+/// increasing `hlc`, and names each event's audience (who it concerns, fixed
+/// here once for every region: docs/REPLICATION.md). Pure: no I/O; the store
+/// reads the rows `keys(for:)` names and writes the events.
+struct CommitPlanner: Sendable {
     let origin: String
     private(set) var snapshot: CommitSnapshot
     private(set) var nextSeq: UInt64
@@ -49,24 +20,53 @@ struct CommitPlanner {
     private(set) var events: [Parley_Event] = []
     private(set) var outcomes: [CommitOutcome] = []
 
-    init(
-        origin: String, snapshot: CommitSnapshot, appliedSeq: UInt64, lastHLC: HLC, now: HLC, deps: [String: UInt64],
-        rules: CommitRules = CommitRules()
-    ) {
-        self.origin = origin
+    init(start: CommitStart, snapshot: CommitSnapshot, rules: CommitRules = CommitRules()) {
+        self.origin = start.origin
         self.rules = rules
         self.snapshot = snapshot
-        self.nextSeq = appliedSeq + 1
-        self.lastHLC = lastHLC
-        self.proposedHLC = now
-        self.deps = deps
+        self.nextSeq = start.appliedSeq + 1
+        self.lastHLC = start.floorHLC
+        self.proposedHLC = start.now
+        self.deps = start.deps
     }
 
-    mutating func plan(_ commands: [StoreCommand]) {
+    /// The stored rows planning `commands` checks.
+    static func keys(for commands: [Command]) -> SnapshotKeys {
+        var keys = SnapshotKeys()
+        for command in commands {
+            switch command {
+            case .register(let userID):
+                keys.users.insert(userID)
+            case .post(let post):
+                keys.users.insert(post.sender)
+                if case .user(let peer) = post.target { keys.users.insert(peer) }
+                keys.conversations.insert(post.conversationID)
+                keys.posts.append(PostKey(sender: post.sender, clientMsgID: post.clientMsgID))
+            case .markRead(let reader, let conversationID, let messageID):
+                keys.conversations.insert(conversationID)
+                keys.messages.insert(messageID)
+                keys.readers.append(ReaderKey(conversationID: conversationID, userID: reader))
+            case .createGroup(let owner, let groupID, _, let members):
+                keys.users.formUnion(members)
+                keys.users.insert(owner)
+                keys.conversations.insert(ConversationID.group(groupID))
+            case .edit(_, let messageID, _), .recall(_, let messageID):
+                keys.messages.insert(messageID)
+            case .addMember(_, let groupID, let userID), .removeMember(_, let groupID, let userID):
+                keys.users.insert(userID)
+                keys.conversations.insert(ConversationID.group(groupID))
+            case .setProfile:
+                break
+            }
+        }
+        return keys
+    }
+
+    mutating func plan(_ commands: [Command]) {
         for command in commands { outcomes.append(plan(command)) }
     }
 
-    private mutating func plan(_ command: StoreCommand) -> CommitOutcome {
+    private mutating func plan(_ command: Command) -> CommitOutcome {
         switch command {
         case .register(let userID): planRegister(userID)
         case .post(let post): planPost(post)
@@ -291,34 +291,29 @@ struct CommitPlanner {
         return event
     }
 
-    /// How many of the planned events concern each user, sorted by user id:
-    /// counters are incremented in this fixed order so concurrent commits cannot deadlock.
-    var audienceCounts: [(userID: String, count: Int64)] {
-        var counts: [String: Int64] = [:]
-        for event in events { for entry in event.audience { counts[entry.userID, default: 0] += 1 } }
-        return counts.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    /// The outcomes with each event as the store wrote it (user_seqs filled).
+    func outcomes(written: [Parley_Event]) -> [CommitOutcome] {
+        let bySeq = Dictionary(uniqueKeysWithValues: written.map { ($0.seq, $0) })
+        return outcomes.map { outcome in
+            switch outcome {
+            case .committed(let event): .committed(bySeq[event.seq] ?? event)
+            // A retry of a post planned earlier in this same batch.
+            case .duplicate(let event) where event.origin == origin: .duplicate(bySeq[event.seq] ?? event)
+            default: outcome
+            }
+        }
     }
+}
 
-    /// Gives each audience entry its user_seq, given each user's counter after
-    /// the increment: a user's events get consecutive numbers ending there.
-    mutating func assignUserSeqs(counterEnds: [String: UInt64]) {
-        let counts = Dictionary(uniqueKeysWithValues: audienceCounts.map { ($0.userID, UInt64($0.count)) })
-        var next = counterEnds.reduce(into: [String: UInt64]()) { $0[$1.key] = $1.value - (counts[$1.key] ?? 0) + 1 }
-        var byCoordinates: [UInt64: Parley_Event] = [:]
-        for index in events.indices {
-            for entryIndex in events[index].audience.indices {
-                let user = events[index].audience[entryIndex].userID
-                events[index].audience[entryIndex].userSeq = next[user, default: 1]
-                next[user, default: 1] += 1
-            }
-            byCoordinates[events[index].seq] = events[index]
+extension RegionStore {
+    /// Plans `commands` against the stored state and commits them in one
+    /// transaction; one outcome per command, in order.
+    public func commit(_ commands: [Command], rules: CommitRules = CommitRules()) async throws -> [CommitOutcome] {
+        let (planner, written) = try await commit(reading: CommitPlanner.keys(for: commands)) { snapshot, start in
+            var planner = CommitPlanner(start: start, snapshot: snapshot, rules: rules)
+            planner.plan(commands)
+            return (planner, planner.events)
         }
-        outcomes = outcomes.map { outcome in
-            if case .committed(let event) = outcome, let filled = byCoordinates[event.seq] { return .committed(filled) }
-            if case .duplicate(let event) = outcome, event.origin == origin, let filled = byCoordinates[event.seq] {
-                return .duplicate(filled)
-            }
-            return outcome
-        }
+        return planner.outcomes(written: written)
     }
 }

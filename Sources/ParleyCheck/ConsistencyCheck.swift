@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// One region as the checker sees it: its answers about its digests (over
 /// HTTP in `parley check`; any source in tests of the logic).
 public protocol RegionDigestSource: Sendable {
@@ -12,7 +14,7 @@ public protocol RegionDigestSource: Sendable {
     func stateRows(conversation: String) async throws -> [StateRow]
 }
 
-/// What `parley check` found (DESIGN §4). Its exit code: 0 consistent,
+/// What `parley check` found (docs/OPERATIONS.md, "Checking that regions agree"). Its exit code: 0 consistent,
 /// 1 divergent, 2 a region unreachable.
 public struct ConsistencyReport: Codable, Sendable {
     public enum Verdict: String, Codable, Sendable {
@@ -246,8 +248,7 @@ public enum ConsistencyCheck {
         return (compared, deferred, differences)
     }
 
-    /// Log buckets hold 1,024 seqs (`seq >> 10`); `log_buckets` in PostgreSQL uses the same width.
-    public static let bucketShift = 10
+    static let bucketShift = LogBucket.shift
 
     static func seqs(of bucket: Int64, through: UInt64) -> [Int64] {
         let first = max(1, bucket << Int64(bucketShift))

@@ -3,9 +3,12 @@ import Foundation
 import FoundationNetworking
 #endif
 import ParleyAuth
+import ParleyCheck
 import ParleyClient
 import ParleyCore
+import ParleyDeployment
 import ParleyProto
+import ParleyRoute
 import Synchronization
 
 /// What a drill does to the cluster it runs against.
@@ -264,13 +267,11 @@ public struct Drill: Sendable {
     /// What `parley route drain` does: tells every route instance.
     private static func setDraining(_ region: String, _ draining: Bool, _ topology: Topology) async throws {
         for instance in topology.regions {
-            guard let route = instance.route, let url = URL(string: "http://\(route)/\(draining ? "drain" : "undrain")/\(region)") else { continue }
-            var request = URLRequest(url: url)
-            request.httpMethod = "POST"
-            request.timeoutInterval = 2
-            let answer = try? await URLSession.shared.data(for: request)
-            guard (answer?.1 as? HTTPURLResponse)?.statusCode == 200 else {
-                throw DrillError("route \(instance.name) at \(route) did not take the \(draining ? "drain" : "undrain") of \(region)")
+            guard let route = instance.route else { continue }
+            do {
+                try await RouteAdmin(address: route).setDraining(region, draining)
+            } catch {
+                throw DrillError("route \(instance.name) at \(route) did not take the \(draining ? "drain" : "undrain") of \(region): \(error)")
             }
         }
     }
@@ -361,18 +362,8 @@ public struct Drill: Sendable {
     /// Each region's state as `observer`'s route sees it: "up", "down", or
     /// "draining" for an up region that is drained; nil when route did not answer.
     private static func routeStates(_ observer: RegionFile) async -> [String: String]? {
-        guard let route = observer.route, let url = URL(string: "http://\(route)/status") else { return nil }
-        var request = URLRequest(url: url)
-        request.timeoutInterval = 1
-        guard let (data, _) = try? await URLSession.shared.data(for: request),
-              let status = try? JSONDecoder().decode([String: RouteStatus].self, from: data)
-        else { return nil }
-        return status.mapValues { $0.state == "up" && $0.draining ? "draining" : $0.state }
-    }
-
-    private struct RouteStatus: Decodable {
-        var state: String
-        var draining: Bool
+        guard let route = observer.route, let (status, _) = try? await RouteAdmin(address: route, timeout: .seconds(1)).status() else { return nil }
+        return status.mapValues { $0.state == .up && $0.draining ? "draining" : $0.state.rawValue }
     }
 
     /// Polls `condition` until it holds (the instant it did) or `limit` passes (nil).

@@ -1,17 +1,8 @@
 import FoundationEssentials
+import ParleyCore
 
 /// One region of a deployment, as described by a file in `regions/`.
 public struct RegionFile: Codable, Sendable {
-    public struct Location: Codable, Sendable {
-        public var latitude: Double
-        public var longitude: Double
-
-        public init(latitude: Double, longitude: Double) {
-            self.latitude = latitude
-            self.longitude = longitude
-        }
-    }
-
     public struct Gate: Codable, Sendable {
         /// Where logic delivers pushes to this gate (`host:port`); also its presence id.
         public var node: String
@@ -36,7 +27,7 @@ public struct RegionFile: Codable, Sendable {
     }
 
     public var name: String
-    public var location: Location
+    public var location: GeoLocation
     /// Client networks this region serves first (CIDR), for geo-routing.
     public var clientNetworks: [String]
     public var postgres: Server
@@ -68,7 +59,7 @@ public struct RegionFile: Codable, Sendable {
     }
 
     public init(
-        name: String, location: Location, clientNetworks: [String], postgres: Server, redis: Server,
+        name: String, location: GeoLocation, clientNetworks: [String], postgres: Server, redis: Server,
         logic: [String], gates: [Gate], sync: String, durability: String
     ) {
         self.name = name
@@ -85,14 +76,6 @@ public struct RegionFile: Codable, Sendable {
     public static func decode(_ bytes: [UInt8]) throws -> RegionFile {
         try JSONDecoder().decode(RegionFile.self, from: Data(bytes))
     }
-}
-
-/// When a send is acknowledged.
-public enum Durability: String, Sendable {
-    /// After the commit in the region that took it.
-    case local
-    /// After `geoQuorum` other regions have stored it too.
-    case geo
 }
 
 public struct RegionFileError: Error, CustomStringConvertible {

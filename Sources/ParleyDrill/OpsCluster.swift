@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import ParleyCore
+import ParleyDeployment
 import ParleyFault
 import Synchronization
 
@@ -110,16 +111,13 @@ public final class OpsCluster: DrillCluster {
             throw DrillError("this scenario needs the links between regions through the link proxy: start the cluster with PARLEY_LINK_PROXY=1 ops/up")
         }
         let cluster = try ClusterFile.decode(Array(Data(contentsOf: URL(fileURLWithPath: "\(regionsDirectory)/cluster.json"))))
-        let body = try JSONEncoder().encode(faults)
         for peer in cluster.regions where peer != region {
             for link in ["\(region)-\(peer)", "\(peer)-\(region)"] {
-                var request = URLRequest(url: URL(string: "http://\(proxyAdmin)/links/\(link)")!)
-                request.httpMethod = "PUT"
-                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-                request.httpBody = body
-                request.timeoutInterval = 2
-                let answer = try? await URLSession.shared.data(for: request)
-                guard (answer?.1 as? HTTPURLResponse)?.statusCode == 200 else { throw DrillError("link proxy at \(proxyAdmin) refused link \(link)") }
+                do {
+                    try await ProxyAdmin(address: proxyAdmin).set(link, faults)
+                } catch {
+                    throw DrillError("link proxy at \(proxyAdmin) refused link \(link): \(error)")
+                }
             }
         }
         linksChanged.withLock { $0 = faults != .healthy }
