@@ -158,6 +158,7 @@ let package = Package(
         .target(
             name: "ParleyFault",
             dependencies: [
+                "ParleyProbe",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -184,7 +185,7 @@ let package = Package(
             ]
         ),
         // `parley check`: asks every region's sync for digests and compares them.
-        .target(name: "ParleyCheck", dependencies: ["ParleyCore"]),
+        .target(name: "ParleyCheck", dependencies: ["ParleyCore", "ParleyProbe"]),
         // `parley drill`: faults on the ops/up cluster under simulated load, and the report.
         .target(
             name: "ParleyDrill",
@@ -209,7 +210,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "ParleyCoreTests", dependencies: ["ParleyCore"]),
+        .testTarget(name: "ParleyCoreTests", dependencies: ["ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyLogicTests", dependencies: ["ParleyLogic", "ParleyStore", "ParleyCore", "ParleyProto"]),
         .testTarget(
             name: "ParleyWireTests",

@@ -24,8 +24,9 @@ public enum ConversationID {
     }
 }
 
-/// A message is identified by the coordinates of the event that posted it.
-public struct MessageID: Hashable, Sendable, CustomStringConvertible {
+/// Coordinates of an event in its origin's log. A message is identified by
+/// the event that posted it (`MessageID`); its text form is `origin-seq`.
+public struct EventID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public let origin: String
     public let seq: UInt64
 
@@ -43,8 +44,12 @@ public struct MessageID: Hashable, Sendable, CustomStringConvertible {
         self.init(origin: origin, seq: seq)
     }
 
+    public static func < (a: EventID, b: EventID) -> Bool { (a.origin, a.seq) < (b.origin, b.seq) }
+
     public var description: String { "\(origin)-\(seq)" }
 }
+
+public typealias MessageID = EventID
 
 /// Names that appear inside identifiers (users, devices, regions) are kept
 /// to a safe alphabet so ids stay unambiguous.

@@ -48,26 +48,6 @@ public struct StoredMessage: Sendable {
     }
 }
 
-public struct PostKey: Hashable, Sendable {
-    public var sender: String
-    public var clientMsgID: String
-
-    public init(sender: String, clientMsgID: String) {
-        self.sender = sender
-        self.clientMsgID = clientMsgID
-    }
-}
-
-public struct ReaderKey: Hashable, Sendable {
-    public var conversationID: String
-    public var userID: String
-
-    public init(conversationID: String, userID: String) {
-        self.conversationID = conversationID
-        self.userID = userID
-    }
-}
-
 extension RegionStore {
     /// Loads, in one set-based query, the rows `keys` name.
     static func loadSnapshot(_ keys: SnapshotKeys, _ tx: DatabaseConnection, _ logger: Logger) async throws -> CommitSnapshot {

@@ -28,28 +28,13 @@ enum EventApplier {
         _ events: [Parley_Event], knownOrders: [MessageID: ConversationOrder], heads: [OriginHead],
         carryCounters: Bool = false, _ tx: DatabaseConnection, _ logger: Logger
     ) async throws {
-        var rows = DerivedRows(events)
+        let batch = ConvergentBatch(events.compactMap(\.replicated))
+        var rows = DerivedRows(events, batch)
         if carryCounters { rows.addCounters(of: events) }
-        var markerMessages: [ReaderKey: MessageID] = [:]
         var orders = knownOrders
-        for event in events {
-            if case .messagePosted = event.kind {
-                orders[MessageID(origin: event.origin, seq: event.seq)] =
-                    ConversationOrder(hlc: HLC(rawValue: event.hlc), origin: event.origin, seq: event.seq)
-            }
-            if case .readMoved(let read) = event.kind, let messageID = MessageID(read.messageID) {
-                markerMessages[ReaderKey(conversationID: read.conversationID, userID: read.reader)] = messageID
-            }
-        }
-        let missing = markerMessages.values.filter { orders[$0] == nil }
-        if !missing.isEmpty { orders.merge(try await loadOrders(missing, tx, logger)) { a, _ in a } }
-        var markers: [ReaderKey: ConversationOrder] = [:]
-        for (reader, messageID) in markerMessages {
-            guard let order = orders[messageID] else { continue }
-            if let current = markers[reader], current >= order { continue }
-            markers[reader] = order
-        }
-        rows.addMarkers(markers)
+        let missing = batch.readTargetsPostedEarlier.filter { orders[$0] == nil }
+        if !missing.isEmpty { orders.merge(try await loadOrders(Array(missing), tx, logger)) { a, _ in a } }
+        rows.addMarkers(batch.readMarkers { orders[$0] })
         rows.addHeads(heads)
         _ = try await tx.execute(rows, logger: logger)
     }
@@ -74,47 +59,12 @@ enum EventApplier {
 /// The rows an event batch writes to each table, column by column, written by
 /// one prepared statement.
 ///
-/// The convergence rules (docs/REPLICATION.md) are applied here, per batch,
-/// before anything reaches Postgres: one statement may not touch a row twice,
-/// so several writes to one register within a batch are first reduced to the
-/// one that wins, and edits or recalls of a message posted in the same batch
-/// are folded into its row. The statement's guards apply the same rules
-/// against what is already stored, so any batching gives the same state.
+/// The convergence rules are ParleyCore's `ConvergentBatch`: it reduces the
+/// batch to one write per row (one statement may not touch a row twice), and
+/// this only lays its writes out as columns. The statement's guards apply the
+/// same rules against what is already stored, as `ConvergentState.absorb`
+/// spells them out, so any batching gives the same state.
 private struct DerivedRows: PostgresPreparedStatement {
-    /// Last writer wins by `(hlc, origin)`.
-    private struct Stamped<Value> {
-        var value: Value
-        var stamp: Stamp
-
-        static func later(_ a: Self, _ b: Self) -> Self { b.stamp > a.stamp ? b : a }
-    }
-
-    /// Offers a write to a register: the later stamp stays.
-    private static func offer<Key: Hashable, Value>(_ registers: inout [Key: Stamped<Value>], _ key: Key, _ value: Value, at stamp: Stamp) {
-        let write = Stamped(value: value, stamp: stamp)
-        registers[key] = registers[key].map { Stamped.later($0, write) } ?? write
-    }
-
-    private struct MessageRow {
-        var conversationID: String
-        var hlc: UInt64
-        var sender: String
-        var clientMsgID: String
-        var body: String
-        var recalled = false
-        var edit: Stamp?
-    }
-
-    private struct ClientKey: Hashable {
-        var sender: String
-        var clientMsgID: String
-    }
-
-    private struct FieldKey: Hashable {
-        var owner: String
-        var name: String
-    }
-
     // events
     var logOrigin: [String] = [], logSeq: [Int64] = [], logHLC: [Int64] = [], logKind: [Int16] = [], logPayload: [ByteBuffer] = [],
         logConversation: [String] = []
@@ -122,8 +72,9 @@ private struct DerivedRows: PostgresPreparedStatement {
     var inboxUser: [String] = [], inboxOrigin: [String] = [], inboxUserSeq: [Int64] = [], inboxEventSeq: [Int64] = []
     // users
     var userID: [String] = [], userOrigin: [String] = [], userSeq: [Int64] = []
-    // conversations
-    var convID: [String] = [], convIsGroup: [Bool] = [], convName: [String] = [], convOwner: [String] = []
+    // conversations: direct ones fixed (stamp zero), groups the earliest creation
+    var convID: [String] = [], convIsGroup: [Bool] = [], convName: [String] = [], convOwner: [String] = [],
+        convHLC: [Int64] = [], convOrigin: [String] = []
     // members of direct conversations: fixed, inserted once
     var directConv: [String] = [], directUser: [String] = []
     // group membership registers
@@ -149,97 +100,49 @@ private struct DerivedRows: PostgresPreparedStatement {
     // user_counters (replicated events only)
     var counterUser: [String] = [], counterOrigin: [String] = [], counterSeq: [Int64] = []
 
-    /// `events` are new to this region and in causal order: a message comes
-    /// before its edits and recall.
-    init(_ events: [Parley_Event]) {
-        var messages: [MessageID: MessageRow] = [:]
-        var edits: [MessageID: Stamped<String>] = [:]
-        var recalls: Set<MessageID> = []
-        var winners: [ClientKey: Stamped<MessageID>] = [:]
-        var members: [FieldKey: Stamped<Bool>] = [:]
-        var profiles: [FieldKey: Stamped<String>] = [:]
+    /// `events` are new to this region and in causal order; `batch` is their reduction.
+    init(_ events: [Parley_Event], _ batch: ConvergentBatch) {
         // A direct conversation is inserted once per batch, not once per message.
         var directConversations: Set<String> = []
         for event in events {
-            let stamp = Stamp(hlc: HLC(rawValue: event.hlc), origin: event.origin)
             addLog(event)
             switch event.kind {
             case .userRegistered(let registered):
                 userID.append(registered.userID); userOrigin.append(event.origin); userSeq.append(Int64(event.seq))
             case .messagePosted(let posted):
-                let id = MessageID(origin: event.origin, seq: event.seq)
-                messages[id] = MessageRow(
-                    conversationID: posted.conversationID, hlc: event.hlc, sender: posted.sender,
-                    clientMsgID: posted.clientMsgID, body: posted.body
-                )
-                let key = ClientKey(sender: posted.sender, clientMsgID: posted.clientMsgID)
-                // The lowest (hlc, origin) wins a client id; the statement's guard does the same against stored rows.
-                let candidate = Stamped(value: id, stamp: stamp)
-                winners[key] = winners[key].map { $0.stamp < stamp ? $0 : candidate } ?? candidate
                 if let (a, b) = ConversationID.directUsers(of: posted.conversationID),
                    directConversations.insert(posted.conversationID).inserted {
-                    addConversation(posted.conversationID, isGroup: false, name: "", owner: "")
+                    addConversation(posted.conversationID, isGroup: false, name: "", owner: "", stamp: .zero)
                     for user in [a, b] { directConv.append(posted.conversationID); directUser.append(user) }
                 }
-            case .groupCreated(let group):
-                let conversationID = ConversationID.group(group.groupID)
-                addConversation(conversationID, isGroup: true, name: group.name, owner: group.owner)
-                for member in Set(group.members).union([group.owner]) {
-                    Self.offer(&members, FieldKey(owner: conversationID, name: member), true, at: stamp)
-                }
-            case .memberAdded(let change):
-                Self.offer(&members, FieldKey(owner: ConversationID.group(change.groupID), name: change.userID), true, at: stamp)
-            case .memberRemoved(let change):
-                Self.offer(&members, FieldKey(owner: ConversationID.group(change.groupID), name: change.userID), false, at: stamp)
-            case .messageEdited(let edit):
-                guard let target = MessageID(edit.messageID) else { break }
-                if var row = messages[target] {
-                    if !row.recalled, stamp > row.edit ?? Stamp(hlc: HLC(rawValue: 0), origin: "") {
-                        row.body = edit.body
-                        row.edit = stamp
-                        messages[target] = row
-                    }
-                } else {
-                    Self.offer(&edits, target, edit.body, at: stamp)
-                }
-            case .messageRecalled(let recall):
-                guard let target = MessageID(recall.messageID) else { break }
-                if var row = messages[target] {
-                    row.recalled = true
-                    row.body = ""
-                    messages[target] = row
-                } else {
-                    // The tombstone wins: an edit in the same batch is moot.
-                    recalls.insert(target)
-                    edits[target] = nil
-                }
-            case .profileSet(let profile):
-                Self.offer(&profiles, FieldKey(owner: profile.userID, name: profile.field), profile.value, at: stamp)
-            case .readMoved, nil:
+            default:
                 break
             }
         }
-        for (id, row) in messages {
-            msgOrigin.append(id.origin); msgSeq.append(Int64(id.seq)); msgConv.append(row.conversationID)
-            msgHLC.append(Int64(row.hlc)); msgSender.append(row.sender); msgBody.append(row.body)
-            msgClientID.append(row.clientMsgID); msgRecalled.append(row.recalled)
-            msgEditHLC.append(Int64(row.edit?.hlc.rawValue ?? 0)); msgEditOrigin.append(row.edit?.origin ?? "")
+        for (id, message) in batch.messages {
+            msgOrigin.append(id.origin); msgSeq.append(Int64(id.seq)); msgConv.append(message.conversation)
+            msgHLC.append(Int64(message.order.hlc.rawValue)); msgSender.append(message.sender); msgBody.append(message.body)
+            msgClientID.append(message.clientMsgID); msgRecalled.append(message.recalled)
+            msgEditHLC.append(Int64(message.edit?.hlc.rawValue ?? 0)); msgEditOrigin.append(message.edit?.origin ?? "")
         }
-        for (id, edit) in edits where !recalls.contains(id) {
+        for (id, edit) in batch.edits {
             editOrigin.append(id.origin); editSeq.append(Int64(id.seq)); editBody.append(edit.value)
             editHLC.append(Int64(edit.stamp.hlc.rawValue)); editBy.append(edit.stamp.origin)
         }
-        for id in recalls { recallOrigin.append(id.origin); recallSeq.append(Int64(id.seq)) }
-        for (key, winner) in winners {
+        for id in batch.recalls { recallOrigin.append(id.origin); recallSeq.append(Int64(id.seq)) }
+        for (key, winner) in batch.clientWinners {
             clientSender.append(key.sender); clientID.append(key.clientMsgID)
-            clientOrigin.append(winner.value.origin); clientSeq.append(Int64(winner.value.seq))
+            clientOrigin.append(winner.id.origin); clientSeq.append(Int64(winner.id.seq))
             clientHLC.append(Int64(winner.stamp.hlc.rawValue))
         }
-        for (key, member) in members {
+        for (conversation, group) in batch.groups {
+            addConversation(conversation, isGroup: true, name: group.name, owner: group.owner, stamp: group.stamp)
+        }
+        for (key, member) in batch.membership {
             memberConv.append(key.owner); memberUser.append(key.name); memberPresent.append(member.value)
             memberHLC.append(Int64(member.stamp.hlc.rawValue)); memberOrigin.append(member.stamp.origin)
         }
-        for (key, profile) in profiles {
+        for (key, profile) in batch.profiles {
             profileUser.append(key.owner); profileField.append(key.name); profileValue.append(profile.value)
             profileHLC.append(Int64(profile.stamp.hlc.rawValue)); profileOrigin.append(profile.stamp.origin)
         }
@@ -254,8 +157,9 @@ private struct DerivedRows: PostgresPreparedStatement {
         }
     }
 
-    private mutating func addConversation(_ id: String, isGroup: Bool, name: String, owner: String) {
+    private mutating func addConversation(_ id: String, isGroup: Bool, name: String, owner: String, stamp: Stamp) {
         convID.append(id); convIsGroup.append(isGroup); convName.append(name); convOwner.append(owner)
+        convHLC.append(Int64(stamp.hlc.rawValue)); convOrigin.append(stamp.origin)
     }
 
     mutating func addMarkers(_ markers: [ReaderKey: ConversationOrder]) {
@@ -309,12 +213,14 @@ private struct DerivedRows: PostgresPreparedStatement {
         b.append(recallOrigin); b.append(recallSeq)  // 55-56
         b.append(profileUser); b.append(profileField); b.append(profileValue); b.append(profileHLC); b.append(profileOrigin)  // 57-61
         b.append(logConversation)  // 62
+        b.append(convHLC); b.append(convOrigin)  // 63-64
         return b
     }
 
     /// Each table's write is a CTE; empty arrays write nothing. Registers
-    /// (read markers, membership, edits, profiles, client-id winners, origin
-    /// heads) only move to a winning stamp, so replays change nothing.
+    /// (read markers, membership, edits, profiles, client-id winners, group
+    /// rows, origin heads) only move to a winning stamp, so replays change
+    /// nothing: the guards are `ConvergentState.absorb`'s, one per table.
     static let sql = """
         WITH
           ev AS (INSERT INTO events (origin, seq, hlc, kind, payload, conversation_id)
@@ -326,9 +232,11 @@ private struct DerivedRows: PostgresPreparedStatement {
           us AS (INSERT INTO users (user_id, origin, seq)
                  SELECT * FROM unnest($10::text[], $11::text[], $12::bigint[])
                  ON CONFLICT DO NOTHING),
-          cv AS (INSERT INTO conversations (conversation_id, is_group, name, owner)
-                 SELECT * FROM unnest($13::text[], $14::bool[], $15::text[], $16::text[])
-                 ON CONFLICT DO NOTHING),
+          cv AS (INSERT INTO conversations (conversation_id, is_group, name, owner, hlc, origin)
+                 SELECT * FROM unnest($13::text[], $14::bool[], $15::text[], $16::text[], $63::bigint[], $64::text[])
+                 ON CONFLICT (conversation_id) DO UPDATE
+                   SET name = excluded.name, owner = excluded.owner, hlc = excluded.hlc, origin = excluded.origin
+                   WHERE (excluded.hlc, excluded.origin) < (conversations.hlc, conversations.origin)),
           dm AS (INSERT INTO members (conversation_id, user_id)
                  SELECT * FROM unnest($17::text[], $18::text[])
                  ON CONFLICT DO NOTHING),
@@ -361,7 +269,7 @@ private struct DerivedRows: PostgresPreparedStatement {
                  FROM unnest($50::text[], $51::bigint[], $52::text[], $53::bigint[], $54::text[]) AS x(t_origin, t_seq, body, hlc, origin)
                  WHERE m.origin = x.t_origin AND m.seq = x.t_seq AND NOT m.recalled
                    AND (m.edit_hlc, m.edit_origin) < (x.hlc, x.origin)),
-          rc AS (UPDATE messages m SET recalled = true, body = ''
+          rc AS (UPDATE messages m SET recalled = true, body = '', edit_hlc = 0, edit_origin = ''
                  FROM unnest($55::text[], $56::bigint[]) AS x(t_origin, t_seq)
                  WHERE m.origin = x.t_origin AND m.seq = x.t_seq),
           pf AS (INSERT INTO profiles (user_id, field, value, hlc, origin)
@@ -375,6 +283,38 @@ private struct DerivedRows: PostgresPreparedStatement {
 }
 
 extension Parley_Event {
+    /// The event as the convergence rules see it; nil for kinds that touch
+    /// no replicated register (registrations) or name no valid message.
+    var replicated: ReplicatedEvent? {
+        let body: ReplicatedEvent.Body
+        switch kind {
+        case .messagePosted(let posted):
+            body = .messagePosted(
+                conversation: posted.conversationID, sender: posted.sender, clientMsgID: posted.clientMsgID, body: posted.body
+            )
+        case .readMoved(let read):
+            guard let target = MessageID(read.messageID) else { return nil }
+            body = .readMoved(conversation: read.conversationID, reader: read.reader, upTo: target)
+        case .groupCreated(let group):
+            body = .groupCreated(group: group.groupID, name: group.name, owner: group.owner, members: group.members)
+        case .messageEdited(let edit):
+            guard let target = MessageID(edit.messageID) else { return nil }
+            body = .messageEdited(target: target, body: edit.body)
+        case .messageRecalled(let recall):
+            guard let target = MessageID(recall.messageID) else { return nil }
+            body = .messageRecalled(target: target)
+        case .memberAdded(let change):
+            body = .memberAdded(group: change.groupID, member: change.userID)
+        case .memberRemoved(let change):
+            body = .memberRemoved(group: change.groupID, member: change.userID)
+        case .profileSet(let profile):
+            body = .profileSet(user: profile.userID, field: profile.field, value: profile.value)
+        case .userRegistered, nil:
+            return nil
+        }
+        return ReplicatedEvent(id: EventID(origin: origin, seq: seq), hlc: HLC(rawValue: hlc), deps: VersionVector(deps), body: body)
+    }
+
     /// The `conversation_id` column: the conversation the event changes, or
     /// "" (registrations and profiles belong to none).
     var conversationID: String {

@@ -128,6 +128,19 @@ public enum Migrations {
         (3, Digests.migration),
         // The copies of one (sender, client_msg_id), for the winner's `replaces`.
         (4, ["CREATE INDEX messages_by_client_id ON messages (sender, client_msg_id)"]),
+        // A group id created concurrently by two regions keeps the earliest
+        // creation, and a recall leaves no edit stamp behind
+        // (ParleyCore's ConvergentBatch): before, both depended on arrival order.
+        (5, [
+            "ALTER TABLE conversations ADD COLUMN hlc bigint NOT NULL DEFAULT 0, ADD COLUMN origin text NOT NULL DEFAULT ''",
+            """
+            UPDATE conversations c SET hlc = e.hlc, origin = e.origin
+            FROM (SELECT DISTINCT ON (conversation_id) conversation_id, hlc, origin FROM events
+                  WHERE kind = 4 ORDER BY conversation_id, hlc, origin) e
+            WHERE c.conversation_id = e.conversation_id
+            """,
+            "UPDATE messages SET edit_hlc = 0, edit_origin = '' WHERE recalled AND (edit_hlc <> 0 OR edit_origin <> '')",
+        ]),
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.

@@ -97,10 +97,11 @@ public final class PostgresServer: Sendable {
         try? FileManager.default.removeItem(atPath: dataDirectory)
     }
 
-    /// Runs SQL through psql and returns its unaligned output.
-    public func psql(_ sql: String) throws -> String {
+    /// Runs SQL through psql (in the `parley` database unless told) and
+    /// returns its unaligned output.
+    public func psql(_ sql: String, database: String = PostgresServer.database) throws -> String {
         try Self.run(Self.binDirectory() + "/psql", [
-            "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", Self.database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
+            "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
         ])
     }
 

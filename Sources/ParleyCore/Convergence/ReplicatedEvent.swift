@@ -1,18 +1,3 @@
-/// Coordinates of an event in its origin's log.
-public struct EventID: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let origin: String
-    public let seq: UInt64
-
-    public init(origin: String, seq: UInt64) {
-        self.origin = origin
-        self.seq = seq
-    }
-
-    public static func < (a: EventID, b: EventID) -> Bool { (a.origin, a.seq) < (b.origin, b.seq) }
-
-    public var description: String { "\(origin)-\(seq)" }
-}
-
 /// The order of last-writer-wins decisions: `(hlc, origin)`. Two regions never
 /// produce the same stamp for different events of the same field, because an
 /// origin's hlc strictly increases.
@@ -26,13 +11,16 @@ public struct Stamp: Hashable, Comparable, Sendable {
     }
 
     public static func < (a: Stamp, b: Stamp) -> Bool { (a.hlc, a.origin) < (b.hlc, b.origin) }
+
+    /// Below every event's stamp: an unedited message's edit stamp.
+    public static let zero = Stamp(hlc: HLC(rawValue: 0), origin: "")
 }
 
 /// A change as every region replicates it: the pure model the convergence
 /// rules are written against (the wire form is `Parley_Event`).
 public struct ReplicatedEvent: Hashable, Sendable {
     public enum Body: Hashable, Sendable {
-        case groupCreated(group: String, owner: String, members: [String])
+        case groupCreated(group: String, name: String, owner: String, members: [String])
         case memberAdded(group: String, member: String)
         case memberRemoved(group: String, member: String)
         case messagePosted(conversation: String, sender: String, clientMsgID: String, body: String)
