@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import ParleyCore
+import ParleyProbe
 
 /// A region's digests over its sync's HTTP listener (`syncStatus` in the region file).
 public struct HTTPRegionDigests: RegionDigestSource {
@@ -42,25 +43,21 @@ public struct HTTPRegionDigests: RegionDigestSource {
         components.port = address.split(separator: ":").last.flatMap { Int($0) }
         components.path = path
         if !query.isEmpty { components.queryItems = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) } }
-        guard let url = components.url else { throw CheckError("\(name): bad address \(address)") }
+        guard let url = components.url else { throw PeerError(.badAddress, peer: "\(name) at \(address)") }
         var request = URLRequest(url: url)
         request.timeoutInterval = timeout
         let (data, response): (Data, URLResponse)
         do {
             (data, response) = try await URLSession.shared.data(for: request)
         } catch {
-            throw CheckError("\(name) unreachable at \(address): \(error.localizedDescription)")
+            throw PeerError(.unreachable, peer: "\(name) at \(address)", error.localizedDescription)
         }
-        guard (response as? HTTPURLResponse)?.statusCode == 200 else {
-            throw CheckError("\(name) answered \(path) with \((response as? HTTPURLResponse)?.statusCode ?? 0): \(String(decoding: data, as: UTF8.self))")
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200 else {
+            throw PeerError(.refused(status: status), peer: "\(name) at \(address)", "\(path): \(String(decoding: data, as: UTF8.self))")
         }
         return try JSONDecoder().decode(T.self, from: data)
     }
-}
-
-public struct CheckError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }
 
 extension ConsistencyReport {

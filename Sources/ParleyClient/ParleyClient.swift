@@ -87,7 +87,7 @@ public actor ParleyClient {
     public private(set) var cursor: SyncCursor
     public private(set) var userID: String?
     /// The last connection-level error the server sent before closing.
-    public private(set) var lastServerError: ServerError?
+    public private(set) var lastServerError: ClientError?
     /// How many times a gap in pushes made the client pull.
     public private(set) var gapsPulled = 0
     /// The region of the current connection (nil without route or when not connected).
@@ -294,11 +294,11 @@ public actor ParleyClient {
         } while syncAgain
     }
 
-    /// Sends one request frame and waits for its answer. An `Error` answer throws `ServerError`.
+    /// Sends one request frame and waits for its answer. An `Error` answer throws `ClientError`.
     public func request(_ frame: Parley_Frame) async throws -> Parley_Frame {
         guard let connection else { throw ClientConnectionError.notConnected }
         let answer = try await exchange(frame, on: connection)
-        if case .error(let error) = answer.body { throw ServerError(error) }
+        if case .error(let error) = answer.body { throw ClientError(error) }
         switch answer.body {
         case .sendAck(let ack): saw(ack.event)
         case .readAck(let ack): saw(ack.event)
@@ -328,7 +328,7 @@ public actor ParleyClient {
         for candidate in await candidates() {
             do {
                 return try await open(candidate)
-            } catch let error as ServerError where !error.code.isRetryable {
+            } catch let error as ClientError where !error.code.isRetryable {
                 throw error
             } catch {
                 configuration.logger.debug("gate refused", metadata: ["gate": "\(candidate.address)", "error": "\(error)"])
@@ -376,7 +376,7 @@ public actor ParleyClient {
         }
         if case .error(let error) = answer.body {
             drop(reason: "sign-in refused")
-            throw ServerError(error)
+            throw ClientError(error)
         }
         let ok = answer.authOk
         userID = ok.userID
@@ -427,7 +427,7 @@ public actor ParleyClient {
         case .push(let push):
             accept(push, live: true)
         case .error(let error):
-            lastServerError = ServerError(error)
+            lastServerError = ClientError(error)
         default:
             break  // heartbeat echoes and answers to abandoned requests
         }
@@ -464,7 +464,7 @@ public actor ParleyClient {
             do {
                 try await connect()
                 return
-            } catch let error as ServerError where !error.code.isRetryable {
+            } catch let error as ClientError where !error.code.isRetryable {
                 configuration.logger.error("reconnect refused", metadata: ["error": "\(error)"])
                 return
             } catch {
@@ -506,7 +506,7 @@ public actor ParleyClient {
             do {
                 if connection == nil { try await connect() }
                 return try await request(frame)
-            } catch let error as ServerError where !error.code.isRetryable {
+            } catch let error as ClientError where !error.code.isRetryable {
                 throw error
             } catch {
                 guard attempt < attempts, !stopped else { throw error }
@@ -560,17 +560,11 @@ public struct ReceivedEvent: Sendable {
     }
 }
 
-/// An `Error` frame from the server.
-public struct ServerError: Error, Sendable, CustomStringConvertible {
-    public let code: ClientErrorCode
-    public let message: String
-
+extension ClientError {
+    /// An `Error` frame from the server: the same type the server threw.
     init(_ error: Parley_Error) {
-        code = ClientErrorCode(rawValue: error.code)
-        message = error.message
+        self.init(ClientErrorCode(rawValue: error.code), error.message)
     }
-
-    public var description: String { "\(code) (\(code.rawValue)): \(message)" }
 }
 
 extension ClientErrorCode {

@@ -67,16 +67,44 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A request refused with a client error code, thrown by business logic and
-/// turned into an `Error` frame at the edge.
-public struct ClientError: Error, Sendable, CustomStringConvertible {
+/// The one error a device ever sees: a code from the table above and a
+/// message written for the device. Business logic throws it; the gate and
+/// logic turn any other error into one with `init(converting:)`, so nothing
+/// internal (a PostgreSQL error, an address, a stack of causes) reaches a
+/// device. `debugDescription` adds what only the logs may hold.
+public struct ClientError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     public let code: ClientErrorCode
+    /// Safe to send to the device.
     public let message: String
+    /// For logs only: what went wrong underneath.
+    public let detail: String?
 
-    public init(_ code: ClientErrorCode, _ message: String) {
+    public init(_ code: ClientErrorCode, _ message: String, detail: String? = nil) {
         self.code = code
         self.message = message
+        self.detail = detail
+    }
+
+    /// What a device may be told about `error`: itself when it is a
+    /// `ClientError`, its own answer when it knows one, else `internal`.
+    public init(converting error: any Error) {
+        switch error {
+        case let error as ClientError: self = error
+        case let error as any ClientErrorConvertible: self = error.clientError
+        default: self.init(.internalError, "internal error", detail: String(reflecting: error))
+        }
     }
 
     public var description: String { "\(code) (\(code.rawValue)): \(message)" }
+
+    public var debugDescription: String {
+        detail.map { "\(description) [\($0)]" } ?? description
+    }
+}
+
+/// An error of a lower layer (the store, a link between roles) that knows
+/// which `ClientError` a device gets for it: grpc-swift's
+/// `RPCErrorConvertible`, for our wire.
+public protocol ClientErrorConvertible: Error {
+    var clientError: ClientError { get }
 }

@@ -338,7 +338,7 @@ public struct Drill: Sendable {
                         do {
                             let ack = try await user.client.send(to: .user(user.partner), body: "hello", clientMsgID: id)
                             return recorder.acked(user, id, ack)
-                        } catch let error as ServerError where error.code == .unknownUser && ContinuousClock.now < deadline {
+                        } catch let error as ClientError where error.code == .unknownUser && ContinuousClock.now < deadline {
                             try await Task.sleep(for: .milliseconds(100))
                         }
                     }

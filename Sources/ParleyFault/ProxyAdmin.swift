@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import Hummingbird
 import Logging
+import ParleyProbe
 
 /// The fault proxies' admin API over HTTP: `GET /links` reports every link,
 /// `PUT /links/<name>` (a `LinkFaults` JSON body) sets what one link does.
@@ -59,10 +60,6 @@ public struct ProxyAdmin: Sendable {
 
     public init(address: String) { self.address = address }
 
-    public struct AdminError: Error, CustomStringConvertible {
-        public let description: String
-    }
-
     /// Sets what link `name` (FROM-TO) does; returns the link as it now is (JSON).
     @discardableResult
     public func set(_ name: String, _ faults: LinkFaults) async throws -> String {
@@ -78,19 +75,25 @@ public struct ProxyAdmin: Sendable {
         try await send(URLRequest(url: try url("/links")))
     }
 
+    private var peer: String { "link proxy at \(address)" }
+
     private func url(_ path: String) throws -> URL {
-        guard let url = URL(string: "http://\(address)\(path)") else { throw AdminError(description: "bad proxy admin address \(address)") }
+        guard let url = URL(string: "http://\(address)\(path)") else { throw PeerError(.badAddress, peer: peer) }
         return url
     }
 
     private func send(_ request: URLRequest) async throws -> String {
         var request = request
         request.timeoutInterval = 2
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let body = String(decoding: data, as: UTF8.self)
-        guard (response as? HTTPURLResponse)?.statusCode == 200 else {
-            throw AdminError(description: "link proxy at \(address) refused \(request.url?.path ?? ""): \(body)")
+        let (data, response): (Data, URLResponse)
+        do {
+            (data, response) = try await URLSession.shared.data(for: request)
+        } catch {
+            throw PeerError(.unreachable, peer: peer, error.localizedDescription)
         }
+        let body = String(decoding: data, as: UTF8.self)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200 else { throw PeerError(.refused(status: status), peer: peer, "\(request.url?.path ?? ""): \(body)") }
         return body
     }
 }

@@ -4,8 +4,9 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs a short command to its end and returns its exit status and output
-/// (stdout, then stderr, each through a file), with posix_spawn and a blocking
+/// Runs a short command (a path, or a name looked up in PATH) to its end and
+/// returns its exit status and output (stdout, then stderr, each through a
+/// file), with posix_spawn and a blocking
 /// waitpid. Not Foundation's `Process`: its `waitUntilExit` needs a dispatch
 /// worker to learn of the exit, and on a 2-core machine two callers blocked
 /// in it on Swift concurrency's two threads wait for ever (seen: the unit
@@ -27,13 +28,13 @@ public enum Subprocess {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        let spawned = posix_spawnp(&pid, executable, &actions, nil, argv, environ)
         guard spawned == 0 else {
-            throw SubprocessError("cannot start \(executable): \(String(cString: strerror(spawned)))")
+            throw FaultError("cannot start \(executable): \(String(cString: strerror(spawned)))")
         }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {
-            guard errno == EINTR else { throw SubprocessError("waitpid for \(executable) failed: \(String(cString: strerror(errno)))") }
+            guard errno == EINTR else { throw FaultError("waitpid for \(executable) failed: \(String(cString: strerror(errno)))") }
         }
         let output = ((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
             + ((try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
@@ -43,7 +44,8 @@ public enum Subprocess {
     }
 }
 
-public struct SubprocessError: Error, CustomStringConvertible {
+/// What a fault could not do: start a command, set up or lift a partition.
+public struct FaultError: Error, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    init(_ description: String) { self.description = description }
 }

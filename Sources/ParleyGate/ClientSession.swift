@@ -149,17 +149,15 @@ struct ClientSession: Sendable {
             if let sent {
                 do {
                     return try await sent.value()
-                } catch is LinkDown {
+                } catch LinkError.down {
                     await previous?.value
                 }
             }
             return try await gate.logic.forward(call)
-        } catch let error as CallTimedOut {
-            gate.logger.warning("logic did not answer in time", metadata: ["error": "\(error)"])
-            return .error(.timeout, "no answer within \(error.timeout); it may have taken effect: retry", requestID: frame.requestID)
         } catch {
-            gate.logger.warning("logic unreachable", metadata: ["error": "\(error)"])
-            return .error(.unavailable, "no logic instance reachable; retry", requestID: frame.requestID)
+            let refusal = ClientError(converting: error)
+            gate.logger.warning("call to logic failed", metadata: ["error": "\(String(reflecting: refusal))"])
+            return .error(refusal, requestID: frame.requestID)
         }
     }
 

@@ -21,7 +21,7 @@ struct GateHealth: Sendable {
     func report() async -> GateHealthReport {
         async let redis = checkOutcome { [redis, timeout] in
             let answer = try await withDeadline(timeout, "redis") { try await redis.send("PING") }
-            guard case .status("PONG") = answer else { throw ProbeError("redis answered \(answer)") }
+            guard case .status("PONG") = answer else { throw PeerError(.malformedAnswer, peer: "redis", "PING answered \(answer)") }
         }
         let logic = await withTaskGroup(of: (String, String).self) { group in
             for address in self.logic {
@@ -30,7 +30,7 @@ struct GateHealth: Sendable {
                         let client = Parley_Logic.Client(wrapping: try pool.client(for: address))
                         let report = try await client.health(Parley_HealthRequest(), options: .failFast(timeout: timeout))
                         let failed = report.checks.filter { $0.value != "ok" }.sorted { $0.key < $1.key }
-                        guard failed.isEmpty else { throw ProbeError(failed.map { "\($0.key): \($0.value)" }.joined(separator: "; ")) }
+                        guard failed.isEmpty else { throw PeerError(.unreachable, peer: "logic", failed.map { "\($0.key): \($0.value)" }.joined(separator: "; ")) }
                     }
                     return (address, outcome)
                 }

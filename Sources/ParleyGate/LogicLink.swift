@@ -35,9 +35,9 @@ final class LogicLink: Service, Sendable {
         self.logger = logger
     }
 
-    /// Sends one call and waits for its answer. Throws `LinkDown` at once
+    /// Sends one call and waits for its answer. Throws `LinkError.down` at once
     /// when the link is not up, so the router can try another instance, and
-    /// `CallTimedOut` when no answer came within `timeout` (an instance that
+    /// `LinkError.timedOut` when no answer came within `timeout` (an instance that
     /// hangs rather than dies: the call may still take effect there).
     func call(_ call: Parley_ClientCall) async throws -> Parley_Frame {
         try await send(call).value()
@@ -45,7 +45,7 @@ final class LogicLink: Service, Sendable {
 
     /// Puts the call on the link now (calls sent one after the other reach
     /// logic in that order) and returns where its answer will arrive; throws
-    /// `LinkDown` at once when the link is not up.
+    /// `LinkError.down` at once when the link is not up.
     func send(_ call: Parley_ClientCall) throws -> OneShot<Parley_Frame> {
         let answer = OneShot<Parley_Frame>()
         let sent = state.withLock { state -> Bool in
@@ -57,7 +57,7 @@ final class LogicLink: Service, Sendable {
             upstream.push(.with { $0.call = call })
             return true
         }
-        guard sent else { throw LinkDown(address: address) }
+        guard sent else { throw LinkError.down(address: address) }
         return answer
     }
 
@@ -73,7 +73,7 @@ final class LogicLink: Service, Sendable {
                 let ids = state.pending.filter { $0.value.due <= now }.map(\.key)
                 return ids.compactMap { state.pending.removeValue(forKey: $0)?.answer }
             }
-            for waiter in overdue { waiter.resolve(.failure(CallTimedOut(address: address, timeout: timeout))) }
+            for waiter in overdue { waiter.resolve(.failure(LinkError.timedOut(address: address, timeout: timeout))) }
         }
     }
 
@@ -132,19 +132,30 @@ final class LogicLink: Service, Sendable {
             defer { state.pending = [:] }
             return state.pending
         }
-        for waiter in waiters.values { waiter.answer.resolve(.failure(LinkDown(address: address))) }
+        for waiter in waiters.values { waiter.answer.resolve(.failure(LinkError.down(address: address))) }
     }
 }
 
-/// A logic instance could not take (or answer) a call.
-struct LinkDown: Error, CustomStringConvertible {
-    let address: String
-    var description: String { "no link to logic \(address)" }
-}
+/// Why a call to a logic instance failed. A device is told only the code
+/// and a retry hint (`clientError`); the address and deadline go to logs.
+enum LinkError: Error, CustomStringConvertible, ClientErrorConvertible {
+    /// The instance could not take (or answer) the call: the link is not up or was lost.
+    case down(address: String)
+    /// The instance took the call but did not answer within `timeout`.
+    case timedOut(address: String, timeout: Duration)
 
-/// A logic instance took a call but did not answer it in time.
-struct CallTimedOut: Error, CustomStringConvertible {
-    let address: String
-    let timeout: Duration
-    var description: String { "logic \(address) did not answer within \(timeout)" }
+    var description: String {
+        switch self {
+        case .down(let address): "no link to logic \(address)"
+        case .timedOut(let address, let timeout): "logic \(address) did not answer within \(timeout)"
+        }
+    }
+
+    var clientError: ClientError {
+        switch self {
+        case .down: ClientError(.unavailable, "no logic instance reachable; retry", detail: description)
+        case .timedOut(_, let timeout):
+            ClientError(.timeout, "no answer within \(timeout); it may have taken effect: retry", detail: description)
+        }
+    }
 }

@@ -26,7 +26,7 @@ struct LogicRouter: Sendable {
     }
 
     /// Puts the call on the link to the user's own instance now, so calls
-    /// sent one after the other reach logic in that order; `LinkDown` at
+    /// sent one after the other reach logic in that order; `LinkError.down` at
     /// once when that link is not up.
     func sendHome(_ call: Parley_ClientCall) throws -> OneShot<Parley_Frame> {
         try links[Self.home(of: call.userID, among: links.count)].send(call)
@@ -40,8 +40,8 @@ struct LogicRouter: Sendable {
         let home = Self.home(of: call.userID, among: links.count)
         do {
             return try await links[home].call(call)
-        } catch let error as LinkDown {
-            guard let next = Self.fallback(from: home, among: links.count) else { throw error }
+        } catch LinkError.down {
+            guard let next = Self.fallback(from: home, among: links.count) else { throw LinkError.down(address: links[home].address) }
             return try await links[next].call(call)
         }
     }

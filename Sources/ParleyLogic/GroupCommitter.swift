@@ -76,7 +76,7 @@ final class GroupCommitter: Service, Sendable {
         }
         // The database's words stay in the log: a device learns only that it may retry.
         logger.error("group commit gave up", metadata: ["size": "\(batch.count)", "error": "\(lastError.map { String(reflecting: $0) } ?? "unknown")"])
-        let failure = ClientError(.unavailable, "could not commit; retry")
+        let failure = ClientError(.unavailable, "could not commit; retry", detail: lastError.map { String(reflecting: $0) })
         for entry in batch { entry.ticket.resolve(.failure(failure)) }
     }
 }

@@ -18,7 +18,7 @@ struct LogicHealth: Sendable {
         }
         async let redis = checkOutcome { [redis, timeout] in
             let answer = try await withDeadline(timeout, "redis") { try await redis.send("PING") }
-            guard case .status("PONG") = answer else { throw ProbeError("redis answered \(answer)") }
+            guard case .status("PONG") = answer else { throw PeerError(.malformedAnswer, peer: "redis", "PING answered \(answer)") }
         }
         let checks = ["postgres": await postgres, "redis": await redis]
         return .with { $0.checks = checks }

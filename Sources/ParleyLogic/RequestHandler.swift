@@ -92,9 +92,11 @@ struct RequestHandler: Sendable {
     }
 
     private func framedError(_ error: any Error, _ call: Parley_ClientCall, _ requestID: UInt64) -> Parley_Frame {
-        if let error = error as? ClientError { return .error(error, requestID: requestID) }
-        logger.error("request failed", metadata: ["user": "\(call.userID)", "error": "\(String(reflecting: error))"])
-        return .error(ClientError(.internalError, "internal error"), requestID: requestID)
+        let refusal = ClientError(converting: error)
+        if refusal.detail != nil {
+            logger.error("request failed", metadata: ["user": "\(call.userID)", "error": "\(String(reflecting: refusal))"])
+        }
+        return .error(refusal, requestID: requestID)
     }
 
     /// A change to commit and how to answer once it has committed.
@@ -158,10 +160,14 @@ struct RequestHandler: Sendable {
             if !request.beforeMessageID.isEmpty && before == nil {
                 throw ClientError(.invalidRequest, "not a message id: \(request.beforeMessageID)")
             }
-            let page = try await store.history(
-                userID: user, conversationID: request.conversationID, before: before,
-                limit: limits.pageSize(request.limit)
-            )
+            let conversation = request.conversationID
+            switch try await store.access(userID: user, conversationID: conversation) {
+            case .member: break
+            case .notMember: throw ClientError(.notMember, "not a member of \(conversation)")
+            case .unknownConversation: throw ClientError(.unknownConversation, "unknown conversation \(conversation)")
+            }
+            guard let page = try await store.history(conversationID: conversation, before: before, limit: limits.pageSize(request.limit))
+            else { throw ClientError(.invalidRequest, "message \(request.beforeMessageID) is not in \(conversation)") }
             return .with {
                 $0.historyPage = .with {
                     $0.messages = page.messages
@@ -174,7 +180,9 @@ struct RequestHandler: Sendable {
         case .heartbeat(let beat):
             return .with { $0.heartbeat = beat }
         case .profileRequest(let request):
-            let fields = try await store.profile(of: request.userID)
+            guard let fields = try await store.profile(of: request.userID) else {
+                throw ClientError(.unknownUser, "unknown user \(request.userID)")
+            }
             return .with {
                 $0.profile = .with {
                     $0.userID = request.userID

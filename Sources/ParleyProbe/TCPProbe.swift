@@ -49,13 +49,13 @@ public enum TCPProbe {
         let statusLine = parts.first?.split(separator: "\r\n").first ?? ""
         let fields = statusLine.split(separator: " ")
         guard fields.count >= 2, fields[0].hasPrefix("HTTP/1."), let status = Int(fields[1]) else {
-            throw ProbeError("\(address)\(path) answered \(statusLine.prefix(40))")
+            throw PeerError(.malformedAnswer, peer: "\(address)\(path)", "status line \(statusLine.prefix(40))")
         }
         return (status, parts.dropFirst().joined(separator: "\r\n\r\n"))
     }
 }
 
-/// Runs `work`, or throws a `ProbeError` naming `what` once `timeout` passed.
+/// Runs `work`, or throws `PeerError.timedOut` naming `what` once `timeout` passed.
 public func withDeadline<T: Sendable>(
     _ timeout: Duration, _ what: String, _ work: @escaping @Sendable () async throws -> T
 ) async throws -> T {
@@ -63,7 +63,7 @@ public func withDeadline<T: Sendable>(
         group.addTask { try await work() }
         group.addTask {
             try await Task.sleep(for: timeout)
-            throw ProbeError("\(what): no answer within \(timeout)")
+            throw PeerError(.timedOut, peer: what, "no answer within \(timeout)")
         }
         defer { group.cancelAll() }
         return try await group.next()!
@@ -78,11 +78,6 @@ public func checkOutcome(_ check: @escaping @Sendable () async throws -> Void) a
     } catch {
         return "\(error)"
     }
-}
-
-public struct ProbeError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }
 
 extension Duration {

@@ -89,7 +89,7 @@ struct DatabaseConnection: Sendable {
     }
 
     private func checkOpen() throws {
-        guard !raw.isClosed else { throw StoreError("the PostgreSQL connection closed") }
+        guard !raw.isClosed else { throw StoreError(.connectionClosed, "the PostgreSQL connection closed") }
     }
 }
 

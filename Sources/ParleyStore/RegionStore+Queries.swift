@@ -62,20 +62,19 @@ extension RegionStore {
         return page
     }
 
-    /// Messages of a conversation, newest first, before `before` (exclusive).
+    /// Messages of a conversation, newest first, before `before` (exclusive);
+    /// nil when `before` is not a message of that conversation. Who may read
+    /// it is logic's to decide (`access`).
     public func history(
-        userID: String, conversationID: String, before: MessageID?, limit: Int
-    ) async throws -> (messages: [Parley_Event], more: Bool) {
-        try await requireMember(userID: userID, conversationID: conversationID)
+        conversationID: String, before: MessageID?, limit: Int
+    ) async throws -> (messages: [Parley_Event], more: Bool)? {
         var bound = (hlc: Int64.max, origin: "", seq: Int64.max)
         if let before {
             let rows = try await database.query(
                 "SELECT hlc FROM messages WHERE origin = \(before.origin) AND seq = \(Int64(before.seq)) AND conversation_id = \(conversationID)",
                 logger: logger
             ).collect()
-            guard let row = rows.first else {
-                throw ClientError(.invalidRequest, "message \(before) is not in \(conversationID)")
-            }
+            guard let row = rows.first else { return nil }
             bound = (try row.decode(Int64.self), before.origin, Int64(before.seq))
         }
         let rows = try await database.query(
@@ -140,18 +139,21 @@ extension RegionStore {
         return events
     }
 
-    private func requireMember(userID: String, conversationID: String) async throws {
+    /// How a user stands towards a conversation.
+    public func access(userID: String, conversationID: String) async throws -> ConversationAccess {
         let rows = try await database.query(
             "SELECT 1 FROM members WHERE conversation_id = \(conversationID) AND user_id = \(userID) AND present", logger: logger
         ).collect()
-        guard rows.isEmpty else { return }
+        guard rows.isEmpty else { return .member }
         let known = try await database.query(
             "SELECT 1 FROM conversations WHERE conversation_id = \(conversationID)", logger: logger
         ).collect()
-        throw known.isEmpty
-            ? ClientError(.unknownConversation, "unknown conversation \(conversationID)")
-            : ClientError(.notMember, "not a member of \(conversationID)")
+        return known.isEmpty ? .unknownConversation : .notMember
     }
+}
+
+public enum ConversationAccess: Sendable {
+    case member, notMember, unknownConversation
 }
 
 extension RegionStore {
@@ -195,10 +197,10 @@ extension RegionStore {
         }
     }
 
-    /// A user's profile fields.
-    public func profile(of userID: String) async throws -> [String: String] {
+    /// A user's profile fields; nil for a user this region does not know.
+    public func profile(of userID: String) async throws -> [String: String]? {
         let known = try await database.query("SELECT 1 FROM users WHERE user_id = \(userID)", logger: logger).collect()
-        guard !known.isEmpty else { throw ClientError(.unknownUser, "unknown user \(userID)") }
+        guard !known.isEmpty else { return nil }
         var fields: [String: String] = [:]
         let rows = try await database.query("SELECT field, value FROM profiles WHERE user_id = \(userID)", logger: logger)
         for try await (field, value) in rows.decode((String, String).self) { fields[field] = value }

@@ -74,7 +74,7 @@ extension RegionStore {
     public func applyReplicated(_ events: [Parley_Event]) async throws -> VersionVector {
         let origins = Array(Set(events.map(\.origin))).sorted()
         guard !origins.isEmpty else { return try await appliedVector() }
-        guard !origins.contains(origin) else { throw StoreError("a replicated batch holds events of this region's own origin \(origin)") }
+        guard !origins.contains(origin) else { throw StoreError(.refusedBatch, "a replicated batch holds events of this region's own origin \(origin)") }
         let logger = self.logger
         let (vector, maxHLC) = try await database.withTransaction { tx -> (VersionVector, UInt64) in
             try await tx.query(
@@ -96,7 +96,7 @@ extension RegionStore {
             var maxHLC: [String: UInt64] = [:]
             for event in events where event.seq > vector[event.origin] {
                 guard event.seq == vector[event.origin] + 1 else {
-                    throw StoreError("event \(event.origin)-\(event.seq) would leave a gap after \(vector[event.origin])")
+                    throw StoreError(.refusedBatch, "event \(event.origin)-\(event.seq) would leave a gap after \(vector[event.origin])")
                 }
                 vector[event.origin] = event.seq
                 maxHLC[event.origin] = max(maxHLC[event.origin] ?? 0, event.hlc)

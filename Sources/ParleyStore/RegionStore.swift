@@ -74,7 +74,7 @@ public final class RegionStore: Service, Sendable {
             var (result, events) = try plan(snapshot, start)
             guard !events.isEmpty else { return (result, []) }
             for (offset, event) in events.enumerated() where event.origin != origin || event.seq != start.appliedSeq + UInt64(offset) + 1 {
-                throw StoreError("planned event \(event.origin)-\(event.seq) does not follow \(origin)-\(start.appliedSeq) densely")
+                throw StoreError(.brokenInvariant, "planned event \(event.origin)-\(event.seq) does not follow \(origin)-\(start.appliedSeq) densely")
             }
             let ends = try await Self.incrementCounters(origin: origin, Self.audienceCounts(events), tx, logger)
             Self.assignUserSeqs(&events, counterEnds: ends)
@@ -122,7 +122,7 @@ public final class RegionStore: Service, Sendable {
             if name == origin { head = UInt64(seq) } else if seq > 0 { deps[name] = UInt64(seq) }
             floor = max(floor, HLC(rawValue: UInt64(hlc)))
         }
-        guard let head else { throw StoreError("origin \(origin) has no counter row") }
+        guard let head else { throw StoreError(.brokenInvariant, "origin \(origin) has no counter row") }
         return CommitStart(origin: origin, appliedSeq: head, floorHLC: floor, now: now, deps: deps)
     }
 
@@ -178,7 +178,29 @@ public struct PostgresLocation: Sendable {
     }
 }
 
-public struct StoreError: Error, CustomStringConvertible {
+/// What the store refused or could not do. `description` is for operators'
+/// logs; a device only learns that it may retry (`clientError`).
+public struct StoreError: Error, CustomStringConvertible, CustomDebugStringConvertible, ClientErrorConvertible {
+    public enum Kind: Sendable {
+        /// The PostgreSQL connection closed under the query.
+        case connectionClosed
+        /// A replicated batch this region must not apply (a gap, its own origin).
+        case refusedBatch
+        /// Stored rows or a plan break an invariant of the log.
+        case brokenInvariant
+    }
+
+    public let kind: Kind
     public let description: String
-    init(_ description: String) { self.description = description }
+
+    init(_ kind: Kind, _ description: String) {
+        self.kind = kind
+        self.description = description
+    }
+
+    public var debugDescription: String { "StoreError.\(kind): \(description)" }
+
+    public var clientError: ClientError {
+        ClientError(.unavailable, "the region's store is unavailable; retry", detail: debugDescription)
+    }
 }

@@ -107,7 +107,7 @@ public struct Demo: Sendable {
             while sent == nil, ContinuousClock.now - started < .seconds(20) {
                 do {
                     sent = try await aliceClient.send(to: .user(user("dave")), body: "Welcome from the other region, Dave!")
-                } catch let error as ServerError where error.code == .unknownUser {
+                } catch let error as ClientError where error.code == .unknownUser {
                     try await Task.sleep(for: .milliseconds(100))
                 }
             }

@@ -50,7 +50,7 @@ extension Parley_Frame {
     }
 }
 
-extension FrameError {
+extension FrameError: ClientErrorConvertible {
     /// The code a peer receives for this framing failure.
     public var clientError: ClientError {
         switch self {

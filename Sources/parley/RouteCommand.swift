@@ -145,7 +145,7 @@ private func setDraining(_ region: String, _ draining: Bool, _ instances: RouteC
         do {
             try await RouteAdmin(address: address).setDraining(region, draining)
             print("route \(name): \(region) \(draining ? "draining" : "undrained")")
-        } catch RouteAdmin.AdminError.unknownRegion {
+        } catch let error as PeerError where error.kind == .refused(status: 404) {
             throw ValidationError("no region \(region) in the cluster")
         } catch {
             print("route \(name) (\(address)): no answer")

@@ -77,7 +77,7 @@ extension FailureTests {
             }, "the lock is held")
             let started = ContinuousClock.now
             let hung = Parley_Frame.with { $0.send = .with { $0.toUser = "bob"; $0.clientMsgID = "hung-1"; $0.body = "while hung" } }
-            let timedOut = await #expect(throws: ServerError.self) { _ = try await alice.client.request(hung) }
+            let timedOut = await #expect(throws: ClientError.self) { _ = try await alice.client.request(hung) }
             #expect(timedOut?.code == .timeout, "\(String(describing: timedOut))")
             let waited = ContinuousClock.now - started
             #expect(waited < .seconds(6), "answered at the 1.5 s deadline, not when the lock went (\(waited))")
@@ -153,38 +153,38 @@ extension FailureTests {
             #expect(await ws.lastServerError?.code == .frameTooLarge)
 
             // Request-level errors keep the connection open.
-            let unknownUser = await #expect(throws: ServerError.self) {
+            let unknownUser = await #expect(throws: ClientError.self) {
                 _ = try await alice.client.send(to: .user("nobody"), body: "?")
             }
             #expect(unknownUser?.code == .unknownUser)
-            let unknownGroup = await #expect(throws: ServerError.self) {
+            let unknownGroup = await #expect(throws: ClientError.self) {
                 _ = try await alice.client.send(to: .group("no-such-group"), body: "?")
             }
             #expect(unknownGroup?.code == .unknownConversation)
-            let tooLong = await #expect(throws: ServerError.self) {
+            let tooLong = await #expect(throws: ClientError.self) {
                 _ = try await alice.client.send(to: .user("bob"), body: String(repeating: "y", count: 3000))
             }
             #expect(tooLong?.code == .payloadTooLarge)
 
             // Permission failures have their own code, not not_member.
             let hello = try await alice.client.send(to: .user("bob"), body: "mine")
-            let editOthers = await #expect(throws: ServerError.self) {
+            let editOthers = await #expect(throws: ClientError.self) {
                 _ = try await bob.client.edit(messageID: hello.messageID, body: "bob's now")
             }
             #expect(editOthers?.code == .notPermitted)
             let carol = try await region.connect("carol")
             let dave = try await region.connect("dave")
             let group = try await alice.client.createGroup(name: "three", members: ["bob", "carol"])
-            let kick = await #expect(throws: ServerError.self) {
+            let kick = await #expect(throws: ClientError.self) {
                 _ = try await bob.client.removeMember("carol", from: group.groupID)
             }
             #expect(kick?.code == .notPermitted)
             // The group size limit (3) holds on every path: creation and adding.
-            let fourth = await #expect(throws: ServerError.self) {
+            let fourth = await #expect(throws: ClientError.self) {
                 _ = try await bob.client.addMember("dave", to: group.groupID)
             }
             #expect(fourth?.code == .groupFull)
-            let tooBig = await #expect(throws: ServerError.self) {
+            let tooBig = await #expect(throws: ClientError.self) {
                 _ = try await alice.client.createGroup(name: "four", members: ["bob", "carol", "dave"])
             }
             #expect(tooBig?.code == .groupFull)

@@ -29,7 +29,7 @@ import Testing
             do {
                 _ = try await ann.client.send(to: .user("bob"), body: "geo, both down", clientMsgID: "lonely", durability: .geo)
                 Issue.record("a geo send with no peer reachable was acknowledged")
-            } catch let error as ServerError {
+            } catch let error as ClientError {
                 #expect(error.code == .durabilityTimeout, "\(error)")
             }
             #expect(ContinuousClock.now - started < .seconds(10), "the send gave up at its deadline")

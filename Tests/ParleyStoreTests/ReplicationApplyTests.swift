@@ -105,7 +105,12 @@ import Testing
             #expect(try await us.store.unreadCounts(userID: "bob") == eu.store.unreadCounts(userID: "bob"))
 
             // A batch that would leave a gap is refused and changes nothing.
-            await #expect(throws: StoreError.self) { try await us.store.applyReplicated([log[0]].map { var e = $0; e.seq = UInt64(log.count + 5); return e }) }
+            let refused = await #expect(throws: StoreError.self) {
+                try await us.store.applyReplicated([log[0]].map { var e = $0; e.seq = UInt64(log.count + 5); return e })
+            }
+            #expect(refused?.kind == .refusedBatch)
+            #expect(refused?.clientError.code == .unavailable)
+            #expect(refused?.clientError.message.contains("gap") == false, "a device learns only that it may retry")
             #expect(try await us.store.appliedVector()["eu"] == UInt64(log.count))
         } catch {
             await stop([eu, us])

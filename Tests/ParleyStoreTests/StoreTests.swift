@@ -203,10 +203,14 @@ import Testing
             let back = try await store.commit([.markRead(reader: "bob", conversationID: conversation, messageID: ids[0])])
             guard case .unchanged = back[0] else { Issue.record("a marker moving back must change nothing: \(back)"); return }
             #expect(try await store.unreadCounts(userID: "bob") == [conversation: 1])
-            let history = try await store.history(userID: "bob", conversationID: conversation, before: nil, limit: 2)
+            #expect(try await store.access(userID: "bob", conversationID: conversation) == .member)
+            #expect(try await store.access(userID: "carol", conversationID: conversation) == .notMember)
+            #expect(try await store.access(userID: "bob", conversationID: "d:x:y") == .unknownConversation)
+            let history = try #require(try await store.history(conversationID: conversation, before: nil, limit: 2))
             #expect(history.messages.map(\.messagePosted.body) == ["m3", "m2"] && history.more)
-            let older = try await store.history(userID: "bob", conversationID: conversation, before: ids[1], limit: 2)
+            let older = try #require(try await store.history(conversationID: conversation, before: ids[1], limit: 2))
             #expect(older.messages.map(\.messagePosted.body) == ["m1"] && !older.more)
+            #expect(try await store.history(conversationID: "d:x:y", before: ids[1], limit: 2) == nil, "a message of another conversation")
         }
     }
 
