@@ -211,6 +211,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ParleyCoreTests", dependencies: ["ParleyCore", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyClientTests", dependencies: ["ParleyClient", "ParleyCore", "ParleyProto"]),
         .testTarget(name: "ParleyLogicTests", dependencies: ["ParleyLogic", "ParleyStore", "ParleyCore", "ParleyProto"]),
         .testTarget(
             name: "ParleyWireTests",

@@ -84,39 +84,33 @@ public actor ParleyClient {
     private let emit: AsyncStream<ReceivedEvent>.Continuation
 
     public let configuration: Configuration
-    public private(set) var cursor: SyncCursor
+    /// Every decision (failover, liveness, delivery, retries); this actor only performs them.
+    private var machine: ClientStateMachine
+    public var cursor: SyncCursor { machine.cursor }
     public private(set) var userID: String?
     /// The last connection-level error the server sent before closing.
-    public private(set) var lastServerError: ClientError?
+    public var lastServerError: ClientError? { machine.lastServerError }
     /// How many times a gap in pushes made the client pull.
-    public private(set) var gapsPulled = 0
+    public var gapsPulled: Int { machine.gapsPulled }
     /// The region of the current connection (nil without route or when not connected).
-    public private(set) var region: String?
+    public var region: String? { machine.region }
     /// Every loss of connection and how long the client took to recover, oldest first.
-    public private(set) var recoveries: [Recovery] = []
+    public var recoveries: [Recovery] { machine.recoveries }
     /// Per origin, the newest event this device has written or received:
     /// presented at every sign-in, so the region it lands in applies its
     /// writes after those (docs/REPLICATION.md, "Session guarantees").
-    public private(set) var session = VersionVector()
+    public var session: VersionVector { machine.session }
 
+    /// The I/O of the current connection; its state is the machine's.
     private var connection: Connection?
     private var connecting: Task<Parley_AuthOk, any Error>?
     private var nextRequestID: UInt64 = 1
     private var pending: [UInt64: CheckedContinuation<Parley_Frame, any Error>] = [:]
-    private var syncing = false
-    private var syncAgain = false
-    private var stopped = false
     private let directory: RegionDirectory
     private var lastRouteAnswer: [RegionDirectory.Candidate]?
-    /// Regions (or fixed gates) lost recently, tried last until the instant given.
-    private var avoided: [String: ContinuousClock.Instant] = [:]
-    private var lost: (at: ContinuousClock.Instant, from: String?, reason: String)?
-    private var lastReceived = ContinuousClock.now
-    private var lastHeartbeat = ContinuousClock.now
 
     private struct Connection {
         let id: UInt64
-        let candidate: RegionDirectory.Candidate
         let transport: FrameTransport
         let reader: Task<Void, Never>
         var keepAlive: Task<Void, Never>?
@@ -124,7 +118,13 @@ public actor ParleyClient {
 
     public init(configuration: Configuration, cursor: SyncCursor = SyncCursor()) {
         self.configuration = configuration
-        self.cursor = cursor
+        machine = ClientStateMachine(
+            settings: .init(
+                avoidLostRegionFor: configuration.avoidLostRegionFor, livenessTimeout: configuration.livenessTimeout,
+                reconnects: configuration.reconnects
+            ),
+            cursor: cursor, now: .now
+        )
         directory = RegionDirectory(configuration: configuration)
         (events, emit) = AsyncStream.makeStream()
     }
@@ -134,18 +134,14 @@ public actor ParleyClient {
     /// Connects, authenticates and syncs everything missed since the cursor.
     @discardableResult
     public func connect() async throws -> Parley_AuthOk {
-        stopped = false
+        machine.startConnecting()
         if let connecting { return try await connecting.value }
         let task = Task { try await self.openConnection() }
         connecting = task
         defer { connecting = nil }
         let ok = try await task.value
         try await sync()
-        if let lost {
-            let now = ContinuousClock.now
-            recoveries.append(Recovery(from: lost.from, to: region, reason: lost.reason, downtime: now - lost.at, at: now))
-            self.lost = nil
-        }
+        machine.caughtUp(now: .now)
         return ok
     }
 
@@ -154,15 +150,14 @@ public actor ParleyClient {
     /// landed until told to go home (its own region healthy again). Requests
     /// in flight are resent on the new connection, sends with their `client_msg_id`.
     public func rehome() async throws {
-        avoided = [:]
+        machine.forgetLostRegions()
         drop(reason: "rehoming")
         try await connect()
     }
 
     /// Closes the connection and stops reconnecting.
     public func disconnect() {
-        stopped = true
-        drop(reason: "closed by the client")
+        drop(reason: "closed by the client", stop: true)
     }
 
     /// Sends a message; a retry (also after a reconnect, to any region)
@@ -268,36 +263,36 @@ public actor ParleyClient {
         try await requestWithRetry(.with { $0.unread = Parley_UnreadRequest() }).unreadCounts.byConversation
     }
 
-    /// Pulls every event after the cursor, page by page.
+    /// Pulls every event after the cursor, page by page. A pull asked for
+    /// while one runs makes it go round once more.
     public func sync() async throws {
-        if syncing {
-            syncAgain = true
-            return
-        }
-        syncing = true
-        defer { syncing = false }
-        repeat {
-            syncAgain = false
-            var more = true
-            while more {
-                let batch = try await request(.with {
-                    $0.sync = .with { request in
-                        request.limit = configuration.syncPageSize
-                        request.cursor = cursor.vector.origins.map { origin in
-                            .with { $0.origin = origin; $0.userSeq = cursor.vector[origin] }
+        guard machine.startSync() else { return }
+        do {
+            repeat {
+                var more = true
+                while more {
+                    let batch = try await request(.with {
+                        $0.sync = .with { request in
+                            request.limit = configuration.syncPageSize
+                            request.cursor = cursor.vector.origins.map { origin in
+                                .with { $0.origin = origin; $0.userSeq = cursor.vector[origin] }
+                            }
                         }
-                    }
-                }).syncBatch
-                for push in batch.events { accept(push, live: false) }
-                more = batch.more && !batch.events.isEmpty
-            }
-        } while syncAgain
+                    }).syncBatch
+                    for push in batch.events { perform(machine.accept(push, live: false)) }
+                    more = batch.more && !batch.events.isEmpty
+                }
+            } while machine.syncPassEnded()
+        } catch {
+            machine.syncFailed()
+            throw error
+        }
     }
 
     /// Sends one request frame and waits for its answer. An `Error` answer throws `ClientError`.
     public func request(_ frame: Parley_Frame) async throws -> Parley_Frame {
         guard let connection else { throw ClientConnectionError.notConnected }
-        let answer = try await exchange(frame, on: connection)
+        let answer = try await exchange(frame, on: connection.transport)
         if case .error(let error) = answer.body { throw ClientError(error) }
         switch answer.body {
         case .sendAck(let ack): saw(ack.event)
@@ -309,10 +304,8 @@ public actor ParleyClient {
         return answer
     }
 
-    /// Adds an event this device wrote or received to its session.
-    private func saw(_ event: Parley_EventId) {
-        if event.seq > session[event.origin] { session[event.origin] = event.seq }
-    }
+    /// Adds an event this device wrote to its session.
+    private func saw(_ event: Parley_EventId) { machine.saw(origin: event.origin, seq: event.seq) }
 
     public static func newClientMsgID() -> String {
         let high = UInt64.random(in: 0...UInt64.max)
@@ -328,9 +321,8 @@ public actor ParleyClient {
         for candidate in await candidates() {
             do {
                 return try await open(candidate)
-            } catch let error as ClientError where !error.code.isRetryable {
-                throw error
             } catch {
+                guard machine.triesNextGate(after: error) else { throw error }
                 configuration.logger.debug("gate refused", metadata: ["gate": "\(candidate.address)", "error": "\(error)"])
                 lastError = error
             }
@@ -346,10 +338,7 @@ public actor ParleyClient {
             if let answer = await directory.ask(), !answer.isEmpty { lastRouteAnswer = answer }
             if let lastRouteAnswer { list = lastRouteAnswer }
         }
-        let now = ContinuousClock.now
-        avoided = avoided.filter { $0.value > now }
-        let isAvoided = { (candidate: RegionDirectory.Candidate) in self.avoided[candidate.regionKey] != nil }
-        return list.filter { !isAvoided($0) } + list.filter(isAvoided)
+        return machine.order(list, now: .now)
     }
 
     private static let connectionIDs = ConnectionIDs()
@@ -358,9 +347,8 @@ public actor ParleyClient {
         let transport = try await FrameTransport.connect(to: candidate.address, logger: configuration.logger)
         let id = Self.connectionIDs.next()
         let reader = Task { await self.read(transport, connectionID: id) }
-        var connection = Connection(id: id, candidate: candidate, transport: transport, reader: reader)
-        self.connection = connection
-        lastReceived = .now
+        connection = Connection(id: id, transport: transport, reader: reader)
+        machine.opened(id, to: candidate, now: .now)
         let answer: Parley_Frame
         do {
             answer = try await exchange(.with {
@@ -369,7 +357,7 @@ public actor ParleyClient {
                     $0.deviceID = configuration.deviceID
                     $0.session = session.origins.map { origin in .with { $0.origin = origin; $0.seq = session[origin] } }
                 }
-            }, on: connection, timeout: configuration.signInTimeout)
+            }, on: transport, timeout: configuration.signInTimeout)
         } catch {
             drop(reason: "sign-in failed")
             throw error
@@ -379,30 +367,24 @@ public actor ParleyClient {
             throw ClientError(error)
         }
         let ok = answer.authOk
+        guard let tick = machine.signedIn(id, heartbeatIntervalMs: ok.heartbeatIntervalMs, now: .now) else {
+            throw ClientConnectionError.closed("lost while signing in")
+        }
         userID = ok.userID
-        region = candidate.region
-        let interval = Duration.milliseconds(Int64(max(200, ok.heartbeatIntervalMs)))
-        connection.keepAlive = Task { await self.keepAlive(id, interval: interval) }
-        self.connection = connection
+        connection?.keepAlive = Task { await self.keepAlive(id, tick: tick) }
         return ok
     }
 
-    /// Sends heartbeats (every `interval`, or sooner once half the liveness
-    /// timeout has passed in silence) and abandons a connection that stays silent.
-    private func keepAlive(_ id: UInt64, interval: Duration) async {
-        let liveness = configuration.livenessTimeout ?? interval * 2
-        let tick = min(interval, liveness / 4)
-        lastHeartbeat = .now
+    /// Ticks the machine's keep-alive for connection `id`: heartbeats, and
+    /// abandoning a connection that stays silent.
+    private func keepAlive(_ id: UInt64, tick: Duration) async {
         while !Task.isCancelled {
             try? await Task.sleep(for: tick)
-            guard let connection, connection.id == id else { return }
-            let now = ContinuousClock.now
-            if now - lastReceived > liveness {
-                return connectionLost(id, reason: "nothing received for \(liveness)")
-            }
-            if now - lastHeartbeat >= interval || now - lastReceived >= liveness / 2 {
-                lastHeartbeat = now
-                connection.transport.send(.with { $0.heartbeat = .with { $0.clientTimeMs = WallClock.milliseconds() } })
+            switch machine.tick(id, now: .now) {
+            case .stop: return
+            case .wait: continue
+            case .sendHeartbeat: connection?.transport.send(.with { $0.heartbeat = .with { $0.clientTimeMs = WallClock.milliseconds() } })
+            case .abandon(let reason): return connectionLost(id, reason: reason)
             }
         }
     }
@@ -410,43 +392,47 @@ public actor ParleyClient {
     private func read(_ transport: FrameTransport, connectionID: UInt64) async {
         var reason = "closed by the server"
         do {
-            for try await frame in transport.inbound { received(frame) }
+            for try await frame in transport.inbound {
+                guard connection?.id == connectionID else { break }
+                perform(machine.received(frame, isAwaited: { self.pending[$0] != nil }, now: .now), frame)
+            }
         } catch {
             reason = "\(error)"
         }
         connectionLost(connectionID, reason: reason)
     }
 
-    private func received(_ frame: Parley_Frame) {
-        lastReceived = .now
-        if frame.requestID != 0, let waiter = pending.removeValue(forKey: frame.requestID) {
-            waiter.resume(returning: frame)
-            return
-        }
-        switch frame.body {
-        case .push(let push):
-            accept(push, live: true)
-        case .error(let error):
-            lastServerError = ClientError(error)
-        default:
-            break  // heartbeat echoes and answers to abandoned requests
+    private func perform(_ inbound: ClientStateMachine.Inbound, _ frame: Parley_Frame? = nil) {
+        switch inbound {
+        case .answer(let requestID): if let frame { pending.removeValue(forKey: requestID)?.resume(returning: frame) }
+        case .deliver(let event): emit.yield(event)
+        case .pull: Task { try? await self.sync() }
+        case .none: break
         }
     }
 
     private func connectionLost(_ connectionID: UInt64, reason: String) {
-        guard let connection, connection.id == connectionID else { return }
-        let now = ContinuousClock.now
-        avoided[connection.candidate.regionKey] = now + configuration.avoidLostRegionFor
-        if lost == nil { lost = (now, region, reason) }
-        drop(reason: reason)
-        guard configuration.reconnects, !stopped else { return }
-        Task { await self.reconnectWithBackoff() }
+        switch machine.lost(connectionID, reason: reason, now: .now) {
+        case .ignore:
+            return
+        case .close:
+            close(reason: reason)
+        case .closeAndReconnect(_, let jitter):
+            close(reason: reason)
+            Task { await self.reconnectWithBackoff(jitter: jitter) }
+        }
     }
 
-    private func drop(reason: String) {
+    /// The client closes its connection; `stop` also ends reconnecting.
+    private func drop(reason: String, stop: Bool = false) {
+        _ = machine.drop(stop: stop)
+        close(reason: reason)
+    }
+
+    /// Closes the transport and fails the requests waiting on it.
+    private func close(reason: String) {
         guard let connection else { return }
         self.connection = nil
-        region = nil
         connection.keepAlive?.cancel()
         connection.transport.close()
         let waiters = pending
@@ -454,29 +440,29 @@ public actor ParleyClient {
         for waiter in waiters.values { waiter.resume(throwing: ClientConnectionError.closed(reason)) }
     }
 
-    private func reconnectWithBackoff() async {
-        // A region that fails drops all its clients at once: a little jitter
-        // before the first attempt keeps them from arriving elsewhere together.
-        // Spread over 200 ms: every client of a failed gate notices at once.
-        try? await Task.sleep(for: .milliseconds(Int64.random(in: 0...200)))
-        var attempt = 0
-        while !stopped, connection == nil {
+    private func reconnectWithBackoff(jitter: Duration) async {
+        try? await Task.sleep(for: jitter * Double.random(in: 0...1))
+        var failures = 0
+        while machine.wantsReconnect {
             do {
                 try await connect()
                 return
-            } catch let error as ClientError where !error.code.isRetryable {
-                configuration.logger.error("reconnect refused", metadata: ["error": "\(error)"])
-                return
             } catch {
-                attempt += 1
-                try? await Task.sleep(for: Backoff.client.delay(afterFailures: attempt))
+                failures += 1
+                switch machine.retryReconnect(after: error, failures: failures) {
+                case .giveUp:
+                    configuration.logger.error("reconnecting stopped", metadata: ["error": "\(error)"])
+                    return
+                case .after(let delay):
+                    try? await Task.sleep(for: delay)
+                }
             }
         }
     }
 
     // MARK: - Requests
 
-    private func exchange(_ frame: Parley_Frame, on connection: Connection, timeout: Duration? = nil) async throws -> Parley_Frame {
+    private func exchange(_ frame: Parley_Frame, on transport: FrameTransport, timeout: Duration? = nil) async throws -> Parley_Frame {
         var frame = frame
         let id = nextRequestID
         nextRequestID += 1
@@ -489,7 +475,7 @@ public actor ParleyClient {
         defer { timer.cancel() }
         return try await withCheckedThrowingContinuation { waiter in
             pending[id] = waiter
-            connection.transport.send(frame)
+            transport.send(frame)
         }
     }
 
@@ -499,42 +485,25 @@ public actor ParleyClient {
 
     /// Retries across reconnects: connection failures and `unavailable` answers
     /// are retried with the same frame (a send keeps its client_msg_id).
-    private func requestWithRetry(_ frame: Parley_Frame, attempts: Int = 8) async throws -> Parley_Frame {
+    private func requestWithRetry(_ frame: Parley_Frame) async throws -> Parley_Frame {
         var attempt = 0
         while true {
             attempt += 1
             do {
                 if connection == nil { try await connect() }
                 return try await request(frame)
-            } catch let error as ClientError where !error.code.isRetryable {
-                throw error
             } catch {
-                guard attempt < attempts, !stopped else { throw error }
-                try await Task.sleep(for: Backoff.client.delay(afterFailures: attempt))
+                switch machine.retryRequest(after: error, attempt: attempt) {
+                case .giveUp: throw error
+                case .after(let delay): try await Task.sleep(for: delay)
+                }
             }
-        }
-    }
-
-    // MARK: - Events
-
-    private func accept(_ push: Parley_Push, live: Bool) {
-        switch cursor.classify(origin: push.position.origin, userSeq: push.position.userSeq) {
-        case .next:
-            cursor.advance(origin: push.position.origin, userSeq: push.position.userSeq)
-            saw(.with { $0.origin = push.event.origin; $0.seq = push.event.seq })
-            emit.yield(ReceivedEvent(position: push.position, event: push.event, live: live))
-        case .duplicate:
-            break
-        case .gap:
-            guard live else { break }
-            gapsPulled += 1
-            Task { try? await self.sync() }
         }
     }
 }
 
 /// An event as the device received it.
-public struct ReceivedEvent: Sendable {
+public struct ReceivedEvent: Sendable, Equatable {
     public let position: Parley_UserPosition
     public let event: Parley_Event
     /// True for a live push, false when it came through sync.
@@ -560,18 +529,6 @@ public struct ReceivedEvent: Sendable {
     }
 }
 
-extension ClientError {
-    /// An `Error` frame from the server: the same type the server threw.
-    init(_ error: Parley_Error) {
-        self.init(ClientErrorCode(rawValue: error.code), error.message)
-    }
-}
-
-extension ClientErrorCode {
-    /// Whether retrying the same request later can succeed.
-    var isRetryable: Bool { self == .unavailable || self == .timeout || self == .internalError }
-}
-
 private final class ConnectionIDs: Sendable {
     private let counter = Mutex<UInt64>(0)
 
@@ -584,8 +541,3 @@ private final class ConnectionIDs: Sendable {
 }
 
 import Synchronization
-
-extension RegionDirectory.Candidate {
-    /// What a lost connection puts aside: its region, or the gate itself without route.
-    var regionKey: String { region ?? address.description }
-}
