@@ -54,6 +54,16 @@ struct ClientStateMachine: Sendable {
     private var lastHeartbeat: ContinuousClock.Instant
     private var syncing = false
     private var syncAgain = false
+    /// Live pushes that arrived ahead of the cursor, by origin and user_seq:
+    /// two logic instances push one user's events over two streams, so
+    /// neighbours can cross on the way. Delivered, still live, once the gap
+    /// before them fills; pulled for only if it stays open.
+    private var ahead: [String: [UInt64: Parley_Push]] = [:]
+    private var aheadCount = 0
+    private var gapTimerSet = false
+    /// How long a gap may stay open before the client pulls.
+    static let reorderWait = Duration.milliseconds(20)
+    static let maxAhead = 10_000
 
     init(settings: Settings, cursor: SyncCursor, now: ContinuousClock.Instant) {
         self.settings = settings
@@ -173,10 +183,11 @@ struct ClientStateMachine: Sendable {
     enum Inbound: Equatable, Sendable {
         /// The answer to request `requestID`.
         case answer(requestID: UInt64)
-        /// A new event for the device.
-        case deliver(ReceivedEvent)
-        /// A pushed event revealed a gap: pull from the cursor.
-        case pull
+        /// New events for the device, in order.
+        case deliver([ReceivedEvent])
+        /// A pushed event arrived ahead of the cursor: ask `gapStillOpen`
+        /// after this long, and pull if it is.
+        case checkGapAfter(Duration)
         /// Nothing to do (a duplicate, a heartbeat echo, a connection-level error recorded).
         case none
     }
@@ -195,19 +206,53 @@ struct ClientStateMachine: Sendable {
 
     /// An event from a push or a sync page: delivered once, in order per origin.
     mutating func accept(_ push: Parley_Push, live: Bool) -> Inbound {
-        switch cursor.classify(origin: push.position.origin, userSeq: push.position.userSeq) {
+        let origin = push.position.origin
+        switch cursor.classify(origin: origin, userSeq: push.position.userSeq) {
         case .next:
-            cursor.advance(origin: push.position.origin, userSeq: push.position.userSeq)
-            saw(origin: push.event.origin, seq: push.event.seq)
-            return .deliver(ReceivedEvent(position: push.position, event: push.event, live: live))
+            var delivered = [deliver(push, live: live)]
+            // Pushes that were waiting for this one follow it, as the live pushes they were.
+            while let waiting = ahead[origin]?.removeValue(forKey: cursor.vector[origin] + 1) {
+                aheadCount -= 1
+                delivered.append(deliver(waiting, live: true))
+            }
+            dropPassed(origin)
+            return .deliver(delivered)
         case .duplicate:
             return .none
         case .gap:
             // A sync page never skips; only a live push can run ahead of the cursor.
             guard live else { return .none }
-            gapsPulled += 1
-            return .pull
+            if aheadCount < Self.maxAhead, ahead[origin]?[push.position.userSeq] == nil {
+                ahead[origin, default: [:]][push.position.userSeq] = push
+                aheadCount += 1
+            }
+            guard !gapTimerSet else { return .none }
+            gapTimerSet = true
+            return .checkGapAfter(Self.reorderWait)
         }
+    }
+
+    /// The reorder wait is over: true when a gap is still open (then pull).
+    mutating func gapStillOpen() -> Bool {
+        gapTimerSet = false
+        guard aheadCount > 0 else { return false }
+        gapsPulled += 1
+        return true
+    }
+
+    private mutating func deliver(_ push: Parley_Push, live: Bool) -> ReceivedEvent {
+        cursor.advance(origin: push.position.origin, userSeq: push.position.userSeq)
+        saw(origin: push.event.origin, seq: push.event.seq)
+        return ReceivedEvent(position: push.position, event: push.event, live: live)
+    }
+
+    /// Forgets waiting pushes the cursor has passed (a sync page delivered them).
+    private mutating func dropPassed(_ origin: String) {
+        guard let waiting = ahead[origin] else { return }
+        let have = cursor.vector[origin]
+        let kept = waiting.filter { $0.key > have }
+        aheadCount -= waiting.count - kept.count
+        ahead[origin] = kept.isEmpty ? nil : kept
     }
 
     /// An event this device wrote (its ack) or received.

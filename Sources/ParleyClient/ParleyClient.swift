@@ -405,10 +405,16 @@ public actor ParleyClient {
     private func perform(_ inbound: ClientStateMachine.Inbound, _ frame: Parley_Frame? = nil) {
         switch inbound {
         case .answer(let requestID): if let frame { pending.removeValue(forKey: requestID)?.resume(returning: frame) }
-        case .deliver(let event): emit.yield(event)
-        case .pull: Task { try? await self.sync() }
+        case .deliver(let events): for event in events { emit.yield(event) }
+        case .checkGapAfter(let wait): Task { await self.pullIfGapStillOpen(after: wait) }
         case .none: break
         }
+    }
+
+    /// Pulls what a gap in the pushes is missing, unless the pushes filled it meanwhile.
+    private func pullIfGapStillOpen(after wait: Duration) async {
+        try? await Task.sleep(for: wait)
+        if machine.gapStillOpen() { try? await sync() }
     }
 
     private func connectionLost(_ connectionID: UInt64, reason: String) {

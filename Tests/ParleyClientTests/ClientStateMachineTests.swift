@@ -105,27 +105,73 @@ import Testing
         #expect(afterLoss == .close(id: 1))
     }
 
-    @Test func pushesAreDeliveredOnceInOrderAndAGapInLivePushesPulls() {
+    /// The sequence numbers of what a step delivered.
+    private func delivered(_ inbound: ClientStateMachine.Inbound) -> [UInt64] {
+        if case .deliver(let events) = inbound { return events.map(\.position.userSeq) }
+        return []
+    }
+
+    @Test func pushesAreDeliveredOnceInOrder() {
         var client = machine()
-        guard case .deliver(let first) = client.accept(push(origin: "eu", userSeq: 1, eventSeq: 10), live: true) else {
-            Issue.record("the next event is delivered")
+        let first = client.accept(push(origin: "eu", userSeq: 1, eventSeq: 10), live: true)
+        guard case .deliver(let events) = first, let event = events.first else {
+            Issue.record("the next event is delivered: \(first)")
             return
         }
-        #expect(first.live && first.event.seq == 10)
+        #expect(events.count == 1 && event.live && event.event.seq == 10)
         #expect(client.session["eu"] == 10, "a received event joins the session")
-        let delivery = client.accept(push(origin: "eu", userSeq: 1, eventSeq: 10), live: true)
-        #expect(delivery == .none, "a duplicate")
-        let delivery2 = client.accept(push(origin: "eu", userSeq: 3, eventSeq: 12), live: true)
-        #expect(delivery2 == .pull, "user_seq 2 is missing")
-        #expect(client.gapsPulled == 1)
-        let delivery3 = client.accept(push(origin: "eu", userSeq: 3, eventSeq: 12), live: false)
-        #expect(delivery3 == .none, "a sync page never pulls")
-        guard case .deliver(let second) = client.accept(push(origin: "eu", userSeq: 2, eventSeq: 11), live: false) else {
-            Issue.record("the missing event arrives through sync")
-            return
+        let again = client.accept(push(origin: "eu", userSeq: 1, eventSeq: 10), live: true)
+        #expect(again == .none, "a duplicate")
+    }
+
+    /// Two logic instances push one user's events over two streams: a push
+    /// may overtake the one before it. It waits, and both go out, live and in
+    /// order, without a pull.
+    @Test func aPushThatOvertookItsPredecessorWaitsForItWithoutAPull() {
+        var client = machine()
+        let early = client.accept(push(origin: "eu", userSeq: 2, eventSeq: 11), live: true)
+        #expect(early == .checkGapAfter(ClientStateMachine.reorderWait))
+        let later = client.accept(push(origin: "eu", userSeq: 3, eventSeq: 12), live: true)
+        #expect(later == .none, "one check covers the gap")
+        let filled = client.accept(push(origin: "eu", userSeq: 1, eventSeq: 10), live: true)
+        #expect(delivered(filled) == [1, 2, 3])
+        if case .deliver(let events) = filled {
+            let allLive = events.allSatisfy { $0.live }
+            #expect(allLive)
         }
-        #expect(!second.live)
-        #expect(client.cursor.vector["eu"] == 2)
+        let open = client.gapStillOpen()
+        #expect(!open, "no pull: the gap closed in time")
+        #expect(client.gapsPulled == 0)
+        #expect(client.cursor.vector["eu"] == 3)
+    }
+
+    @Test func aGapThatStaysOpenIsPulledAndTheWaitingPushFollowsThePage() {
+        var client = machine()
+        _ = client.accept(push(origin: "eu", userSeq: 1, eventSeq: 10), live: true)
+        let ahead = client.accept(push(origin: "eu", userSeq: 3, eventSeq: 12), live: true)
+        #expect(ahead == .checkGapAfter(ClientStateMachine.reorderWait))
+        let open = client.gapStillOpen()
+        #expect(open, "user_seq 2 did not come: pull")
+        #expect(client.gapsPulled == 1)
+        let fromSync = client.accept(push(origin: "eu", userSeq: 2, eventSeq: 11), live: false)
+        #expect(delivered(fromSync) == [2, 3], "the page's event, then the push that waited for it")
+        let pageGoesOn = client.accept(push(origin: "eu", userSeq: 3, eventSeq: 12), live: false)
+        #expect(pageGoesOn == .none, "already delivered")
+        let behind = client.accept(push(origin: "eu", userSeq: 5, eventSeq: 14), live: false)
+        #expect(behind == .none, "a sync page never skips, so never waits")
+    }
+
+    @Test func waitingPushesThatASyncPagePassedAreForgotten() {
+        var client = machine()
+        _ = client.accept(push(origin: "eu", userSeq: 3, eventSeq: 12), live: true)
+        let openBefore = client.gapStillOpen()
+        #expect(openBefore)
+        for seq in 1...4 as ClosedRange<UInt64> {
+            _ = client.accept(push(origin: "eu", userSeq: seq, eventSeq: 9 + seq), live: false)
+        }
+        #expect(client.cursor.vector["eu"] == 4)
+        let openAfter = client.gapStillOpen()
+        #expect(!openAfter, "nothing waits any more")
     }
 
     @Test func framesAnsweringARequestGoToItAndAnErrorFrameIsKept() {
