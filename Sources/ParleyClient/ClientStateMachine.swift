@@ -121,8 +121,8 @@ struct ClientStateMachine: Sendable {
         self.lost = nil
     }
 
-    /// The client itself closes the connection (`reason` for the requests
-    /// it fails); `stop` also ends reconnecting. Returns the connection to close.
+    /// The client itself closes the connection (rehome, disconnect, a failed
+    /// sign-in); `stop` also ends reconnecting. Returns the connection closed, if any.
     mutating func drop(stop: Bool = false) -> UInt64? {
         if stop { stopped = true }
         defer { connection = .disconnected }
