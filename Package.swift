@@ -95,11 +95,13 @@ let package = Package(
             ]
         ),
         // gRPC plumbing shared by the roles: servers, a pool of clients by
-        // address, streams reopened with backoff, serving once prepared.
+        // address, streams reopened with backoff, serving once prepared, and
+        // the link to a logic instance (gates and logic's writer forwarding).
         .target(
             name: "ParleyRPC",
             dependencies: [
-                "ParleyCore",
+                "ParleyCore", "ParleyProto",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

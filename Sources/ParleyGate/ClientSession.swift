@@ -5,6 +5,7 @@ import ParleyAuth
 import ParleyCore
 import ParleyPresence
 import ParleyProto
+import ParleyRPC
 import ParleyWire
 
 /// The life of one client connection, the same over TCP and WebSocket:

@@ -59,7 +59,10 @@ public enum GateServer {
         let pool = RPCClientPool()
         let registry = ConnectionRegistry()
         let links = configuration.logic.map {
-            LogicLink(address: $0.description, timeout: configuration.logicTimeout, node: configuration.node, pool: pool, registry: registry, logger: logger)
+            LogicLink(address: $0.description, timeout: configuration.logicTimeout, node: configuration.node, pool: pool, logger: logger) { delivery in
+                let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)
+                registry.connection(for: identity)?.send(.with { $0.push = delivery.push })
+            }
         }
         let context = GateContext(
             node: configuration.node,

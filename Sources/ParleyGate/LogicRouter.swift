@@ -1,5 +1,6 @@
 import ParleyCore
 import ParleyProto
+import ParleyRPC
 
 /// Chooses the logic instance for a user and fails over to another.
 ///

@@ -40,11 +40,6 @@ final class GroupCommitter: Service, Sendable {
         return ticket
     }
 
-    /// Queues a command and waits for its batch to commit.
-    func submit(_ command: Command) async throws -> CommitOutcome {
-        try await enqueue(command).value()
-    }
-
     /// Commits batches until shutdown, then commits what is still queued.
     func run() async throws {
         await withGracefulShutdownHandler {

@@ -21,6 +21,13 @@ public struct LogicConfiguration: Sendable {
     public var geoQuorum = 1
     public var geoTimeout = Duration.seconds(2)
     public var clock = HybridLogicalClock()
+    /// The region's logic instances listed ahead of this one, the writer
+    /// first: this instance hands its changes to the first it has a link to
+    /// (`WriterHandoff`). Empty on the writer itself.
+    public var instancesAhead: [Endpoint] = []
+    /// How long a change handed to the writer may wait for its answer; below
+    /// the gate's own deadline, so the device hears why.
+    public var handoffTimeout: Duration = .seconds(8)
     /// How long the `Health` RPC waits for PostgreSQL and Redis.
     public var healthTimeout: Duration = .milliseconds(300)
 
@@ -49,8 +56,11 @@ public enum LogicServer {
             region: configuration.region, peers: configuration.peerSyncs, quorum: configuration.geoQuorum,
             timeout: configuration.geoTimeout, pool: pool, logger: logger
         )
+        let writer = WriterHandoff(links: configuration.instancesAhead.map {
+            LogicLink(address: $0.description, timeout: configuration.handoffTimeout, node: nil, pool: pool, logger: logger)
+        }, logger: logger)
         let handler = RequestHandler(
-            region: configuration.region, store: store, committer: committer, geo: geo,
+            region: configuration.region, store: store, committer: committer, writer: writer, geo: geo,
             defaultDurability: configuration.defaultDurability, limits: configuration.limits, logger: logger
         )
         let service = LinkService(handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout))
@@ -67,6 +77,7 @@ public enum LogicServer {
                     .init(service: dispatcher),
                     .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, logger: logger)),
                     .init(service: committer),
+                ] + writer.links.map { .init(service: $0) } + [
                     .init(service: server),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],

@@ -11,6 +11,7 @@ struct RequestHandler: Sendable {
     let region: String
     let store: RegionStore
     let committer: GroupCommitter
+    let writer: WriterHandoff
     let geo: GeoDurability
     let defaultDurability: Durability
     let limits: LogicLimits
@@ -26,15 +27,18 @@ struct RequestHandler: Sendable {
         let session = VersionVector(call.session)
         do {
             if let change = try plan(call) {
+                if case .handedOver(let answer) = writer.route(call) {
+                    return { await self.framed(call, requestID) { try await answer.value() } }
+                }
                 guard needsWait(session) else {
                     let ticket = committer.enqueue(change.command)
-                    return { await self.framed(call, requestID) { try await change.answer(try await ticket.value()) } }
+                    return { await self.framed(call, requestID) { try await change.answer(try await self.committedHere(call, ticket)) } }
                 }
                 // The gate sends a call with a session alone (never pipelined), so waiting here keeps the order.
                 return {
                     await self.framed(call, requestID) {
                         await self.awaitSession(session)
-                        return try await change.answer(try await self.committer.submit(change.command))
+                        return try await change.answer(try await self.committedHere(call, self.committer.enqueue(change.command)))
                     }
                 }
             }
@@ -52,6 +56,13 @@ struct RequestHandler: Sendable {
                 return try await self.read(call)
             }
         }
+    }
+
+    /// The outcome of a change this instance committed; the writer handoff
+    /// learns the user has one change fewer in flight here.
+    private func committedHere(_ call: Parley_ClientCall, _ ticket: OneShot<CommitOutcome>) async throws -> CommitOutcome {
+        defer { writer.committed(userID: call.userID) }
+        return try await ticket.value()
     }
 
     /// Whether the call comes with a session naming other regions' events

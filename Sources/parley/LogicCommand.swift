@@ -33,6 +33,10 @@ struct LogicCommand: AsyncParsableCommand {
             region: region.name, listen: try Endpoint(listen), postgres: postgres,
             redis: Endpoint(host: region.redis.host, port: region.redis.port)
         )
+        // The first instance in the region's list is the origin's writer.
+        let listed = try region.logic.map { try Endpoint($0) }
+        configuration.instancesAhead = Array(listed.prefix { $0 != configuration.listen })
+        if configuration.instancesAhead.count == listed.count { configuration.instancesAhead = [] }
         configuration.maxBatch = maxBatch
         configuration.clock = deployment.clock
         configuration.limits.maxBodyBytes = maxBodyBytes

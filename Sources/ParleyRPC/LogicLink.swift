@@ -2,14 +2,15 @@ import GRPCCore
 import Logging
 import ParleyCore
 import ParleyProto
-import ParleyRPC
 import ServiceLifecycle
 import Synchronization
 
-/// The gate's long-lived link to one logic instance: calls go up one
-/// bidirectional stream and their answers, with the pushes for this gate's
-/// devices, come down it. Reconnects with backoff when the stream ends.
-final class LogicLink: Service, Sendable {
+/// A long-lived link to one logic instance: calls go up one bidirectional
+/// stream and their answers come down it. A gate's link says hello with its
+/// node id, so pushes for its devices come down it too; a logic instance
+/// handing its changes to the region's writer links without a node and gets
+/// answers only. Reconnects with backoff when the stream ends.
+public final class LogicLink: Service, Sendable {
     private struct State {
         var upstream: BatchQueue<Parley_GateUp>?
         var pending: [UInt64: (answer: OneShot<Parley_Frame>, due: ContinuousClock.Instant)] = [:]
@@ -17,21 +18,26 @@ final class LogicLink: Service, Sendable {
         var shuttingDown = false
     }
 
-    let address: String
+    public let address: String
     /// How long a call may wait for its answer.
-    let timeout: Duration
-    private let node: String
+    public let timeout: Duration
+    private let node: String?
     private let pool: RPCClientPool
-    private let registry: ConnectionRegistry
+    private let onDelivery: @Sendable (Parley_Delivery) -> Void
     private let logger: Logger
     private let state = Mutex(State())
 
-    init(address: String, timeout: Duration, node: String, pool: RPCClientPool, registry: ConnectionRegistry, logger: Logger) {
+    /// `node` is the gate node whose pushes this link carries (`onDelivery`
+    /// receives them); nil for a link that carries answers only.
+    public init(
+        address: String, timeout: Duration, node: String?, pool: RPCClientPool, logger: Logger,
+        onDelivery: @escaping @Sendable (Parley_Delivery) -> Void = { _ in }
+    ) {
         self.address = address
         self.timeout = timeout
         self.node = node
         self.pool = pool
-        self.registry = registry
+        self.onDelivery = onDelivery
         self.logger = logger
     }
 
@@ -39,14 +45,14 @@ final class LogicLink: Service, Sendable {
     /// when the link is not up, so the router can try another instance, and
     /// `LinkError.timedOut` when no answer came within `timeout` (an instance that
     /// hangs rather than dies: the call may still take effect there).
-    func call(_ call: Parley_ClientCall) async throws -> Parley_Frame {
+    public func call(_ call: Parley_ClientCall) async throws -> Parley_Frame {
         try await send(call).value()
     }
 
     /// Puts the call on the link now (calls sent one after the other reach
     /// logic in that order) and returns where its answer will arrive; throws
     /// `LinkError.down` at once when the link is not up.
-    func send(_ call: Parley_ClientCall) throws -> OneShot<Parley_Frame> {
+    public func send(_ call: Parley_ClientCall) throws -> OneShot<Parley_Frame> {
         let answer = OneShot<Parley_Frame>()
         let sent = state.withLock { state -> Bool in
             guard let upstream = state.upstream else { return false }
@@ -77,7 +83,7 @@ final class LogicLink: Service, Sendable {
         }
     }
 
-    func run() async throws {
+    public func run() async throws {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.expireOverdueCalls() }
@@ -96,7 +102,7 @@ final class LogicLink: Service, Sendable {
 
     private func connect() async throws {
         let upstream = BatchQueue<Parley_GateUp>(maxBatch: 1024)
-        upstream.push(.with { $0.hello = .with { $0.node = node } })
+        if let node { upstream.push(.with { $0.hello = .with { $0.node = node } }) }
         let open = state.withLock { state in
             if !state.shuttingDown { state.upstream = upstream }
             return !state.shuttingDown
@@ -117,8 +123,7 @@ final class LogicLink: Service, Sendable {
             let waiter = state.withLock { $0.pending.removeValue(forKey: result.callID) }
             waiter?.answer.resolve(.success(result.frame))
         case .delivery(let delivery):
-            let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)
-            registry.connection(for: identity)?.send(.with { $0.push = delivery.push })
+            onDelivery(delivery)
         case nil:
             break
         }
@@ -138,20 +143,20 @@ final class LogicLink: Service, Sendable {
 
 /// Why a call to a logic instance failed. A device is told only the code
 /// and a retry hint (`clientError`); the address and deadline go to logs.
-enum LinkError: Error, CustomStringConvertible, ClientErrorConvertible {
+public enum LinkError: Error, CustomStringConvertible, ClientErrorConvertible {
     /// The instance could not take (or answer) the call: the link is not up or was lost.
     case down(address: String)
     /// The instance took the call but did not answer within `timeout`.
     case timedOut(address: String, timeout: Duration)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .down(let address): "no link to logic \(address)"
         case .timedOut(let address, let timeout): "logic \(address) did not answer within \(timeout)"
         }
     }
 
-    var clientError: ClientError {
+    public var clientError: ClientError {
         switch self {
         case .down: ClientError(.unavailable, "no logic instance reachable; retry", detail: description)
         case .timedOut(_, let timeout):

@@ -1,0 +1,101 @@
+import Foundation
+import ParleyClient
+import ParleyCore
+import ParleyProto
+import ParleyTestSupport
+import ParleyTools
+import Testing
+
+/// One committing writer per origin: the region's second logic instance
+/// hands its users' changes to the first, commits them itself while the
+/// first is gone, and hands them over again once it is back
+/// (docs/ARCHITECTURE.md, "One writer per origin").
+@Suite(.serialized, .timeLimit(.minutes(3))) struct WriterHandoffTests {
+    @Test func changesReachTheWriterAndCommitElsewhereWhileItIsDown() async throws {
+        try await LocalRegion.with { region in
+            // Enough users that both instances are some user's home.
+            var users: [TestUser] = []
+            for index in 0..<8 { users.append(try await region.connect("w\(index)")) }
+            let handedOver = "handing changes to the writer"
+            let committedHere = "committing changes here"
+            #expect(region.logic[1].log.contains(handedOver), "sign-ins of logic1's users went to the writer:\n\(region.logic[1].log.suffix(2000))")
+            #expect(!region.logic[1].log.contains(committedHere))
+
+            func round(_ label: String) async throws {
+                for (index, user) in users.enumerated() {
+                    let ack = try await user.client.send(to: .user(users[(index + 1) % users.count].id), body: "\(label) \(index)")
+                    #expect(!ack.messageID.isEmpty)
+                }
+                for (index, user) in users.enumerated() {
+                    let from = (index + users.count - 1) % users.count
+                    #expect(await user.inbox.wait { $0.containsMessage("\(label) \(from)") }, "\(user.id) got \(label) \(from)")
+                }
+            }
+            try await round("writer up")
+
+            await region.killLogic(0)
+            try await round("writer down")
+            #expect(region.logic[1].log.contains(committedHere), "with the writer gone logic1 commits:\n\(region.logic[1].log.suffix(2000))")
+
+            try await region.startLogic(0)
+            // logic1's link to the writer comes back after its backoff; every send meanwhile commits somewhere.
+            var attempt = 0
+            let resumed = try await eventually {
+                attempt += 1
+                try await round("writer back \(attempt)")
+                return region.logic[1].log.components(separatedBy: handedOver).count - 1 >= 2
+            }
+            #expect(resumed, "logic1 hands changes over again:\n\(region.logic[1].log.suffix(2000))")
+
+            // Every message stored once, and eu's log dense through it all.
+            let received = await users[1].inbox.received
+            for label in ["writer up 0", "writer down 0"] { #expect(received.count(ofMessage: label) == 1, "\(label) once") }
+            #expect(try region.postgres.psql("SELECT count(*) = max(seq) AND min(seq) = 1 FROM events WHERE origin = 'eu'") == "t")
+            #expect(try region.postgres.psql("SELECT count(*) FROM messages") == String(8 * (2 + attempt)))
+            for user in users { await user.stop() }
+        }
+    }
+
+    /// Pipelined sends are answered in the order they were sent and commit
+    /// in that order, whichever instance is their sender's home.
+    @Test func pipelinedSendsCommitInOrderThroughTheHandoff() async throws {
+        try await LocalRegion.with { region in
+            let sink = try await region.connect("sink")
+            let senders = (0..<4).map { "p\($0)" }
+            let count = 200
+            let answers = try await withThrowingTaskGroup(of: (String, [Parley_Frame]).self) { group in
+                for sender in senders {
+                    let token = try await region.token(for: sender)
+                    group.addTask {
+                        var bytes = RawConnection.framed(.with {
+                            $0.requestID = 1
+                            $0.auth = .with { $0.token = token; $0.deviceID = "raw" }
+                        })
+                        for index in 0..<count {
+                            bytes += RawConnection.framed(.with {
+                                $0.requestID = UInt64(index + 2)
+                                $0.send = .with { $0.toUser = "sink"; $0.clientMsgID = "\(sender)-\(index)"; $0.body = "\(sender) \(index)" }
+                            })
+                        }
+                        let frames = try await RawConnection.frames(port: region.tcpPort, after: bytes) { frames in
+                            frames.filter { $0.requestID > 0 }.count == count + 1
+                        }
+                        return (sender, frames.filter { $0.requestID > 0 })
+                    }
+                }
+                return try await group.reduce(into: [String: [Parley_Frame]]()) { $0[$1.0] = $1.1 }
+            }
+            #expect(region.logic[1].log.contains("handing changes to the writer"), "some sender's home is logic1")
+            for sender in senders {
+                let frames = answers[sender] ?? []
+                #expect(frames.map(\.requestID) == (1...UInt64(count + 1)).map { $0 }, "\(sender): answers in request order")
+                let seqs = frames.dropFirst().map { $0.sendAck.event.seq }
+                #expect(seqs.count == count && frames.dropFirst().allSatisfy { $0.sendAck.event.origin == "eu" }, "\(sender): every send acked")
+                #expect(seqs == seqs.sorted() && Set(seqs).count == count, "\(sender): committed in the order sent")
+            }
+            #expect(try region.postgres.psql("SELECT count(*) = max(seq) FROM events WHERE origin = 'eu'") == "t")
+            #expect(await sink.inbox.wait { events in senders.allSatisfy { events.containsMessage("\($0) \(count - 1)") } })
+            await sink.stop()
+        }
+    }
+}
