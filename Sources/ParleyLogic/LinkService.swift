@@ -1,6 +1,7 @@
 import GRPCCore
 import ParleyCore
 import ParleyProto
+import ParleyRPC
 import ServiceLifecycle
 
 /// The `Logic` RPC: one bidirectional link per gate. Calls coming up the link
@@ -19,8 +20,8 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
     }
 
     func link(
-        request: RPCAsyncSequence<Parley_GateUp, any Error>,
-        response: RPCWriter<Parley_LogicDown>,
+        request: RPCAsyncSequence<Parley_GateUpBatch, any Error>,
+        response: RPCWriter<Parley_LogicDownBatch>,
         context: ServerContext
     ) async throws {
         // Answers and pushes queue up while the previous write is in flight and
@@ -28,30 +29,29 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
         let output = BatchQueue<Parley_LogicDown>(maxBatch: 1024)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                while let batch = await output.next() { try await response.write(contentsOf: batch) }
+                while let queued = await output.next() {
+                    try await response.write(contentsOf: LinkBatch.split(queued).map { items in .with { $0.items = Array(items) } })
+                }
             }
             var registration: (node: String, id: UInt64)?
             do {
                 try await withThrowingDiscardingTaskGroup { calls in
-                    for try await up in request.cancelOnGracefulShutdown() {
-                        switch up.kind {
-                        case .hello(let hello):
-                            registration = (hello.node, links.add(node: hello.node, output: output))
-                        case .call(let call):
-                            // Started here, in arrival order: one connection's pipelined
-                            // changes join the group commit in the order it sent them.
-                            let answering = handler.start(call)
-                            calls.addTask {
-                                let answer = await answering()
-                                output.push(.with {
-                                    $0.result = .with {
-                                        $0.callID = call.callID
-                                        $0.frame = answer
-                                    }
-                                })
+                    for try await batch in request.cancelOnGracefulShutdown() {
+                        for up in batch.items {
+                            switch up.kind {
+                            case .hello(let hello):
+                                registration = (hello.node, links.add(node: hello.node, output: output))
+                            case .call(let call):
+                                // Started here, in arrival order: one connection's pipelined
+                                // changes join the group commit in the order it sent them.
+                                let answering = handler.start(call)
+                                calls.addTask {
+                                    let answer = await answering()
+                                    output.push(.with { $0.result = .with { $0.callID = call.callID; $0.frame = answer } })
+                                }
+                            case nil:
+                                break
                             }
-                        case nil:
-                            break
                         }
                     }
                 }

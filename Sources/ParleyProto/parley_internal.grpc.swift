@@ -3,8 +3,9 @@
 /// Each gate keeps one long-lived link (a bidirectional stream) to every logic
 /// instance of its region: client requests go up it, their answers and the
 /// pushes for the gate's devices come down it. A stream per gate, rather than
-/// an RPC per request, is what keeps the per-message cost low (docs/ARCHITECTURE.md,
-/// "Channels between roles").
+/// an RPC per request, and batches of items per stream message, rather than an
+/// item per message, are what keep the per-message cost low
+/// (docs/ARCHITECTURE.md, "Channels between roles" and "Batched links").
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -31,9 +32,9 @@ public enum Parley_Logic: Sendable {
         /// Namespace for "Link" metadata.
         public enum Link: Sendable {
             /// Request type for "Link".
-            public typealias Input = Parley_GateUp
+            public typealias Input = Parley_GateUpBatch
             /// Response type for "Link".
-            public typealias Output = Parley_LogicDown
+            public typealias Output = Parley_LogicDownBatch
             /// Descriptor for "Link".
             public static let descriptor = GRPCCore.MethodDescriptor(
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "parley.Logic"),
@@ -87,16 +88,16 @@ extension Parley_Logic {
         /// Handle the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A streaming request of `Parley_GateUp` messages.
+        ///   - request: A streaming request of `Parley_GateUpBatch` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A streaming response of `Parley_LogicDown` messages.
+        /// - Returns: A streaming response of `Parley_LogicDownBatch` messages.
         func link(
-            request: GRPCCore.StreamingServerRequest<Parley_GateUp>,
+            request: GRPCCore.StreamingServerRequest<Parley_GateUpBatch>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDown>
+        ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDownBatch>
 
         /// Handle the "Health" method.
         ///
@@ -130,16 +131,16 @@ extension Parley_Logic {
         /// Handle the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A streaming request of `Parley_GateUp` messages.
+        ///   - request: A streaming request of `Parley_GateUpBatch` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A streaming response of `Parley_LogicDown` messages.
+        /// - Returns: A streaming response of `Parley_LogicDownBatch` messages.
         func link(
-            request: GRPCCore.StreamingServerRequest<Parley_GateUp>,
+            request: GRPCCore.StreamingServerRequest<Parley_GateUpBatch>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDown>
+        ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDownBatch>
 
         /// Handle the "Health" method.
         ///
@@ -171,15 +172,15 @@ extension Parley_Logic {
         /// Handle the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A stream of `Parley_GateUp` messages.
-        ///   - response: A response stream of `Parley_LogicDown` messages.
+        ///   - request: A stream of `Parley_GateUpBatch` messages.
+        ///   - response: A response stream of `Parley_LogicDownBatch` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
         func link(
-            request: GRPCCore.RPCAsyncSequence<Parley_GateUp, any Swift.Error>,
-            response: GRPCCore.RPCWriter<Parley_LogicDown>,
+            request: GRPCCore.RPCAsyncSequence<Parley_GateUpBatch, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Parley_LogicDownBatch>,
             context: GRPCCore.ServerContext
         ) async throws
 
@@ -211,8 +212,8 @@ extension Parley_Logic.StreamingServiceProtocol {
     public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
         router.registerHandler(
             forMethod: Parley_Logic.Method.Link.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_GateUp>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Parley_LogicDown>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_GateUpBatch>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_LogicDownBatch>(),
             handler: { request, context in
                 try await self.link(
                     request: request,
@@ -253,10 +254,10 @@ extension Parley_Logic.ServiceProtocol {
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Parley_Logic.SimpleServiceProtocol {
     public func link(
-        request: GRPCCore.StreamingServerRequest<Parley_GateUp>,
+        request: GRPCCore.StreamingServerRequest<Parley_GateUpBatch>,
         context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDown> {
-        return GRPCCore.StreamingServerResponse<Parley_LogicDown>(
+    ) async throws -> GRPCCore.StreamingServerResponse<Parley_LogicDownBatch> {
+        return GRPCCore.StreamingServerResponse<Parley_LogicDownBatch>(
             metadata: [:],
             producer: { writer in
                 try await self.link(
@@ -295,20 +296,20 @@ extension Parley_Logic {
         /// Call the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A streaming request producing `Parley_GateUp` messages.
-        ///   - serializer: A serializer for `Parley_GateUp` messages.
-        ///   - deserializer: A deserializer for `Parley_LogicDown` messages.
+        ///   - request: A streaming request producing `Parley_GateUpBatch` messages.
+        ///   - serializer: A serializer for `Parley_GateUpBatch` messages.
+        ///   - deserializer: A deserializer for `Parley_LogicDownBatch` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
         ///       already finished.
         /// - Returns: The result of `handleResponse`.
         func link<Result>(
-            request: GRPCCore.StreamingClientRequest<Parley_GateUp>,
-            serializer: some GRPCCore.MessageSerializer<Parley_GateUp>,
-            deserializer: some GRPCCore.MessageDeserializer<Parley_LogicDown>,
+            request: GRPCCore.StreamingClientRequest<Parley_GateUpBatch>,
+            serializer: some GRPCCore.MessageSerializer<Parley_GateUpBatch>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_LogicDownBatch>,
             options: GRPCCore.CallOptions,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDown>) async throws -> Result
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDownBatch>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "Health" method.
@@ -356,20 +357,20 @@ extension Parley_Logic {
         /// Call the "Link" method.
         ///
         /// - Parameters:
-        ///   - request: A streaming request producing `Parley_GateUp` messages.
-        ///   - serializer: A serializer for `Parley_GateUp` messages.
-        ///   - deserializer: A deserializer for `Parley_LogicDown` messages.
+        ///   - request: A streaming request producing `Parley_GateUpBatch` messages.
+        ///   - serializer: A serializer for `Parley_GateUpBatch` messages.
+        ///   - deserializer: A deserializer for `Parley_LogicDownBatch` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
         ///       already finished.
         /// - Returns: The result of `handleResponse`.
         public func link<Result>(
-            request: GRPCCore.StreamingClientRequest<Parley_GateUp>,
-            serializer: some GRPCCore.MessageSerializer<Parley_GateUp>,
-            deserializer: some GRPCCore.MessageDeserializer<Parley_LogicDown>,
+            request: GRPCCore.StreamingClientRequest<Parley_GateUpBatch>,
+            serializer: some GRPCCore.MessageSerializer<Parley_GateUpBatch>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_LogicDownBatch>,
             options: GRPCCore.CallOptions = .defaults,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDown>) async throws -> Result
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDownBatch>) async throws -> Result
         ) async throws -> Result where Result: Sendable {
             try await self.client.bidirectionalStreaming(
                 request: request,
@@ -425,21 +426,21 @@ extension Parley_Logic.ClientProtocol {
     /// Call the "Link" method.
     ///
     /// - Parameters:
-    ///   - request: A streaming request producing `Parley_GateUp` messages.
+    ///   - request: A streaming request producing `Parley_GateUpBatch` messages.
     ///   - options: Options to apply to this RPC.
     ///   - handleResponse: A closure which handles the response and returns its result to
     ///       the caller. Returning from the closure will cancel the RPC if it hasn't
     ///       already finished.
     /// - Returns: The result of `handleResponse`.
     public func link<Result>(
-        request: GRPCCore.StreamingClientRequest<Parley_GateUp>,
+        request: GRPCCore.StreamingClientRequest<Parley_GateUpBatch>,
         options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDown>) async throws -> Result
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDownBatch>) async throws -> Result
     ) async throws -> Result where Result: Sendable {
         try await self.link(
             request: request,
-            serializer: GRPCProtobuf.ProtobufSerializer<Parley_GateUp>(),
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_LogicDown>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_GateUpBatch>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_LogicDownBatch>(),
             options: options,
             onResponse: handleResponse
         )
@@ -494,10 +495,10 @@ extension Parley_Logic.ClientProtocol {
     public func link<Result>(
         metadata: GRPCCore.Metadata = [:],
         options: GRPCCore.CallOptions = .defaults,
-        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Parley_GateUp>) async throws -> Void,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDown>) async throws -> Result
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Parley_GateUpBatch>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Parley_LogicDownBatch>) async throws -> Result
     ) async throws -> Result where Result: Sendable {
-        let request = GRPCCore.StreamingClientRequest<Parley_GateUp>(
+        let request = GRPCCore.StreamingClientRequest<Parley_GateUpBatch>(
             metadata: metadata,
             producer: producer
         )

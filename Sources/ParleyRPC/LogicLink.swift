@@ -110,10 +110,14 @@ public final class LogicLink: Service, Sendable {
         guard open else { return }
         defer { fail(upstream) }
         let logic = Parley_Logic.Client(wrapping: try pool.client(for: address))
-        try await logic.link(options: .failFast(timeout: nil)) { writer in
-            while let batch = await upstream.next() { try await writer.write(contentsOf: batch) }
+        try await logic.link(options: .batchedLink) { writer in
+            while let queued = await upstream.next() {
+                try await writer.write(contentsOf: LinkBatch.split(queued).map { items in .with { $0.items = Array(items) } })
+            }
         } onResponse: { response in
-            for try await down in response.messages { self.received(down) }
+            for try await batch in response.messages {
+                for down in batch.items { self.received(down) }
+            }
         }
     }
 

@@ -68,6 +68,14 @@ extension CallOptions {
         return options
     }
 
+    /// A long-lived link whose stream messages are batches of items (`LinkBatch`).
+    public static var batchedLink: CallOptions {
+        var options = CallOptions.failFast(timeout: nil)
+        options.maxRequestMessageBytes = LinkBatch.maxMessageBytes
+        options.maxResponseMessageBytes = LinkBatch.maxMessageBytes
+        return options
+    }
+
     /// Calls that wait, up to `timeout`, for a peer that may be reconnecting.
     public static func waitingForReady(timeout: Duration) -> CallOptions {
         var options = CallOptions.defaults

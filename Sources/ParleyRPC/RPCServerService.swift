@@ -12,6 +12,7 @@ public struct RPCServerService: Service {
         // Our clients ping idle connections every two seconds to notice partitions
         // (RPCClientPool); the default policy would close them for it.
         config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .seconds(1), allowWithoutCalls: true)
+        config.rpc.maxRequestPayloadSize = LinkBatch.maxMessageBytes
         server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: listen.host, port: listen.port),
