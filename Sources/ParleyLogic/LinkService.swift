@@ -27,6 +27,8 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
         // Answers and pushes queue up while the previous write is in flight and
         // leave together: one flush per batch, not per message.
         let output = BatchQueue<Parley_LogicDown>(maxBatch: 1024)
+        // An empty batch first: the link is open, calls may come (`LogicLink`).
+        try await response.write(Parley_LogicDownBatch())
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 while let queued = await output.next() {

@@ -55,7 +55,9 @@ final class WriterHandoff: Sendable {
             var chosen: (Route, String?)?
             if state.committingHere[call.userID] == nil {
                 for link in links {
-                    if let answer = try? link.send(call) {
+                    // Only down an open stream: a change for a writer still
+                    // reconnecting commits here rather than fail with the attempt.
+                    if let answer = try? link.send(call, onlyIfOpen: true) {
                         chosen = (.handedOver(answer), link.address)
                         break
                     }

@@ -65,6 +65,8 @@ public nonisolated struct Parley_GateUpBatch: Sendable {
   public init() {}
 }
 
+/// The first batch down a link is empty: the instance has taken the link and
+/// calls may go up it (until then a caller tries another instance).
 public nonisolated struct Parley_LogicDownBatch: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for

@@ -12,7 +12,11 @@ import Synchronization
 /// answers only. Reconnects with backoff when the stream ends.
 public final class LogicLink: Service, Sendable {
     private struct State {
+        /// The current stream's queue, from the moment it is opened.
         var upstream: BatchQueue<Parley_GateUp>?
+        /// The instance has answered on the current stream (its first,
+        /// empty batch), so the stream is open end to end.
+        var ready = false
         var pending: [UInt64: (answer: OneShot<Parley_Frame>, due: ContinuousClock.Instant)] = [:]
         var nextCallID: UInt64 = 1
         var shuttingDown = false
@@ -51,11 +55,14 @@ public final class LogicLink: Service, Sendable {
 
     /// Puts the call on the link now (calls sent one after the other reach
     /// logic in that order) and returns where its answer will arrive; throws
-    /// `LinkError.down` at once when the link is not up.
-    public func send(_ call: Parley_ClientCall) throws -> OneShot<Parley_Frame> {
+    /// `LinkError.down` at once when the link is not up. A stream still
+    /// opening takes calls too, and fails them if it does not open, unless
+    /// `onlyIfOpen`: then only a stream the instance has answered on does,
+    /// for a caller that has somewhere else to send the call meanwhile.
+    public func send(_ call: Parley_ClientCall, onlyIfOpen: Bool = false) throws -> OneShot<Parley_Frame> {
         let answer = OneShot<Parley_Frame>()
         let sent = state.withLock { state -> Bool in
-            guard let upstream = state.upstream else { return false }
+            guard let upstream = state.upstream, state.ready || !onlyIfOpen else { return false }
             var call = call
             call.callID = state.nextCallID
             state.nextCallID += 1
@@ -116,6 +123,7 @@ public final class LogicLink: Service, Sendable {
             }
         } onResponse: { response in
             for try await batch in response.messages {
+                if batch.items.isEmpty { self.state.withLock { $0.ready = true } }
                 for down in batch.items { self.received(down) }
             }
         }
@@ -138,6 +146,7 @@ public final class LogicLink: Service, Sendable {
         upstream.close()
         let waiters = state.withLock { state in
             state.upstream = nil
+            state.ready = false
             defer { state.pending = [:] }
             return state.pending
         }
