@@ -122,6 +122,10 @@ public final class LogicLink: Service, Sendable {
                 try await writer.write(contentsOf: LinkBatch.split(queued).map { items in .with { $0.items = Array(items) } })
             }
         } onResponse: { response in
+            // The instance ended the stream (it shuts down): end ours too, or
+            // the writer above would wait on the queue, the link would look up,
+            // and the next call would be lost with it.
+            defer { upstream.close() }
             for try await batch in response.messages {
                 if batch.items.isEmpty { self.state.withLock { $0.ready = true } }
                 for down in batch.items { self.received(down) }

@@ -215,6 +215,9 @@ public final class LocalRegion: @unchecked Sendable {
     /// Graceful stop of the gate (SIGTERM).
     public func stopGate() async { await gate?.stop() }
 
+    /// Graceful stop of one logic instance (SIGTERM): it ends its links.
+    public func stopLogic(_ index: Int) async { await logic[index].stop() }
+
     /// SIGKILL of one logic instance.
     public func killLogic(_ index: Int) async { await logic[index].kill9() }
 

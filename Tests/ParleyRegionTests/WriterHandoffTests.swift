@@ -56,6 +56,46 @@ import Testing
         }
     }
 
+    /// A writer that shuts down ends its links cleanly; the instances (and
+    /// gates) linked to it notice at once and link to its successor, so the
+    /// first changes after its restart are answered, not lost with a link
+    /// that only looked up.
+    @Test func theFirstChangesAfterTheWriterRestartsAreAnswered() async throws {
+        try await LocalRegion.with { region in
+            let sink = try await region.connect("sink")
+            let users = (0..<8).map { "r\($0)" }
+            func sendOnce(_ label: String) async throws -> [Parley_Frame] {
+                try await withThrowingTaskGroup(of: Parley_Frame?.self) { group in
+                    for user in users {
+                        let token = try await region.token(for: user)
+                        group.addTask {
+                            let bytes = RawConnection.framed(.with {
+                                $0.requestID = 1
+                                $0.auth = .with { $0.token = token; $0.deviceID = "raw" }
+                            }) + RawConnection.framed(.with {
+                                $0.requestID = 2
+                                $0.send = .with { $0.toUser = "sink"; $0.clientMsgID = label; $0.body = "\(user) \(label)" }
+                            })
+                            let frames = try await RawConnection.frames(port: region.tcpPort, after: bytes) { frames in
+                                frames.contains { $0.requestID == 2 }
+                            }
+                            return frames.first { $0.requestID == 2 }
+                        }
+                    }
+                    return try await group.reduce(into: []) { if let frame = $1 { $0.append(frame) } }
+                }
+            }
+            let before = try await sendOnce("before")
+            #expect(before.count == users.count && before.allSatisfy { $0.sendAck.event.origin == "eu" }, "\(before)")
+            #expect(region.logic[1].log.contains("handing changes to the writer"))
+            await region.stopLogic(0)
+            try await region.startLogic(0)
+            let after = try await sendOnce("after")
+            #expect(after.count == users.count && after.allSatisfy { $0.sendAck.event.origin == "eu" }, "answered, not refused: \(after)")
+            await sink.stop()
+        }
+    }
+
     /// Pipelined sends are answered in the order they were sent and commit
     /// in that order, whichever instance is their sender's home.
     @Test func pipelinedSendsCommitInOrderThroughTheHandoff() async throws {
