@@ -55,8 +55,9 @@ struct CommitPlanner: Sendable {
             case .addMember(_, let groupID, let userID), .removeMember(_, let groupID, let userID):
                 keys.users.insert(userID)
                 keys.conversations.insert(ConversationID.group(groupID))
-            case .setProfile:
-                break
+            case .setProfile(let userID, _, _):
+                // Not checked, but in the audience: the store numbers it from the counter read here.
+                keys.users.insert(userID)
             }
         }
         return keys

@@ -30,6 +30,12 @@ public struct CommitSnapshot: Sendable {
     public var storedPosts: [PostKey: Parley_Event] = [:]
     public var messages: [MessageID: StoredMessage] = [:]
     public var readMarkers: [ReaderKey: ConversationOrder] = [:]
+    /// This origin's counter of each user the snapshot looked at (the named
+    /// users and the members found); a user looked at with no row is at 0.
+    var counters: [String: UInt64] = [:]
+    var countersLookedAt: Set<String> = []
+    /// Every origin's head: applied seq and last hlc.
+    var heads: [String: (seq: UInt64, hlc: UInt64)] = [:]
 
     public init() {}
 }
@@ -50,23 +56,26 @@ public struct StoredMessage: Sendable {
 
 extension RegionStore {
     /// Loads, in one set-based query, the rows `keys` name.
-    static func loadSnapshot(_ keys: SnapshotKeys, _ tx: DatabaseConnection, _ logger: Logger) async throws -> CommitSnapshot {
+    static func loadSnapshot(_ keys: SnapshotKeys, origin: String, _ tx: DatabaseConnection, _ logger: Logger) async throws -> CommitSnapshot {
         let ids = Array(keys.messages)
         let statement = SnapshotStatement(
             users: Array(keys.users), conversations: Array(keys.conversations),
             postSenders: keys.posts.map(\.sender), postClientIDs: keys.posts.map(\.clientMsgID),
             messageOrigins: ids.map(\.origin), messageSeqs: ids.map { Int64($0.seq) },
-            readerConversations: keys.readers.map(\.conversationID), readerUsers: keys.readers.map(\.userID)
+            readerConversations: keys.readers.map(\.conversationID), readerUsers: keys.readers.map(\.userID), origin: origin
         )
         let rows = try await tx.execute(statement, logger: logger)
         var snapshot = CommitSnapshot()
+        snapshot.countersLookedAt = keys.users
         for try await (kind, a, b, c, payload, n, h, recalled) in rows {
             switch kind {
             case 1: snapshot.knownUsers.insert(a)
             case 2:
                 snapshot.conversations.insert(a)
                 snapshot.owners[a] = b
-            case 3: snapshot.members[a, default: []].insert(b)
+            case 3:
+                snapshot.members[a, default: []].insert(b)
+                snapshot.countersLookedAt.insert(b)
             case 4:
                 if let payload { snapshot.storedPosts[PostKey(sender: a, clientMsgID: b)] = try Parley_Event(buffer: payload) }
             case 5:
@@ -74,9 +83,11 @@ extension RegionStore {
                 snapshot.messages[MessageID(origin: a, seq: UInt64(n))] = StoredMessage(
                     conversationID: b, order: order, sender: c, recalled: recalled
                 )
-            default:
+            case 6:
                 snapshot.readMarkers[ReaderKey(conversationID: a, userID: b)] =
                     ConversationOrder(hlc: HLC(rawValue: UInt64(h)), origin: c, seq: UInt64(n))
+            case 7: snapshot.counters[a] = UInt64(n)
+            default: snapshot.heads[a] = (UInt64(n), UInt64(h))
             }
         }
         return snapshot

@@ -22,12 +22,17 @@ enum EventApplier {
     ///     (a read marker names a message that may be stored or in this batch).
     ///   - heads: origins whose head moves with these events.
     ///   - carryCounters: raise each audience user's counter for the event's
-    ///     origin to the carried user_seq (replicated events; a local commit
-    ///     has already incremented them).
+    ///     origin to the carried user_seq (replicated events, and local
+    ///     commits that numbered them from the counters they read).
+    ///   - expectedHead: write only if the one origin in `heads` is still at
+    ///     this seq when its row is locked (an optimistic commit); nil to write
+    ///     regardless.
+    /// - Returns: false when `expectedHead` did not hold and nothing was written.
+    @discardableResult
     static func apply(
         _ events: [Parley_Event], knownOrders: [MessageID: ConversationOrder], heads: [OriginHead],
-        carryCounters: Bool = false, _ tx: DatabaseConnection, _ logger: Logger
-    ) async throws {
+        carryCounters: Bool = false, expectedHead: UInt64? = nil, _ tx: DatabaseConnection, _ logger: Logger
+    ) async throws -> Bool {
         let batch = ConvergentBatch(events.compactMap(\.replicated))
         var rows = DerivedRows(events, batch)
         if carryCounters { rows.addCounters(of: events) }
@@ -36,7 +41,9 @@ enum EventApplier {
         if !missing.isEmpty { orders.merge(try await loadOrders(Array(missing), tx, logger)) { a, _ in a } }
         rows.addMarkers(batch.readMarkers { orders[$0] })
         rows.addHeads(heads)
-        _ = try await tx.execute(rows, logger: logger)
+        rows.expectedHead = expectedHead.map { Int64($0) } ?? -1
+        for try await wrote in try await tx.execute(rows, logger: logger) { return wrote }
+        throw StoreError(.brokenInvariant, "the event batch's statement returned no row")
     }
 
     private static func loadOrders(_ ids: [MessageID], _ tx: DatabaseConnection, _ logger: Logger) async throws -> [MessageID: ConversationOrder] {
@@ -97,8 +104,10 @@ private struct DerivedRows: PostgresPreparedStatement {
     var markConv: [String] = [], markUser: [String] = [], markHLC: [Int64] = [], markOrigin: [String] = [], markSeq: [Int64] = []
     // origins
     var headOrigin: [String] = [], headSeq: [Int64] = [], headHLC: [Int64] = []
-    // user_counters (replicated events only)
+    // user_counters (carried user_seqs)
     var counterUser: [String] = [], counterOrigin: [String] = [], counterSeq: [Int64] = []
+    // the head an optimistic commit read, or -1
+    var expectedHead: Int64 = -1
 
     /// `events` are new to this region and in causal order; `batch` is their reduction.
     init(_ events: [Parley_Event], _ batch: ConvergentBatch) {
@@ -191,9 +200,10 @@ private struct DerivedRows: PostgresPreparedStatement {
         }
     }
 
-    typealias Row = ()
+    /// Whether the batch was written (false: `expectedHead` did not hold).
+    typealias Row = Bool
 
-    func decodeRow(_ row: PostgresRow) throws {}
+    func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
 
     func makeBindings() throws -> PostgresBindings {
         var b = PostgresBindings(capacity: 64)
@@ -214,6 +224,7 @@ private struct DerivedRows: PostgresPreparedStatement {
         b.append(profileUser); b.append(profileField); b.append(profileValue); b.append(profileHLC); b.append(profileOrigin)  // 57-61
         b.append(logConversation)  // 62
         b.append(convHLC); b.append(convOrigin)  // 63-64
+        b.append(expectedHead)  // 65
         return b
     }
 
@@ -221,64 +232,68 @@ private struct DerivedRows: PostgresPreparedStatement {
     /// (read markers, membership, edits, profiles, client-id winners, group
     /// rows, origin heads) only move to a winning stamp, so replays change
     /// nothing: the guards are `ConvergentState.absorb`'s, one per table.
+    /// The heads move first: an optimistic commit's head must still be at
+    /// `$65` once its row is locked, or nothing is written (`ok`).
     static let sql = """
         WITH
+          hd AS (UPDATE origins o SET applied_seq = h.seq, last_hlc = GREATEST(o.last_hlc, h.hlc)
+                 FROM unnest($39::text[], $40::bigint[], $41::bigint[]) AS h(origin, seq, hlc)
+                 WHERE o.origin = h.origin AND o.applied_seq < h.seq AND ($65::bigint < 0 OR o.applied_seq = $65::bigint)
+                 RETURNING 1),
+          ok AS (SELECT $65::bigint < 0 OR EXISTS (SELECT 1 FROM hd) AS ok),
           ev AS (INSERT INTO events (origin, seq, hlc, kind, payload, conversation_id)
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int2[], $5::bytea[], $62::text[])
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int2[], $5::bytea[], $62::text[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT DO NOTHING),
           ib AS (INSERT INTO inbox (user_id, origin, user_seq, event_seq)
-                 SELECT * FROM unnest($6::text[], $7::text[], $8::bigint[], $9::bigint[])
+                 SELECT * FROM unnest($6::text[], $7::text[], $8::bigint[], $9::bigint[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT DO NOTHING),
           us AS (INSERT INTO users (user_id, origin, seq)
-                 SELECT * FROM unnest($10::text[], $11::text[], $12::bigint[])
+                 SELECT * FROM unnest($10::text[], $11::text[], $12::bigint[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT DO NOTHING),
           cv AS (INSERT INTO conversations (conversation_id, is_group, name, owner, hlc, origin)
-                 SELECT * FROM unnest($13::text[], $14::bool[], $15::text[], $16::text[], $63::bigint[], $64::text[])
+                 SELECT * FROM unnest($13::text[], $14::bool[], $15::text[], $16::text[], $63::bigint[], $64::text[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT (conversation_id) DO UPDATE
                    SET name = excluded.name, owner = excluded.owner, hlc = excluded.hlc, origin = excluded.origin
                    WHERE (excluded.hlc, excluded.origin) < (conversations.hlc, conversations.origin)),
           dm AS (INSERT INTO members (conversation_id, user_id)
-                 SELECT * FROM unnest($17::text[], $18::text[])
+                 SELECT * FROM unnest($17::text[], $18::text[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT DO NOTHING),
           ms AS (INSERT INTO messages (origin, seq, conversation_id, hlc, sender, body, client_msg_id, recalled, edit_hlc, edit_origin)
                  SELECT * FROM unnest($19::text[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[],
-                                      $25::text[], $26::bool[], $27::bigint[], $28::text[])
+                                      $25::text[], $26::bool[], $27::bigint[], $28::text[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT DO NOTHING),
           cm AS (INSERT INTO client_messages (sender, client_msg_id, origin, seq, hlc)
-                 SELECT * FROM unnest($29::text[], $30::text[], $31::text[], $32::bigint[], $33::bigint[])
+                 SELECT * FROM unnest($29::text[], $30::text[], $31::text[], $32::bigint[], $33::bigint[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT (sender, client_msg_id) DO UPDATE
                    SET origin = excluded.origin, seq = excluded.seq, hlc = excluded.hlc
                    WHERE (excluded.hlc, excluded.origin) < (client_messages.hlc, client_messages.origin)),
           rm AS (INSERT INTO read_markers (conversation_id, user_id, hlc, origin, seq)
-                 SELECT * FROM unnest($34::text[], $35::text[], $36::bigint[], $37::text[], $38::bigint[])
+                 SELECT * FROM unnest($34::text[], $35::text[], $36::bigint[], $37::text[], $38::bigint[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT (conversation_id, user_id) DO UPDATE
                    SET hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq
                    WHERE (read_markers.hlc, read_markers.origin, read_markers.seq) < (excluded.hlc, excluded.origin, excluded.seq)),
-          hd AS (UPDATE origins o SET applied_seq = h.seq, last_hlc = GREATEST(o.last_hlc, h.hlc)
-                 FROM unnest($39::text[], $40::bigint[], $41::bigint[]) AS h(origin, seq, hlc)
-                 WHERE o.origin = h.origin AND o.applied_seq < h.seq),
           uc AS (INSERT INTO user_counters (user_id, origin, user_seq)
-                 SELECT * FROM unnest($42::text[], $43::text[], $44::bigint[])
+                 SELECT * FROM unnest($42::text[], $43::text[], $44::bigint[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT (user_id, origin) DO UPDATE SET user_seq = GREATEST(user_counters.user_seq, excluded.user_seq)),
           gm AS (INSERT INTO members (conversation_id, user_id, present, hlc, origin)
-                 SELECT * FROM unnest($45::text[], $46::text[], $47::bool[], $48::bigint[], $49::text[])
+                 SELECT * FROM unnest($45::text[], $46::text[], $47::bool[], $48::bigint[], $49::text[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT (conversation_id, user_id) DO UPDATE
                    SET present = excluded.present, hlc = excluded.hlc, origin = excluded.origin
                    WHERE (members.hlc, members.origin) < (excluded.hlc, excluded.origin)),
           ed AS (UPDATE messages m SET body = x.body, edit_hlc = x.hlc, edit_origin = x.origin
                  FROM unnest($50::text[], $51::bigint[], $52::text[], $53::bigint[], $54::text[]) AS x(t_origin, t_seq, body, hlc, origin)
-                 WHERE m.origin = x.t_origin AND m.seq = x.t_seq AND NOT m.recalled
+                 WHERE m.origin = x.t_origin AND m.seq = x.t_seq AND (SELECT ok FROM ok) AND NOT m.recalled
                    AND (m.edit_hlc, m.edit_origin) < (x.hlc, x.origin)),
           rc AS (UPDATE messages m SET recalled = true, body = '', edit_hlc = 0, edit_origin = ''
                  FROM unnest($55::text[], $56::bigint[]) AS x(t_origin, t_seq)
-                 WHERE m.origin = x.t_origin AND m.seq = x.t_seq),
+                 WHERE m.origin = x.t_origin AND m.seq = x.t_seq AND (SELECT ok FROM ok)),
           pf AS (INSERT INTO profiles (user_id, field, value, hlc, origin)
-                 SELECT * FROM unnest($57::text[], $58::text[], $59::text[], $60::bigint[], $61::text[])
+                 SELECT * FROM unnest($57::text[], $58::text[], $59::text[], $60::bigint[], $61::text[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT (user_id, field) DO UPDATE
                    SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin
                    WHERE (profiles.hlc, profiles.origin) < (excluded.hlc, excluded.origin))
         -- Wakes the sync's log watcher at commit (notifications of one transaction are merged).
-        SELECT pg_notify('\(RegionStore.logChannel)', '')
+        SELECT ok FROM ok, pg_notify('\(RegionStore.logChannel)', '')
         """
 }
 

@@ -52,14 +52,22 @@ public final class RegionStore: Service, Sendable {
         for try await _ in try await database.query("SELECT 1", logger: logger) {}
     }
 
-    /// Commits new events planned against stored rows, in one transaction
-    /// (logic's group commit): locks this origin's head, reads the rows `keys`
-    /// name, lets `plan` turn them into events (this origin's next seqs in
-    /// order, hlcs increasing from `CommitStart`, each with its audience),
-    /// numbers each audience entry's `user_seq`, and writes the events with
-    /// their derived state. The rules that decide what to write are the
-    /// caller's (logic's `CommitPlanner`); the store only checks that the log
-    /// stays dense.
+    /// Commits new events planned against stored rows (logic's group commit):
+    /// reads the rows `keys` name, lets `plan` turn them into events (this
+    /// origin's next seqs in order, hlcs increasing from `CommitStart`, each
+    /// with its audience), numbers each audience entry's `user_seq`, and
+    /// writes the events with their derived state. The rules that decide what
+    /// to write are the caller's (logic's `CommitPlanner`); the store only
+    /// checks that the log stays dense. `plan` may be called twice.
+    ///
+    /// Optimistic first, in two round trips: the snapshot is read without a
+    /// lock, and one statement writes everything provided this origin's head
+    /// is still where the snapshot saw it once its row is locked. With one
+    /// committing writer per origin it always is. When another committer
+    /// moved it, or an audience reaches past the counters the snapshot read,
+    /// the batch commits again the pessimistic way: in one transaction, under
+    /// the origin's row lock held from before the snapshot to the commit.
+    /// Either way seq order is commit order (docs/ARCHITECTURE.md, "Group commit").
     ///
     /// Returns what `plan` returned and its events as written (user_seqs filled).
     public func commit<Plan: Sendable>(
@@ -68,22 +76,62 @@ public final class RegionStore: Service, Sendable {
         let origin = self.origin
         let now = clock.now()
         let logger = self.logger
-        let committed = try await database.withTransaction { tx -> (plan: Plan, events: [Parley_Event]) in
-            let start = try await Self.lockOrigin(origin, now: now, tx, logger)
-            let snapshot = try await Self.loadSnapshot(keys, tx, logger)
-            var (result, events) = try plan(snapshot, start)
-            guard !events.isEmpty else { return (result, []) }
-            for (offset, event) in events.enumerated() where event.origin != origin || event.seq != start.appliedSeq + UInt64(offset) + 1 {
-                throw StoreError(.brokenInvariant, "planned event \(event.origin)-\(event.seq) does not follow \(origin)-\(start.appliedSeq) densely")
+        let committed = try await database.withConnection { connection -> (plan: Plan, events: [Parley_Event]) in
+            if let done = try await Self.commitOptimistically(keys, origin: origin, now: now, plan: plan, connection, logger) {
+                return done
             }
-            let ends = try await Self.incrementCounters(origin: origin, Self.audienceCounts(events), tx, logger)
-            Self.assignUserSeqs(&events, counterEnds: ends)
-            let head = EventApplier.OriginHead(origin: origin, appliedSeq: events.last!.seq, lastHLC: events.map(\.hlc).max() ?? 0)
-            try await EventApplier.apply(events, knownOrders: snapshot.messages.mapValues(\.order), heads: [head], tx, logger)
-            return (result, events)
+            return try await database.inTransaction(on: connection) { tx in
+                let start = try await Self.lockOrigin(origin, now: now, tx, logger)
+                let snapshot = try await Self.loadSnapshot(keys, origin: origin, tx, logger)
+                var (result, events) = try plan(snapshot, start)
+                guard !events.isEmpty else { return (result, []) }
+                try Self.checkDense(events, after: start)
+                let ends = try await Self.incrementCounters(origin: origin, Self.audienceCounts(events), tx, logger)
+                Self.assignUserSeqs(&events, counterEnds: ends)
+                try await EventApplier.apply(events, knownOrders: snapshot.messages.mapValues(\.order), heads: [Self.head(after: events)], tx, logger)
+                return (result, events)
+            }
         }
         if let last = committed.events.map(\.hlc).max() { clock.observe(HLC(rawValue: last)) }
         return committed
+    }
+
+    /// The optimistic commit; nil when it wrote nothing and the batch must
+    /// commit under the lock.
+    private static func commitOptimistically<Plan: Sendable>(
+        _ keys: SnapshotKeys, origin: String, now: HLC, plan: (CommitSnapshot, CommitStart) throws -> (plan: Plan, events: [Parley_Event]),
+        _ connection: DatabaseConnection, _ logger: Logger
+    ) async throws -> (plan: Plan, events: [Parley_Event])? {
+        let snapshot = try await loadSnapshot(keys, origin: origin, connection, logger)
+        guard let head = snapshot.heads[origin] else { throw StoreError(.brokenInvariant, "origin \(origin) has no counter row") }
+        let start = CommitStart(
+            origin: origin, appliedSeq: head.seq, floorHLC: HLC(rawValue: snapshot.heads.values.map(\.hlc).max() ?? 0), now: now,
+            deps: snapshot.heads.filter { $0.key != origin && $0.value.seq > 0 }.mapValues(\.seq)
+        )
+        var (result, events) = try plan(snapshot, start)
+        guard !events.isEmpty else { return (result, []) }
+        try checkDense(events, after: start)
+        let counts = audienceCounts(events)
+        guard counts.allSatisfy({ snapshot.countersLookedAt.contains($0.userID) }) else { return nil }
+        assignUserSeqs(&events, counterEnds: Dictionary(uniqueKeysWithValues: counts.map {
+            ($0.userID, (snapshot.counters[$0.userID] ?? 0) + UInt64($0.count))
+        }))
+        let wrote = try await EventApplier.apply(
+            events, knownOrders: snapshot.messages.mapValues(\.order), heads: [Self.head(after: events)],
+            carryCounters: true, expectedHead: start.appliedSeq, connection, logger
+        )
+        return wrote ? (result, events) : nil
+    }
+
+    private static func checkDense(_ events: [Parley_Event], after start: CommitStart) throws {
+        for (offset, event) in events.enumerated() where event.origin != start.origin || event.seq != start.appliedSeq + UInt64(offset) + 1 {
+            throw StoreError(.brokenInvariant, "planned event \(event.origin)-\(event.seq) does not follow \(start.origin)-\(start.appliedSeq) densely")
+        }
+    }
+
+    /// This origin's head once `events` (non-empty, dense) are written.
+    private static func head(after events: [Parley_Event]) -> EventApplier.OriginHead {
+        EventApplier.OriginHead(origin: events[0].origin, appliedSeq: events.last!.seq, lastHLC: events.map(\.hlc).max() ?? 0)
     }
 
     /// How many of the events concern each user, sorted by user id: counters

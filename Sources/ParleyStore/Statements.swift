@@ -26,18 +26,21 @@ struct LockOriginStatement: PostgresPreparedStatement {
 
 /// Everything the planner checks, in one round trip; column k tags each part.
 /// Conversations (with their owner and present members) are those named by
-/// the commands and those of the messages they name.
+/// the commands and those of the messages they name. Parts 7 and 8 are what
+/// an optimistic commit starts from (`RegionStore.commit`): this origin's
+/// counters of the named users and those members, and every origin's head.
 struct SnapshotStatement: PostgresPreparedStatement {
     static let sql = """
         WITH named AS (SELECT * FROM unnest($5::text[], $6::bigint[]) AS n(origin, seq)),
           wanted AS (SELECT unnest($2::text[]) AS conversation_id
-                     UNION SELECT m.conversation_id FROM messages m JOIN named USING (origin, seq))
+                     UNION SELECT m.conversation_id FROM messages m JOIN named USING (origin, seq)),
+          present AS (SELECT conversation_id, user_id FROM members
+                      WHERE present AND conversation_id IN (SELECT conversation_id FROM wanted))
         SELECT 1 AS k, user_id AS a, '' AS b, '' AS c, NULL::bytea AS p, 0::bigint AS n, 0::bigint AS h, false AS r
           FROM users WHERE user_id = ANY($1::text[])
         UNION ALL SELECT 2, conversation_id, owner, '', NULL, 0, 0, false
           FROM conversations WHERE conversation_id IN (SELECT conversation_id FROM wanted)
-        UNION ALL SELECT 3, conversation_id, user_id, '', NULL, 0, 0, false
-          FROM members WHERE present AND conversation_id IN (SELECT conversation_id FROM wanted)
+        UNION ALL SELECT 3, conversation_id, user_id, '', NULL, 0, 0, false FROM present
         UNION ALL SELECT 4, c.sender, c.client_msg_id, '', e.payload, 0, 0, false
           FROM client_messages c JOIN events e ON e.origin = c.origin AND e.seq = c.seq
           WHERE (c.sender, c.client_msg_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))
@@ -45,6 +48,9 @@ struct SnapshotStatement: PostgresPreparedStatement {
           FROM messages m JOIN named USING (origin, seq)
         UNION ALL SELECT 6, conversation_id, user_id, origin, NULL, seq, hlc, false
           FROM read_markers WHERE (conversation_id, user_id) IN (SELECT * FROM unnest($7::text[], $8::text[]))
+        UNION ALL SELECT 7, user_id, '', '', NULL, user_seq, 0, false
+          FROM user_counters WHERE origin = $9 AND user_id IN (SELECT unnest($1::text[]) UNION SELECT user_id FROM present)
+        UNION ALL SELECT 8, origin, '', '', NULL, applied_seq, last_hlc, false FROM origins
         """
     typealias Row = (Int32, String, String, String, ByteBuffer?, Int64, Int64, Bool)
 
@@ -56,9 +62,10 @@ struct SnapshotStatement: PostgresPreparedStatement {
     var messageSeqs: [Int64]
     var readerConversations: [String]
     var readerUsers: [String]
+    var origin: String
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 8)
+        var bindings = PostgresBindings(capacity: 9)
         bindings.append(users)
         bindings.append(conversations)
         bindings.append(postSenders)
@@ -67,6 +74,7 @@ struct SnapshotStatement: PostgresPreparedStatement {
         bindings.append(messageSeqs)
         bindings.append(readerConversations)
         bindings.append(readerUsers)
+        bindings.append(origin)
         return bindings
     }
 

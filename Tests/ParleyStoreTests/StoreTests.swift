@@ -260,6 +260,69 @@ import Testing
     }
 }
 
+extension StoreTests {
+    /// A profile event for `user`, numbered after `start`.
+    private func profileEvent(_ user: String, after start: CommitStart, value: String) -> Parley_Event {
+        .with {
+            $0.origin = start.origin
+            $0.seq = start.appliedSeq + 1
+            $0.hlc = max(start.floorHLC.rawValue, start.now.rawValue) + 1
+            $0.audience = [.with { $0.userID = user }]
+            $0.profileSet = .with { $0.userID = user; $0.field = "name"; $0.value = value }
+        }
+    }
+
+    /// The optimistic commit reads without a lock; a commit of the same
+    /// origin that lands between its read and its write makes it write
+    /// nothing, and the batch commits again under the lock, planned anew.
+    @Test func aHeadMovedBetweenSnapshotAndWriteSendsTheBatchUnderTheLock() async throws {
+        try await withStore { store, server in
+            try await register(["ann"], store)
+            let before = try #require(UInt64(try server.psql("SELECT applied_seq FROM origins WHERE origin = 'eu'")))
+            var keys = SnapshotKeys()
+            keys.users = ["ann"]
+            var plans = 0
+            let (_, events) = try await store.commit(reading: keys) { snapshot, start in
+                plans += 1
+                if plans == 1 {
+                    // Another committer's event lands now, moving the head.
+                    _ = try server.psql("""
+                        BEGIN;
+                        INSERT INTO events (origin, seq, hlc, kind, payload, conversation_id)
+                          VALUES ('eu', \(start.appliedSeq + 1), \(start.now.rawValue), 9, '\\x'::bytea, '');
+                        UPDATE origins SET applied_seq = \(start.appliedSeq + 1) WHERE origin = 'eu';
+                        COMMIT;
+                        """)
+                }
+                return ((), [profileEvent("ann", after: start, value: "Ann \(plans)")])
+            }
+            #expect(plans == 2, "planned again under the lock")
+            #expect(events.map(\.seq) == [before + 2])
+            #expect(try server.psql("SELECT value FROM profiles WHERE user_id = 'ann'") == "Ann 2")
+            #expect(try server.psql("SELECT count(*), max(seq) FROM events WHERE origin = 'eu'") == "\(before + 2)|\(before + 2)")
+            #expect(try server.psql("SELECT applied_seq FROM origins WHERE origin = 'eu'") == "\(before + 2)")
+        }
+    }
+
+    /// An audience the snapshot read no counter for is numbered under the
+    /// lock, from the counter itself.
+    @Test func anAudienceBeyondTheCountersReadIsNumberedUnderTheLock() async throws {
+        try await withStore { store, server in
+            try await register(["ann", "bob"], store)
+            var plans = 0
+            // The keys name nobody, so the snapshot reads no counter.
+            let (_, events) = try await store.commit(reading: SnapshotKeys()) { _, start in
+                plans += 1
+                return ((), [profileEvent("bob", after: start, value: "Bob")])
+            }
+            #expect(plans == 2)
+            #expect(events.first?.audience.first?.userSeq == 2, "bob's second event")
+            #expect(try server.psql("SELECT user_seq FROM user_counters WHERE user_id = 'bob' AND origin = 'eu'") == "2")
+            #expect(try server.psql("SELECT max(user_seq) FROM inbox WHERE user_id = 'bob'") == "2")
+        }
+    }
+}
+
 extension PostgresServer {
     /// Where a store reaches this server.
     var location: PostgresLocation {
