@@ -18,7 +18,8 @@ struct RequestHandler: Sendable {
     let logger: Logger
 
     /// Starts answering a call. A change (`Parley_Frame.isChange`) is
-    /// checked and queued for the next group commit before this returns, so
+    /// checked and, before this returns, handed to the origin's writer
+    /// (`WriterHandoff`) or queued for this instance's next group commit, so
     /// the calls of one link started one after the other commit in that order
     /// (a connection's pipelined sends); the returned closure waits for the
     /// answer. Anything else is answered entirely by the closure.
