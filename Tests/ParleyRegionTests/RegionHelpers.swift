@@ -116,6 +116,14 @@ enum RawConnection {
         withUnsafeBytes(of: UInt32(count).bigEndian) { Array($0) }
     }
 
+    /// A sign-in as request 1, framed.
+    static func signIn(token: String, device: String = "raw") -> [UInt8] {
+        framed(.with {
+            $0.requestID = 1
+            $0.auth = .with { $0.token = token; $0.deviceID = device }
+        })
+    }
+
     static func framed(_ frame: Parley_Frame) -> [UInt8] {
         let payload = Array(frame.encoded().readableBytesView)
         return lengthPrefix(payload.count) + payload

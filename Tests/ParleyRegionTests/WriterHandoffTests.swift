@@ -69,10 +69,7 @@ import Testing
                     for user in users {
                         let token = try await region.token(for: user)
                         group.addTask {
-                            let bytes = RawConnection.framed(.with {
-                                $0.requestID = 1
-                                $0.auth = .with { $0.token = token; $0.deviceID = "raw" }
-                            }) + RawConnection.framed(.with {
+                            let bytes = RawConnection.signIn(token: token) + RawConnection.framed(.with {
                                 $0.requestID = 2
                                 $0.send = .with { $0.toUser = "sink"; $0.clientMsgID = label; $0.body = "\(user) \(label)" }
                             })
@@ -107,10 +104,7 @@ import Testing
                 for sender in senders {
                     let token = try await region.token(for: sender)
                     group.addTask {
-                        var bytes = RawConnection.framed(.with {
-                            $0.requestID = 1
-                            $0.auth = .with { $0.token = token; $0.deviceID = "raw" }
-                        })
+                        var bytes = RawConnection.signIn(token: token)
                         for index in 0..<count {
                             bytes += RawConnection.framed(.with {
                                 $0.requestID = UInt64(index + 2)
