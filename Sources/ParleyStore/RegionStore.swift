@@ -27,6 +27,13 @@ public final class RegionStore: Service, Sendable {
             database: postgres.database, tls: .disable
         )
         configuration.options.maximumConnections = postgres.maximumConnections
+        // Every query here looks rows up by key. A statement is planned once
+        // per connection, often while its tables are still small, and a plan
+        // that scans a table whole then stays while the table grows (see
+        // docs/ARCHITECTURE.md, "Plans that stay fast"). JIT is off because
+        // seq scans priced out make plan costs look huge, and compiling
+        // these small statements took half a second each.
+        configuration.options.additionalStartupParameters = [("enable_seqscan", "off"), ("jit", "off")]
         database = Database(client: PostgresClient(configuration: configuration, backgroundLogger: logger), logger: logger)
         self.origin = origin
         self.clock = clock
