@@ -182,8 +182,10 @@ let package = Package(
         .target(
             name: "ParleyTools",
             dependencies: [
-                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth",
+                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth", "ParleyWire",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // `parley check`: asks every region's sync for digests and compares them.

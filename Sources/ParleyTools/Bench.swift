@@ -67,7 +67,7 @@ public struct Bench: Sendable {
 
     public init(options: Options) { self.options = options }
 
-    private final class Recorder: Sendable {
+    final class Recorder: Sendable {
         struct State {
             var ack = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var deliver = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
@@ -78,9 +78,74 @@ public struct Bench: Sendable {
         }
         let state = Mutex(State())
         let measuring = Atomic<Bool>(false)
+        /// Set at the deadline: no more sends.
+        let stopped = Atomic<Bool>(false)
+
+        func report(clients: Int, seconds: Double) -> Report {
+            state.withLock { state in
+                Report(
+                    clients: clients, seconds: seconds, acked: state.acked, delivered: state.delivered, errors: state.errors,
+                    ackMicros: (state.ack.valueAtPercentile(50), state.ack.valueAtPercentile(99), state.ack.valueAtPercentile(99.9)),
+                    deliverMicros: (
+                        state.deliver.valueAtPercentile(50), state.deliver.valueAtPercentile(99), state.deliver.valueAtPercentile(99.9)
+                    ),
+                    visibleMillis: (state.visible.valueAtPercentile(50), state.visible.valueAtPercentile(99), state.visible.valueAtPercentile(99.9))
+                )
+            }
+        }
     }
 
+    /// Over TCP the lean raw-frame driver (`RawBenchDriver`); over WebSocket the SDK.
     public func run() async throws -> Report {
+        let endpoints: [(host: String, port: Int)] = options.gates.compactMap {
+            if case .tcp(let host, let port) = $0 { (host, port) } else { nil }
+        }
+        let receiverEndpoints: [(host: String, port: Int)]? = options.receiverGates?.compactMap {
+            if case .tcp(let host, let port) = $0 { (host, port) } else { nil }
+        }
+        guard endpoints.count == options.gates.count, receiverEndpoints?.count == options.receiverGates?.count else {
+            return try await runWithSDK()
+        }
+        let authority = try await TokenAuthority(secret: options.tokenSecret)
+        let run = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let count = options.clients + options.clients % 2
+        let oneWay = options.receiverGates != nil
+        var clients: [RawBenchDriver.Client] = []
+        for index in 0..<count {
+            let isReceiver = index % 2 == 1
+            let gates = isReceiver ? (receiverEndpoints ?? endpoints) : endpoints
+            let gate = gates[index % gates.count]
+            clients.append(.init(
+                userID: "bench\(run)_\(index)", partner: "bench\(run)_\(index ^ 1)",
+                token: try await authority.issue(userID: "bench\(run)_\(index)", lifetime: 3600),
+                host: gate.host, port: gate.port, sends: !(oneWay && isReceiver)
+            ))
+        }
+        let senders = oneWay ? count / 2 : count
+        let recorder = Recorder()
+        let driver = RawBenchDriver(
+            clients: clients, window: options.window,
+            interval: options.rate.map { Duration.seconds(Double(senders) / Double(max(1, $0))) },
+            durability: options.durability, recorder: recorder
+        )
+        let channels = try await driver.connect()
+        RawBenchDriver.start(channels)
+        try await Task.sleep(for: .seconds(options.warmupSeconds))
+        recorder.measuring.store(true, ordering: .relaxed)
+        let started = ContinuousClock.now
+        try await Task.sleep(for: .seconds(options.seconds))
+        recorder.measuring.store(false, ordering: .relaxed)
+        let elapsed = started.duration(to: ContinuousClock.now)
+        recorder.stopped.store(true, ordering: .relaxed)
+        await RawBenchDriver.stop(channels)
+        return recorder.report(clients: count, seconds: Self.seconds(elapsed))
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    private func runWithSDK() async throws -> Report {
         let authority = try await TokenAuthority(secret: options.tokenSecret)
         let run = String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let count = options.clients + options.clients % 2
@@ -125,16 +190,7 @@ public struct Bench: Sendable {
             for client in clients { await client.disconnect() }
             group.cancelAll()
         }
-        let elapsed = started.duration(to: ContinuousClock.now)
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return recorder.state.withLock { state in
-            Report(
-                clients: count, seconds: seconds, acked: state.acked, delivered: state.delivered, errors: state.errors,
-                ackMicros: (state.ack.valueAtPercentile(50), state.ack.valueAtPercentile(99), state.ack.valueAtPercentile(99.9)),
-                deliverMicros: (state.deliver.valueAtPercentile(50), state.deliver.valueAtPercentile(99), state.deliver.valueAtPercentile(99.9)),
-                visibleMillis: (state.visible.valueAtPercentile(50), state.visible.valueAtPercentile(99), state.visible.valueAtPercentile(99.9))
-            )
-        }
+        return recorder.report(clients: count, seconds: Self.seconds(started.duration(to: ContinuousClock.now)))
     }
 
     private static func send(
