@@ -101,6 +101,12 @@ public struct ClusterFile: Codable, Sendable {
         public var downAfter: Int
         /// Successes in a row before a down region is declared up again (S).
         public var upAfter: Int
+        /// Probes in a row that reached a gate answering late (or failed)
+        /// before a region is declared down: a busy gate is not a gone one
+        /// (default 12, about 10 s at the default interval and timeout).
+        public var slowDownAfterProbes: Int?
+
+        public var slowDownAfter: Int { max(downAfter, slowDownAfterProbes ?? 12) }
         /// A region whose replication lags a peer by more than this is shown as
         /// not replicating (it keeps its clients); nil (the default): lag is
         /// shown, never judged.
@@ -113,8 +119,9 @@ public struct ClusterFile: Codable, Sendable {
 
         public init(
             probeIntervalMs: Int = 500, probeTimeoutMs: Int = 400, downAfter: Int = 3, upAfter: Int = 2,
-            maxLagSeconds: Double? = nil, drainWindowMs: Int? = nil
+            maxLagSeconds: Double? = nil, drainWindowMs: Int? = nil, slowDownAfterProbes: Int? = nil
         ) {
+            self.slowDownAfterProbes = slowDownAfterProbes
             self.probeIntervalMs = probeIntervalMs
             self.probeTimeoutMs = probeTimeoutMs
             self.downAfter = downAfter

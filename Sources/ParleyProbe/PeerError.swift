@@ -7,6 +7,9 @@ public struct PeerError: Error, CustomStringConvertible {
         case badAddress
         /// Could not connect, or the connection failed.
         case unreachable
+        /// Took no connection within the timeout (a host cut off, a listener
+        /// not accepting); `timedOut` is a connection made but answered late.
+        case noConnection
         case timedOut
         /// Answered with this HTTP status instead of success.
         case refused(status: Int)
@@ -30,6 +33,7 @@ public struct PeerError: Error, CustomStringConvertible {
             switch kind {
             case .badAddress: "is not a valid address"
             case .unreachable: "is unreachable"
+            case .noConnection: "took no connection in time"
             case .timedOut: "did not answer in time"
             case .refused(let status): "answered \(status)"
             case .malformedAnswer: "answered outside its API"

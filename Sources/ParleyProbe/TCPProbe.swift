@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import ParleyCore
+import Synchronization
 
 /// One short TCP exchange for health probes: connect, optionally write a
 /// request, read until the answer is complete, close; all within a timeout.
@@ -14,22 +15,30 @@ public enum TCPProbe {
         _ address: String, timeout: Duration, request: String? = nil, complete: @escaping @Sendable (String) -> Bool = { _ in true }
     ) async throws -> String {
         let endpoint = try Endpoint(address)
-        return try await withDeadline(timeout, "\(address)") {
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.nanoseconds(timeout.nanoseconds))
-                .connect(host: endpoint.host, port: endpoint.port) { channel in
-                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+        let connected = ConnectedFlag()
+        do {
+            return try await withDeadline(timeout, "\(address)") {
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connectTimeout(.nanoseconds(timeout.nanoseconds))
+                    .connect(host: endpoint.host, port: endpoint.port) { channel in
+                        channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                    }
+                connected.set()
+                return try await channel.executeThenClose { inbound, outbound in
+                    guard let request else { return "" }
+                    try await outbound.write(ByteBuffer(string: request))
+                    var answer = ""
+                    for try await chunk in inbound {
+                        answer += String(buffer: chunk)
+                        if complete(answer) { break }
+                    }
+                    return answer
                 }
-            return try await channel.executeThenClose { inbound, outbound in
-                guard let request else { return "" }
-                try await outbound.write(ByteBuffer(string: request))
-                var answer = ""
-                for try await chunk in inbound {
-                    answer += String(buffer: chunk)
-                    if complete(answer) { break }
-                }
-                return answer
             }
+        } catch let error as PeerError where error.kind == .timedOut && !connected.isSet {
+            throw PeerError(.noConnection, peer: address, "no connection within \(timeout)")
+        } catch ChannelError.connectTimeout {
+            throw PeerError(.noConnection, peer: address, "no connection within \(timeout)")
         }
     }
 
@@ -53,6 +62,14 @@ public enum TCPProbe {
         }
         return (status, parts.dropFirst().joined(separator: "\r\n\r\n"))
     }
+}
+
+/// Set once a probe's connection is up: a probe that times out after that
+/// reached a live but slow peer.
+private final class ConnectedFlag: Sendable {
+    private let state = Mutex(false)
+    func set() { state.withLock { $0 = true } }
+    var isSet: Bool { state.withLock { $0 } }
 }
 
 /// Runs `work`, or throws `PeerError.timedOut` naming `what` once `timeout` passed.

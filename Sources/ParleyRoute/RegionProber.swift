@@ -36,34 +36,61 @@ struct RegionProber: Service {
 
     private var timeout: Duration { .milliseconds(settings.probeTimeoutMs) }
 
-    /// Every gate of the region, probed at once.
+    /// Every gate of the region, probed at once. The region is ok when a
+    /// gate is; slow when none is but one was reached and answered late
+    /// (`RegionHealth`: slow is not gone); its answers list the ok gates, or
+    /// the slow ones when no gate is ok.
     private func probeGates(of region: RegionFile) async -> RouteTable.ServingProbe {
-        guard !region.gates.isEmpty else { return .init(healthyGates: [], error: "no gate in the region file") }
-        let failures = await withTaskGroup(of: (Int, String?).self) { group in
+        guard !region.gates.isEmpty else { return .init(healthyGates: [], error: "no gate in the region file", outcome: .failed) }
+        let probes = await withTaskGroup(of: (Int, RegionHealth.Probe, String?).self) { group in
             for (index, gate) in region.gates.enumerated() {
-                group.addTask { (index, await probe(gate)) }
+                group.addTask {
+                    let (outcome, problem) = await probe(gate)
+                    return (index, outcome, problem)
+                }
             }
-            return await group.reduce(into: [Int: String]()) { $0[$1.0] = $1.1 }
+            return await group.reduce(into: [Int: (RegionHealth.Probe, String?)]()) { $0[$1.0] = ($1.1, $1.2) }
         }
-        let healthy = region.gates.indices.filter { failures[$0] == nil }
-        let report = failures.sorted { $0.key < $1.key }.map { "gate \(region.gates[$0.key].tcp): \($0.value)" }.joined(separator: "; ")
-        return .init(healthyGates: healthy, error: healthy.isEmpty ? report : nil)
+        let ok = region.gates.indices.filter { probes[$0]?.0 == .ok }
+        let slow = region.gates.indices.filter { probes[$0]?.0 == .slow }
+        let report = probes.filter { $0.value.1 != nil }.sorted { $0.key < $1.key }
+            .map { "gate \(region.gates[$0.key].tcp): \($0.value.1!)" }.joined(separator: "; ")
+        if !ok.isEmpty { return .init(healthyGates: ok, error: nil, outcome: .ok) }
+        if !slow.isEmpty { return .init(healthyGates: slow, error: report, outcome: .slow) }
+        return .init(healthyGates: [], error: report, outcome: .failed)
     }
 
-    /// nil when the gate can serve, else what failed.
-    private func probe(_ gate: RegionFile.Gate) async -> String? {
+    /// What one gate's probe found, and what was wrong. Its health answer
+    /// first: no connection to it is a failure (a region cut off or gone); a
+    /// connection answered late is slow. Then its client port, which a
+    /// reconnect storm can keep from taking a connection in time while the
+    /// gate answers its health: that is slow too, a refusal is a failure.
+    private func probe(_ gate: RegionFile.Gate) async -> (RegionHealth.Probe, String?) {
+        let report: GateHealthReport?
+        do {
+            let (code, body) = try await TCPProbe.httpGet(gate.webSocket, path: "/health", timeout: timeout)
+            report = try? JSONDecoder().decode(GateHealthReport.self, from: Data(body.utf8))
+            guard code == 200 else {
+                let failed = report?.checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
+                return (.failed, "health \(code): \(failed ?? String(body.prefix(80)))")
+            }
+        } catch let error as PeerError where error.kind == .timedOut {
+            return (.slow, "\(error)")
+        } catch {
+            return (.failed, "\(error)")
+        }
         do {
             try await TCPProbe.exchange(gate.tcp, timeout: timeout)
-            let (code, body) = try await TCPProbe.httpGet(gate.webSocket, path: "/health", timeout: timeout)
-            guard code == 200 else {
-                let report = try? JSONDecoder().decode(GateHealthReport.self, from: Data(body.utf8))
-                let failed = report?.checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
-                return "health \(code): \(failed ?? String(body.prefix(80)))"
-            }
-            return nil
+        } catch let error as PeerError where error.kind == .timedOut || error.kind == .noConnection {
+            return (.slow, "\(error)")
         } catch {
-            return "\(error)"
+            return (.failed, "\(error)")
         }
+        if let report, report.slow {
+            let slow = report.checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
+            return (.slow, "health: \(slow)")
+        }
+        return (.ok, nil)
     }
 
     /// The region's sync: nil when the region file names no status listener.

@@ -10,7 +10,9 @@ public final class RouteTable: Sendable {
     /// One probe of a region's gates: which passed, and what failed when none did.
     struct ServingProbe: Sendable {
         var healthyGates: [Int]
+        /// What was wrong, for a slow probe too.
         var error: String?
+        var outcome: RegionHealth.Probe = .ok
     }
 
     /// One probe of a region's sync.
@@ -64,7 +66,7 @@ public final class RouteTable: Sendable {
         self.regions = regions
         self.logger = logger
         entries = Mutex(Dictionary(uniqueKeysWithValues: regions.map {
-            ($0.name, Entry(health: RegionHealth(downAfter: settings.downAfter, upAfter: settings.upAfter)))
+            ($0.name, Entry(health: RegionHealth(downAfter: settings.downAfter, upAfter: settings.upAfter, slowDownAfter: settings.slowDownAfter)))
         }))
     }
 
@@ -76,8 +78,8 @@ public final class RouteTable: Sendable {
             entries[region]?.healthyGates = serving.healthyGates
             entries[region]?.replication = replication
             entries[region]?.probes += 1
-            if error != nil { entries[region]?.probesFailed += 1 }
-            let change = entries[region]?.health.record(success: error == nil)
+            if serving.outcome == .failed { entries[region]?.probesFailed += 1 }
+            let change = entries[region]?.health.record(serving.outcome)
             if change == .down { entries[region]?.wentDown += 1 }
             if change == .up { entries[region]?.cameUp += 1 }
             if change != nil, let probes = entries[region]?.probes { entries[region]?.lastChangeAtProbe = probes }

@@ -33,6 +33,9 @@ struct RouteCommand: AsyncParsableCommand {
         @Option(help: "Successes in a row before a down region is up again (default 2).")
         var upAfter: Int?
 
+        @Option(help: "Probes in a row that found its gates slow or failed before a region is down (default 12).")
+        var slowDownAfter: Int?
+
         func run() async throws {
             let (region, cluster) = try deployment.load()
             guard let address = listen ?? region.route else {
@@ -44,6 +47,7 @@ struct RouteCommand: AsyncParsableCommand {
             if let probeTimeoutMs { settings.probeTimeoutMs = probeTimeoutMs }
             if let downAfter { settings.downAfter = downAfter }
             if let upAfter { settings.upAfter = upAfter }
+            if let slowDownAfter { settings.slowDownAfterProbes = slowDownAfter }
             guard settings.downAfter > 0, settings.upAfter > 0, settings.probeIntervalMs > 0, settings.probeTimeoutMs > 0 else {
                 throw ValidationError("probe interval, probe timeout, down-after and up-after must be positive")
             }

@@ -18,6 +18,28 @@ import Testing
         #expect(health.state == .up)
     }
 
+    @Test func slowProbesGiveABusyRegionTimeAndAHungOneIsDownAfterSlowDownAfter() {
+        var health = RegionHealth(downAfter: 3, upAfter: 2, slowDownAfter: 12)
+        // A gate absorbing a storm: late answers for a while, a few ok among them.
+        for _ in 0..<3 {
+            for _ in 0..<11 { #expect(health.record(.slow) == nil) }
+            #expect(health.record(.ok) == nil)
+        }
+        #expect(health.state == .up)
+        // Slow probes do not count as failures, but they do not reset them either.
+        #expect(health.record(.failed) == nil)
+        #expect(health.record(.slow) == nil)
+        #expect(health.record(.failed) == nil)
+        #expect(health.record(.slow) == nil)
+        #expect(health.record(.failed) == .down, "the third failure in a run of troubled probes")
+        #expect(health.record(.ok) == nil)
+        #expect(health.record(.ok) == .up)
+        // A gate that accepts connections and never answers is gone after 12 probes.
+        for _ in 0..<11 { #expect(health.record(.slow) == nil) }
+        #expect(health.record(.slow) == .down)
+        #expect(health.record(.slow) == nil, "down stays down while slow")
+    }
+
     @Test func onePercentOfProbesFailingNeverFlapsAndAGoneRegionIsDownWithinFProbes() {
         var health = RegionHealth(downAfter: 3, upAfter: 2)
         // A fixed pseudo-random sequence: 1% failures, scattered.
@@ -77,5 +99,32 @@ import Testing
         #expect(IPv4Network("10.0.0.0/33") == nil && IPv4Network("10.0.0.0") == nil)
         #expect(IPv4Network("0.0.0.0/0")!.contains(IPv4Address("8.8.8.8")!))
         #expect(RouteRanking.distanceKm(Self.frankfurt, Self.virginia) > 6_000 && RouteRanking.distanceKm(Self.frankfurt, Self.virginia) < 7_000)
+    }
+}
+
+@Suite struct SlowCheckGraceTests {
+    @Test func aTimeoutSoonAfterAnOkIsSlowAndStillServesThenFailsAfterTheGrace() {
+        var grace = SlowCheckGrace(graceMilliseconds: 10_000)
+        #expect(grace.read("redis", outcome: "redis did not answer in time", timedOut: true, now: 1_000) == "redis did not answer in time",
+                "never ok yet: a timeout is a failure")
+        #expect(grace.read("redis", outcome: "ok", timedOut: false, now: 2_000) == "ok")
+        let slow = grace.read("redis", outcome: "redis did not answer in time", timedOut: true, now: 11_000)
+        #expect(slow == "slow: redis did not answer in time")
+        #expect(SlowCheckGrace.serves(slow))
+        let late = grace.read("redis", outcome: "redis did not answer in time", timedOut: true, now: 12_001)
+        #expect(late == "redis did not answer in time", "10 s after the last ok the timeout is a failure")
+        #expect(!SlowCheckGrace.serves(late))
+        #expect(grace.read("redis", outcome: "ok", timedOut: false, now: 12_500) == "ok")
+        #expect(grace.read("redis", outcome: "connection refused", timedOut: false, now: 12_600) == "connection refused",
+                "a failure that is not a timeout fails at once")
+        #expect(grace.read("logic a", outcome: "deadline exceeded", timedOut: true, now: 12_700) == "deadline exceeded",
+                "each check has its own last ok")
+    }
+
+    @Test func aGateWithASlowCheckIsHealthyButSlow() {
+        let report = GateHealthReport(region: "eu", gate: "g", redis: "slow: late", logic: ["a": "ok", "b": "refused"])
+        #expect(report.healthy && report.slow)
+        let down = GateHealthReport(region: "eu", gate: "g", redis: "ok", logic: ["a": "refused"])
+        #expect(!down.healthy && !down.slow)
     }
 }

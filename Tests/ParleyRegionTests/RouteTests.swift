@@ -131,6 +131,59 @@ import Testing
         }
     }
 
+    /// Slow is not gone: us's gate health answers through a proxy that holds
+    /// every answer past the probe timeout, as a gate absorbing a reconnect
+    /// storm does. Twice `downAfter` such probes leave us up; a gate that
+    /// takes connections and never answers is down after `slowDownAfter`
+    /// troubled probes in a row, not before.
+    @Test func aGateAnsweringLateKeepsItsRegionUpAndOneThatNeverAnswersIsDownAfterSlowDownAfter() async throws {
+        try await LocalCluster.with { cluster in
+            let usFile = cluster["us"].file
+            let health = usFile.gates[0].webSocket.split(separator: ":")
+            let proxy = try await FaultProxy.start(name: "us-slow-health", upstreamHost: String(health[0]), upstreamPort: Int(health[1])!)
+            let directory = try TestRun.scratch("route-slow")
+            for name in ["cluster"] + cluster.regions.map(\.name) {
+                try FileManager.default.copyItem(atPath: "\(cluster["eu"].directory)/\(name).json", toPath: "\(directory)/\(name).json")
+            }
+            var proxied = usFile
+            proxied.gates[0].webSocket = "127.0.0.1:\(proxy.port)"
+            try JSONEncoder().encode(proxied).write(to: URL(fileURLWithPath: "\(directory)/us.json"))
+            let port = try FreePort.next()
+            let route = try ChildProcess(
+                name: "slow-route", executable: LocalRegion.binary,
+                arguments: ["route", "--regions", directory, "--region", "eu", "--listen", "127.0.0.1:\(port)",
+                            "--probe-interval-ms", "100", "--probe-timeout-ms", "1000", "--down-after", "3", "--up-after", "2",
+                            "--slow-down-after", "12"],
+                logPath: "\(directory)/route.log"
+            )
+            try await FreePort.waitUntilAccepting(port, server: route)
+            func us() async throws -> Status? {
+                try JSONDecoder().decode([String: Status].self, from: try await http(port, "GET", "/status").1)["us"]
+            }
+            #expect(try await eventually(.seconds(30)) { (try await us()?.probes ?? 0) >= 3 })
+
+            // Every health answer 1.5 s late: slow, six probes in a row.
+            proxy.set(LinkFaults(delayMs: 1_500))
+            let probesAtDelay = try await us()?.probes ?? 0
+            #expect(try await eventually(.seconds(60)) { (try await us()?.probes ?? 0) >= probesAtDelay + 6 }, "\(route.log.suffix(2_000))")
+            let slow = try await us()
+            #expect(slow?.state == "up" && slow?.wentDown == 0, "late answers are not a gone gate: \(String(describing: slow))")
+            #expect(slow?.lastProbeError?.contains("did not answer in time") == true, "\(String(describing: slow))")
+
+            // Answering in time again; then taking connections and never answering.
+            proxy.set(LinkFaults())
+            #expect(try await eventually(.seconds(30)) { try await us()?.lastProbeError == nil })
+            proxy.set(LinkFaults(state: .blackhole))
+            let probesAtHang = try await us()?.probes ?? 0
+            #expect(try await eventually(.seconds(60)) { try await us()?.state == "down" }, "\(route.log.suffix(2_000))")
+            let down = try await us()
+            let probesToDown = (down?.lastChangeAtProbe ?? 0) - probesAtHang
+            #expect((12...13).contains(probesToDown), "down after 12 troubled probes (one may have been in flight): \(String(describing: down))")
+            await route.stop()
+            await proxy.stop()
+        }
+    }
+
     /// Whether a region can serve, not whether it can replicate, moves its
     /// clients: us without its sync stays up and keeps its devices connected.
     /// Every gate is probed: a region file whose first gate is gone still

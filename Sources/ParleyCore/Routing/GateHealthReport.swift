@@ -8,14 +8,18 @@ public struct GateHealthReport: Codable, Sendable, Equatable {
     public var gate: String
     public var healthy: Bool
     /// `redis` (the gate's own), and `logic <address>` for each instance:
-    /// "ok", or what failed there.
+    /// "ok", "slow: …" (timed out, but answered ok moments ago, see
+    /// `SlowCheckGrace`), or what failed there.
     public var checks: [String: String]
+
+    /// Whether any check served only within its grace: the gate is up but busy.
+    public var slow: Bool { checks.values.contains { $0.hasPrefix(SlowCheckGrace.slowPrefix) } }
 
     public init(region: String, gate: String, redis: String, logic: [String: String]) {
         self.region = region
         self.gate = gate
         checks = ["redis": redis]
         for (address, outcome) in logic { checks["logic \(address)"] = outcome }
-        healthy = redis == "ok" && logic.values.contains("ok")
+        healthy = SlowCheckGrace.serves(redis) && logic.values.contains(where: SlowCheckGrace.serves)
     }
 }
