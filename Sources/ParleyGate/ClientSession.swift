@@ -7,6 +7,7 @@ import ParleyPresence
 import ParleyProto
 import ParleyRPC
 import ParleyWire
+import Synchronization
 
 /// The life of one client connection, the same over TCP and WebSocket:
 /// authenticate the first frame, register presence, then forward each request
@@ -178,41 +179,60 @@ struct ClientSession: Sendable {
 /// that order, so a client pipelining sends gets them committed together;
 /// any other request (a read, a heartbeat) first waits for the requests
 /// before it to be answered, and so sees what they changed.
+///
+/// A change goes up its link at once only when it cannot overtake anything:
+/// when nothing is in flight, or when the request just before it is a change
+/// that went up the same link at once (and so, by the same rule, every
+/// request still in flight did). Otherwise it waits for the requests before
+/// it to be answered: a change after a read, or after a change that went to
+/// another instance while the writer's link was down.
 private struct RequestPipeline {
     let session: ClientSession
     /// The latest requests, oldest first (finished ones too, up to `window`);
     /// each task ends once its answer is queued for writing, after the one before it.
     private var inFlight: [Task<Void, Never>] = []
-    private var lastWasChange = false
+    /// Requests submitted and not yet answered.
+    private let unanswered = Unanswered()
+    /// The link the request just before went up at once, if it did.
+    private var lastSentOn: Int?
     /// What the device presented at sign-in (`Auth.session`), until a call took it.
     var deviceSession: [String: UInt64] = [:]
     static let window = 256
 
     init(session: ClientSession) { self.session = session }
 
+    private final class Unanswered: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
     /// Sends the request on its way; waits only while `window` requests are in flight.
     mutating func submit(_ frame: Parley_Frame) async {
         if inFlight.count >= Self.window { await inFlight.removeFirst().value }
         let previous = inFlight.last
-        // A change following changes goes up the link now, in order; anything
-        // else (or a change when that link is down) waits for what came before.
         // The device's session goes with its first change or read that uses
         // it, alone: logic may hold that call until this region has the
         // device's earlier events, and what follows waits for it.
         let deviceSession = Self.usesSession(frame) ? self.deviceSession : [:]
         if !deviceSession.isEmpty { self.deviceSession = [:] }
         var sent: OneShot<Parley_Frame>?
-        if frame.isChange, deviceSession.isEmpty, previous == nil || lastWasChange,
-           let call = session.call(for: frame, deviceSession: [:]) {
-            sent = try? session.gate.logic.sendHome(call)
+        var sentOn: Int?
+        if frame.isChange, deviceSession.isEmpty, let call = session.call(for: frame, deviceSession: [:]) {
+            let link = session.gate.logic.changeLink(for: call.userID)
+            if unanswered.count.load(ordering: .acquiring) == 0 || lastSentOn == link {
+                sent = try? session.gate.logic.send(call, on: link)
+                if sent != nil { sentOn = link }
+            }
         }
-        lastWasChange = frame.isChange && deviceSession.isEmpty
+        lastSentOn = sentOn
+        unanswered.count.add(1, ordering: .relaxed)
         let session = self.session
+        let unanswered = self.unanswered
         inFlight.append(Task { [sent] in
             if sent == nil { await previous?.value }
             let answer = await session.answer(frame, deviceSession: deviceSession, sent: sent, previous: previous)
             if sent != nil { await previous?.value }
             session.connection.send(answer)
+            unanswered.count.subtract(1, ordering: .releasing)
         })
     }
 

@@ -69,7 +69,7 @@ public enum GateServer {
             tokens: try await TokenAuthority(secret: configuration.tokenSecret),
             presence: Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds),
             registry: registry,
-            logic: LogicRouter(links: links),
+            logic: LogicRouter(links: links, logger: logger),
             heartbeatIntervalMilliseconds: configuration.idleTimeoutMilliseconds / 3,
             logger: logger
         )

@@ -97,6 +97,36 @@ import Testing
         }
     }
 
+    /// A change after a read waits for the read; the changes after it must
+    /// wait with it, not overtake it (they once went up the link at once and
+    /// committed first).
+    @Test func changesAfterAReadCommitInTheOrderSent() async throws {
+        try await LocalRegion.with { region in
+            let bob = try await region.connect("bob")
+            let count = 50
+            let token = try await region.token(for: "alice")
+            var bytes = RawConnection.signIn(token: token)
+            bytes += RawConnection.framed(.with {
+                $0.requestID = 2
+                $0.unread = .init()
+            })
+            for index in 0..<count {
+                bytes += RawConnection.framed(.with {
+                    $0.requestID = UInt64(3 + index)
+                    $0.send = .with { $0.clientMsgID = "r\(index)"; $0.toUser = "bob"; $0.body = "r\(index)" }
+                })
+            }
+            let frames = try await RawConnection.frames(port: region.tcpPort, after: bytes) { frames in
+                frames.contains { $0.requestID == UInt64(2 + count) }
+            }
+            let acks = frames.compactMap { if case .sendAck(let ack) = $0.body { ack } else { nil } }
+            #expect(acks.map(\.clientMsgID) == (0..<count).map { "r\($0)" }, "answered in order: \(frames.prefix(4))")
+            let seqs = acks.map(\.event.seq)
+            #expect(seqs == seqs.sorted() && Set(seqs).count == count, "committed in the order sent: \(seqs.prefix(5))")
+            await bob.stop()
+        }
+    }
+
     @Test func aRetriedSendIsStoredOnceAndConcurrentSendersKeepSeqDense() async throws {
         try await LocalRegion.with { region in
             let alice = try await region.connect("alice")
