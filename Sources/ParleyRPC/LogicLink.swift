@@ -53,15 +53,15 @@ public final class LogicLink: Service, Sendable {
         try await send(call).value()
     }
 
+    /// Whether the instance has answered on the current stream: a call sent now is taken.
+    public var isOpen: Bool { state.withLock { $0.upstream != nil && $0.ready } }
+
     /// Puts the call on the link now (calls sent one after the other reach
     /// logic in that order) and returns where its answer will arrive; throws
     /// `LinkError.down` at once when the link is not up. A stream still
     /// opening takes calls too, and fails them if it does not open, unless
     /// `onlyIfOpen`: then only a stream the instance has answered on does,
     /// for a caller that has somewhere else to send the call meanwhile.
-    /// Whether the instance has answered on the current stream: a call sent now is taken.
-    public var isOpen: Bool { state.withLock { $0.upstream != nil && $0.ready } }
-
     public func send(_ call: Parley_ClientCall, onlyIfOpen: Bool = false) throws -> OneShot<Parley_Frame> {
         let answer = OneShot<Parley_Frame>()
         let sent = state.withLock { state -> Bool in

@@ -71,8 +71,7 @@ struct RegionProber: Service {
             let (code, body) = try await TCPProbe.httpGet(gate.webSocket, path: "/health", timeout: timeout)
             report = try? JSONDecoder().decode(GateHealthReport.self, from: Data(body.utf8))
             guard code == 200 else {
-                let failed = report?.checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
-                return (.failed, "health \(code): \(failed ?? String(body.prefix(80)))")
+                return (.failed, "health \(code): \(report.map { Self.notOK($0.checks) } ?? String(body.prefix(80)))")
             }
         } catch let error as PeerError where error.kind == .timedOut {
             return (.slow, "\(error)")
@@ -86,10 +85,7 @@ struct RegionProber: Service {
         } catch {
             return (.failed, "\(error)")
         }
-        if let report, report.slow {
-            let slow = report.checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
-            return (.slow, "health: \(slow)")
-        }
+        if let report, report.slow { return (.slow, "health: \(Self.notOK(report.checks))") }
         return (.ok, nil)
     }
 
@@ -100,8 +96,7 @@ struct RegionProber: Service {
             let (code, body) = try await TCPProbe.httpGet(status, path: "/health", timeout: timeout)
             let report = try? JSONDecoder().decode(RegionHealthReport.self, from: Data(body.utf8))
             guard code == 200 else {
-                let failed = report?.checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
-                return .init(error: "sync health \(code): \(failed ?? String(body.prefix(80)))", maxLagSeconds: report?.maxLagSeconds)
+                return .init(error: "sync health \(code): \(report.map { Self.notOK($0.checks) } ?? String(body.prefix(80)))", maxLagSeconds: report?.maxLagSeconds)
             }
             if let limit = settings.maxLagSeconds, let lag = report?.maxLagSeconds, lag > limit {
                 return .init(error: "replication lag \(lag) s over \(limit) s", maxLagSeconds: lag)
@@ -110,5 +105,10 @@ struct RegionProber: Service {
         } catch {
             return .init(error: "sync: \(error)", maxLagSeconds: nil)
         }
+    }
+
+    /// A health report's checks that are not "ok", for the route's log and status.
+    private static func notOK(_ checks: [String: String]) -> String {
+        checks.filter { $0.value != "ok" }.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
     }
 }

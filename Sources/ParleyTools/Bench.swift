@@ -81,6 +81,34 @@ public struct Bench: Sendable {
         /// Set at the deadline: no more sends.
         let stopped = Atomic<Bool>(false)
 
+        /// A send acked `latency` µs after it was written (counted while measuring).
+        func acked(latency: UInt64) {
+            guard measuring.load(ordering: .relaxed) else { return }
+            state.withLock { state in
+                state.acked += 1
+                _ = state.ack.record(latency)
+            }
+        }
+
+        /// A send refused or lost (counted while measuring).
+        func failed() {
+            guard measuring.load(ordering: .relaxed) else { return }
+            state.withLock { $0.errors += 1 }
+        }
+
+        /// A partner's message pushed live: its body carries when it was sent ("t=<µs>").
+        func delivered(_ posted: Parley_MessagePosted, hlc: UInt64) {
+            guard let sent = UInt64(posted.body.dropFirst(2)) else { return }
+            let latency = Bench.monotonicMicros() &- sent
+            let visible = WallClock.milliseconds() &- HLC(rawValue: hlc).milliseconds
+            guard measuring.load(ordering: .relaxed), latency < 60_000_000 else { return }
+            state.withLock { state in
+                state.delivered += 1
+                _ = state.deliver.record(latency)
+                if visible < 60_000 { _ = state.visible.record(visible) }
+            }
+        }
+
         func report(clients: Int, seconds: Double) -> Report {
             state.withLock { state in
                 Report(
@@ -207,15 +235,9 @@ public struct Bench: Sendable {
             let sent = monotonicMicros()
             do {
                 _ = try await client.send(to: .user(partner), body: "t=\(sent)", durability: durability)
-                let latency = monotonicMicros() - sent
-                guard recorder.measuring.load(ordering: .relaxed) else { continue }
-                recorder.state.withLock { state in
-                    state.acked += 1
-                    _ = state.ack.record(latency)
-                }
+                recorder.acked(latency: monotonicMicros() - sent)
             } catch {
-                if Task.isCancelled || !recorder.measuring.load(ordering: .relaxed) { continue }
-                recorder.state.withLock { $0.errors += 1 }
+                if !Task.isCancelled { recorder.failed() }
             }
         }
     }
@@ -223,16 +245,8 @@ public struct Bench: Sendable {
     private static func receive(_ client: ParleyClient, _ recorder: Recorder) async {
         let me = await client.userID
         for await received in client.events {
-            guard case .messagePosted(let posted) = received.event.kind, posted.sender != me,
-                  received.live, let sent = UInt64(posted.body.dropFirst(2)) else { continue }
-            let latency = monotonicMicros() &- sent
-            let visible = WallClock.milliseconds() &- HLC(rawValue: received.event.hlc).milliseconds
-            guard recorder.measuring.load(ordering: .relaxed), latency < 60_000_000 else { continue }
-            recorder.state.withLock { state in
-                state.delivered += 1
-                _ = state.deliver.record(latency)
-                if visible < 60_000 { _ = state.visible.record(visible) }
-            }
+            guard case .messagePosted(let posted) = received.event.kind, posted.sender != me, received.live else { continue }
+            recorder.delivered(posted, hlc: received.event.hlc)
         }
     }
 

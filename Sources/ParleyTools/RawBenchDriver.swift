@@ -150,10 +150,7 @@ private final class RawBenchClient: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let frame = try? Parley_Frame.decode(unwrapInboundIn(data)) else {
-            recorder.state.withLock { $0.errors += 1 }
-            return
-        }
+        guard let frame = try? Parley_Frame.decode(unwrapInboundIn(data)) else { return recorder.failed() }
         switch frame.body {
         case .authOk(let ok):
             let every = TimeAmount.milliseconds(Int64(max(1_000, ok.heartbeatIntervalMs)))
@@ -169,7 +166,7 @@ private final class RawBenchClient: ChannelInboundHandler, RemovableChannelHandl
                 acked(frame.requestID, failed: true)
             } else {
                 answerSignIn(.failure(BenchError.refused("\(error.code): \(error.message)")))
-                recorder.state.withLock { $0.errors += 1 }
+                recorder.failed()
             }
         case .push(let push):
             delivered(push.event)
@@ -180,16 +177,10 @@ private final class RawBenchClient: ChannelInboundHandler, RemovableChannelHandl
 
     private func acked(_ requestID: UInt64, failed: Bool) {
         guard let sent = inFlight.removeValue(forKey: requestID) else { return }
-        let latency = Bench.monotonicMicros() - sent
-        if recorder.measuring.load(ordering: .relaxed) {
-            recorder.state.withLock { state in
-                if failed {
-                    state.errors += 1
-                } else {
-                    state.acked += 1
-                    _ = state.ack.record(latency)
-                }
-            }
+        if failed {
+            recorder.failed()
+        } else {
+            recorder.acked(latency: Bench.monotonicMicros() - sent)
         }
         guard let interval, let context else { return sendNext() }
         nextPacedSend = nextPacedSend + .nanoseconds(Int64(interval.nanoseconds))
@@ -198,16 +189,8 @@ private final class RawBenchClient: ChannelInboundHandler, RemovableChannelHandl
     }
 
     private func delivered(_ event: Parley_Event) {
-        guard case .messagePosted(let posted) = event.kind, posted.sender == client.partner,
-              let sent = UInt64(posted.body.dropFirst(2)) else { return }
-        let latency = Bench.monotonicMicros() &- sent
-        let visible = WallClock.milliseconds() &- HLC(rawValue: event.hlc).milliseconds
-        guard recorder.measuring.load(ordering: .relaxed), latency < 60_000_000 else { return }
-        recorder.state.withLock { state in
-            state.delivered += 1
-            _ = state.deliver.record(latency)
-            if visible < 60_000 { _ = state.visible.record(visible) }
-        }
+        guard case .messagePosted(let posted) = event.kind, posted.sender == client.partner else { return }
+        recorder.delivered(posted, hlc: event.hlc)
     }
 
     private func sendNext() {

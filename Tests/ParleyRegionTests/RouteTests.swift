@@ -39,6 +39,39 @@ import Testing
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
     }
 
+    /// A fault proxy in front of us's gate health listener.
+    private func usHealthProxy(_ cluster: LocalCluster, name: String, faults: LinkFaults) async throws -> FaultProxy {
+        let health = cluster["us"].file.gates[0].webSocket.split(separator: ":")
+        return try await FaultProxy.start(name: name, upstreamHost: String(health[0]), upstreamPort: Int(health[1])!, faults: faults)
+    }
+
+    /// A route of eu's started with `flags`, whose own copy of the region
+    /// files puts us's gate health behind `proxy`; once it accepts.
+    private func routeProbingUsThrough(
+        _ proxy: FaultProxy, _ cluster: LocalCluster, name: String, flags: [String]
+    ) async throws -> (ChildProcess, port: Int) {
+        let directory = try TestRun.scratch(name)
+        for region in ["cluster"] + cluster.regions.map(\.name) {
+            try FileManager.default.copyItem(atPath: "\(cluster["eu"].directory)/\(region).json", toPath: "\(directory)/\(region).json")
+        }
+        var proxied = cluster["us"].file
+        proxied.gates[0].webSocket = "127.0.0.1:\(proxy.port)"
+        try JSONEncoder().encode(proxied).write(to: URL(fileURLWithPath: "\(directory)/us.json"))
+        let port = try FreePort.next()
+        let route = try ChildProcess(
+            name: name, executable: LocalRegion.binary,
+            arguments: ["route", "--regions", directory, "--region", "eu", "--listen", "127.0.0.1:\(port)"] + flags,
+            logPath: "\(directory)/route.log"
+        )
+        try await FreePort.waitUntilAccepting(port, server: route)
+        return (route, port)
+    }
+
+    /// How the route listening on `port` sees us.
+    private func usStatus(_ port: Int) async throws -> Status? {
+        try JSONDecoder().decode([String: Status].self, from: try await http(port, "GET", "/status").1)["us"]
+    }
+
     @Test func answersNearestHealthyFirstDropsARegionAfterFFailedProbesAndTakesItBackAfterS() async throws {
         try await LocalCluster.with { cluster in
             let port = try FreePort.next()
@@ -89,32 +122,13 @@ import Testing
     /// after three failed probes.
     @Test func onePercentOfProbesFailingCausesNoFlapWhileARegionReallyGoneIsDownAfterThreeProbes() async throws {
         try await LocalCluster.with { cluster in
-            let usFile = cluster["us"].file
-            let health = usFile.gates[0].webSocket.split(separator: ":")
-            let proxy = try await FaultProxy.start(
-                name: "us-health", upstreamHost: String(health[0]), upstreamPort: Int(health[1])!, faults: LinkFaults(dropRate: 0.01)
+            let proxy = try await usHealthProxy(cluster, name: "us-health", faults: LinkFaults(dropRate: 0.01))
+            let (route, port) = try await routeProbingUsThrough(
+                proxy, cluster, name: "flaky-route",
+                // A long timeout: only the proxy's resets fail a probe, not a loaded machine's slowness.
+                flags: ["--probe-interval-ms", "50", "--probe-timeout-ms", "3000", "--down-after", "3", "--up-after", "2"]
             )
-            // The route's own copy of the region files, with us's gate health behind the proxy.
-            let directory = try TestRun.scratch("route-files")
-            for name in ["cluster"] + cluster.regions.map(\.name) {
-                try FileManager.default.copyItem(atPath: "\(cluster["eu"].directory)/\(name).json", toPath: "\(directory)/\(name).json")
-            }
-            var proxied = usFile
-            proxied.gates[0].webSocket = "127.0.0.1:\(proxy.port)"
-            try JSONEncoder().encode(proxied).write(to: URL(fileURLWithPath: "\(directory)/us.json"))
-
-            let port = try FreePort.next()
-            let route = try ChildProcess(
-                name: "flaky-route", executable: LocalRegion.binary,
-                arguments: ["route", "--regions", directory, "--region", "eu", "--listen", "127.0.0.1:\(port)",
-                            // A long timeout: only the proxy's resets fail a probe, not a loaded machine's slowness.
-                            "--probe-interval-ms", "50", "--probe-timeout-ms", "3000", "--down-after", "3", "--up-after", "2"],
-                logPath: "\(directory)/route.log"
-            )
-            try await FreePort.waitUntilAccepting(port, server: route)
-            func us() async throws -> Status? {
-                try JSONDecoder().decode([String: Status].self, from: try await http(port, "GET", "/status").1)["us"]
-            }
+            func us() async throws -> Status? { try await usStatus(port) }
             // Until at least three probes failed (about 300 probes): never down.
             #expect(try await eventually(.seconds(120)) { (try await us()?.probesFailed ?? 0) >= 3 }, "\(route.log.suffix(2_000))")
             let flaky = try await us()
@@ -138,28 +152,13 @@ import Testing
     /// troubled probes in a row, not before.
     @Test func aGateAnsweringLateKeepsItsRegionUpAndOneThatNeverAnswersIsDownAfterSlowDownAfter() async throws {
         try await LocalCluster.with { cluster in
-            let usFile = cluster["us"].file
-            let health = usFile.gates[0].webSocket.split(separator: ":")
-            let proxy = try await FaultProxy.start(name: "us-slow-health", upstreamHost: String(health[0]), upstreamPort: Int(health[1])!)
-            let directory = try TestRun.scratch("route-slow")
-            for name in ["cluster"] + cluster.regions.map(\.name) {
-                try FileManager.default.copyItem(atPath: "\(cluster["eu"].directory)/\(name).json", toPath: "\(directory)/\(name).json")
-            }
-            var proxied = usFile
-            proxied.gates[0].webSocket = "127.0.0.1:\(proxy.port)"
-            try JSONEncoder().encode(proxied).write(to: URL(fileURLWithPath: "\(directory)/us.json"))
-            let port = try FreePort.next()
-            let route = try ChildProcess(
-                name: "slow-route", executable: LocalRegion.binary,
-                arguments: ["route", "--regions", directory, "--region", "eu", "--listen", "127.0.0.1:\(port)",
-                            "--probe-interval-ms", "100", "--probe-timeout-ms", "1000", "--down-after", "3", "--up-after", "2",
-                            "--slow-down-after", "12"],
-                logPath: "\(directory)/route.log"
+            let proxy = try await usHealthProxy(cluster, name: "us-slow-health", faults: LinkFaults())
+            let (route, port) = try await routeProbingUsThrough(
+                proxy, cluster, name: "slow-route",
+                flags: ["--probe-interval-ms", "100", "--probe-timeout-ms", "1000", "--down-after", "3", "--up-after", "2",
+                        "--slow-down-after", "12"]
             )
-            try await FreePort.waitUntilAccepting(port, server: route)
-            func us() async throws -> Status? {
-                try JSONDecoder().decode([String: Status].self, from: try await http(port, "GET", "/status").1)["us"]
-            }
+            func us() async throws -> Status? { try await usStatus(port) }
             #expect(try await eventually(.seconds(30)) { (try await us()?.probes ?? 0) >= 3 })
 
             // Every health answer 1.5 s late: slow, six probes in a row.
