@@ -255,6 +255,21 @@ public actor ParleyClient {
         }).changeAck
     }
 
+    /// This device's push token (empty: no more notifications while offline).
+    public func registerPush(token: String) async throws -> Parley_ChangeAck {
+        try await requestWithRetry(.with { $0.registerPush = .with { $0.token = token } }).changeAck
+    }
+
+    /// Mutes or unmutes a conversation's notifications ("" for all conversations).
+    public func mute(_ conversationID: String, _ muted: Bool = true) async throws -> Parley_ChangeAck {
+        try await requestWithRetry(.with {
+            $0.mute = .with {
+                $0.conversationID = conversationID
+                $0.muted = muted
+            }
+        }).changeAck
+    }
+
     public func profile(of userID: String) async throws -> [String: String] {
         try await requestWithRetry(.with { $0.profileRequest = .with { $0.userID = userID } }).profile.fields
     }

@@ -17,6 +17,10 @@ public enum Command: Sendable {
     case addMember(by: String, groupID: String, userID: String)
     case removeMember(by: String, groupID: String, userID: String)
     case setProfile(userID: String, field: String, value: String)
+    /// A device's push token; empty stops its notifications.
+    case registerPush(userID: String, deviceID: String, token: String)
+    /// Mutes one conversation ("" for all) on every device of the user.
+    case mute(userID: String, conversationID: String, muted: Bool)
 }
 
 public struct Post: Sendable {

@@ -55,9 +55,12 @@ struct CommitPlanner: Sendable {
             case .addMember(_, let groupID, let userID), .removeMember(_, let groupID, let userID):
                 keys.users.insert(userID)
                 keys.conversations.insert(ConversationID.group(groupID))
-            case .setProfile(let userID, _, _):
+            case .setProfile(let userID, _, _), .registerPush(let userID, _, _):
                 // Not checked, but in the audience: the store numbers it from the counter read here.
                 keys.users.insert(userID)
+            case .mute(let userID, let conversationID, _):
+                keys.users.insert(userID)
+                if ConversationID.isGroup(conversationID) { keys.conversations.insert(conversationID) }
             }
         }
         return keys
@@ -80,6 +83,8 @@ struct CommitPlanner: Sendable {
         case .addMember(let user, let groupID, let member): planMembership(by: user, groupID: groupID, member: member, add: true)
         case .removeMember(let user, let groupID, let member): planMembership(by: user, groupID: groupID, member: member, add: false)
         case .setProfile(let userID, let field, let value): planSetProfile(userID: userID, field: field, value: value)
+        case .registerPush(let userID, let deviceID, let token): planRegisterPush(userID: userID, deviceID: deviceID, token: token)
+        case .mute(let userID, let conversationID, let muted): planMute(userID: userID, conversationID: conversationID, muted: muted)
         }
     }
 
@@ -266,6 +271,38 @@ struct CommitPlanner: Sendable {
                 $0.userID = userID
                 $0.field = field
                 $0.value = value
+            }
+        })
+    }
+
+    private mutating func planRegisterPush(userID: String, deviceID: String, token: String) -> CommitOutcome {
+        .committed(append(audience: [userID]) { event in
+            event.pushRegistered = .with {
+                $0.userID = userID
+                $0.deviceID = deviceID
+                $0.token = token
+            }
+        })
+    }
+
+    /// A user mutes what they are part of: a group they are a member of, a
+    /// direct conversation they are one of the two in, or everything ("").
+    private mutating func planMute(userID: String, conversationID: String, muted: Bool) -> CommitOutcome {
+        if let groupID = ConversationID.groupID(of: conversationID) {
+            guard snapshot.conversations.contains(conversationID) else {
+                return .rejected(ClientError(.unknownConversation, "unknown group \(groupID)"))
+            }
+            guard snapshot.members[conversationID]?.contains(userID) == true else {
+                return .rejected(ClientError(.notMember, "not a member of group \(groupID)"))
+            }
+        } else if let (a, b) = ConversationID.directUsers(of: conversationID), a != userID && b != userID {
+            return .rejected(ClientError(.notMember, "not a member of \(conversationID)"))
+        }
+        return .committed(append(audience: [userID]) { event in
+            event.conversationMuted = .with {
+                $0.userID = userID
+                $0.conversationID = conversationID
+                $0.muted = muted
             }
         })
     }

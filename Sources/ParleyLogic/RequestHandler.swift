@@ -156,6 +156,17 @@ struct RequestHandler: Sendable {
                 throw ClientError(.payloadTooLarge, "profile value exceeds \(limits.maxProfileValueBytes) bytes")
             }
             return change(.setProfile(userID: user, field: set.field, value: set.value))
+        case .registerPush(let register):
+            guard register.token.utf8.count <= limits.maxPushTokenBytes else {
+                throw ClientError(.payloadTooLarge, "push token exceeds \(limits.maxPushTokenBytes) bytes")
+            }
+            return change(.registerPush(userID: user, deviceID: call.deviceID, token: register.token))
+        case .mute(let mute):
+            let id = mute.conversationID
+            guard id.isEmpty || ConversationID.directUsers(of: id) != nil || ConversationID.groupID(of: id)?.isEmpty == false else {
+                throw ClientError(.invalidRequest, "not a conversation id: \(id)")
+            }
+            return change(.mute(userID: user, conversationID: id, muted: mute.muted))
         default:
             return nil
         }
@@ -201,7 +212,7 @@ struct RequestHandler: Sendable {
                     $0.fields = fields
                 }
             }
-        case .auth, .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile:
+        case .auth, .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile, .registerPush, .mute:
             throw ClientError(.internalError, "a change reached the read path")
         case .authOk, .sendAck, .push, .syncBatch, .readAck, .error, .groupCreated, .historyPage, .unreadCounts,
             .changeAck, .profile:
@@ -328,6 +339,8 @@ public struct LogicLimits: Sendable {
     public var maxBodyBytes = 16 * 1024
     public var maxGroupMembers = 1000
     public var maxProfileValueBytes = 1024
+    /// APNs tokens are 32 bytes in hex, FCM's about 160 characters.
+    public var maxPushTokenBytes = 4096
     public var defaultPage = 200
     public var maxPage = 1000
     /// How long a read waits for the region to hold its device's session.

@@ -282,6 +282,22 @@ public nonisolated struct Parley_Frame: Sendable {
     set {body = .profile(newValue)}
   }
 
+  public var registerPush: Parley_RegisterPush {
+    get {
+      if case .registerPush(let v)? = body {return v}
+      return Parley_RegisterPush()
+    }
+    set {body = .registerPush(newValue)}
+  }
+
+  public var mute: Parley_MuteConversation {
+    get {
+      if case .mute(let v)? = body {return v}
+      return Parley_MuteConversation()
+    }
+    set {body = .mute(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -310,6 +326,8 @@ public nonisolated struct Parley_Frame: Sendable {
     case changeAck(Parley_ChangeAck)
     case profileRequest(Parley_ProfileRequest)
     case profile(Parley_Profile)
+    case registerPush(Parley_RegisterPush)
+    case mute(Parley_MuteConversation)
 
   }
 
@@ -579,6 +597,22 @@ public nonisolated struct Parley_Event: Sendable {
     set {kind = .profileSet(newValue)}
   }
 
+  public var pushRegistered: Parley_PushRegistered {
+    get {
+      if case .pushRegistered(let v)? = kind {return v}
+      return Parley_PushRegistered()
+    }
+    set {kind = .pushRegistered(newValue)}
+  }
+
+  public var conversationMuted: Parley_ConversationMuted {
+    get {
+      if case .conversationMuted(let v)? = kind {return v}
+      return Parley_ConversationMuted()
+    }
+    set {kind = .conversationMuted(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -591,6 +625,8 @@ public nonisolated struct Parley_Event: Sendable {
     case memberAdded(Parley_MemberAdded)
     case memberRemoved(Parley_MemberRemoved)
     case profileSet(Parley_ProfileSet)
+    case pushRegistered(Parley_PushRegistered)
+    case conversationMuted(Parley_ConversationMuted)
 
   }
 
@@ -1094,6 +1130,70 @@ public nonisolated struct Parley_ProfileSet: Sendable {
   public init() {}
 }
 
+/// This device's push token: while the device is offline, the region's ext
+/// notifies it through the push gateway (docs/PROTOCOL.md, "Offline push").
+/// An empty token stops its notifications. Answered with change_ack.
+public nonisolated struct Parley_RegisterPush: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var token: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Mutes (or unmutes) one conversation's notifications on every device of
+/// the signed-in user; an empty conversation_id mutes them all. Answered
+/// with change_ack.
+public nonisolated struct Parley_MuteConversation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var conversationID: String = String()
+
+  public var muted: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_PushRegistered: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var deviceID: String = String()
+
+  public var token: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_ConversationMuted: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var conversationID: String = String()
+
+  public var muted: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "parley"
@@ -1104,7 +1204,7 @@ nonisolated extension Parley_Durability: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Frame"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0\u{3}register_push\0\u{1}mute\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1438,6 +1538,32 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
           self.body = .profile(v)
         }
       }()
+      case 27: try {
+        var v: Parley_RegisterPush?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .registerPush(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .registerPush(v)
+        }
+      }()
+      case 28: try {
+        var v: Parley_MuteConversation?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .mute(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .mute(v)
+        }
+      }()
       default: break
       }
     }
@@ -1551,6 +1677,14 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
     case .profile?: try {
       guard case .profile(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .registerPush?: try {
+      guard case .registerPush(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+    }()
+    case .mute?: try {
+      guard case .mute(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
     }()
     case nil: break
     }
@@ -1925,7 +2059,7 @@ nonisolated extension Parley_Push: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}seq\0\u{1}hlc\0\u{1}deps\0\u{1}audience\0\u{4}\u{5}user_registered\0\u{3}message_posted\0\u{3}read_moved\0\u{3}group_created\0\u{3}message_edited\0\u{3}message_recalled\0\u{3}member_added\0\u{3}member_removed\0\u{3}profile_set\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}seq\0\u{1}hlc\0\u{1}deps\0\u{1}audience\0\u{4}\u{5}user_registered\0\u{3}message_posted\0\u{3}read_moved\0\u{3}group_created\0\u{3}message_edited\0\u{3}message_recalled\0\u{3}member_added\0\u{3}member_removed\0\u{3}profile_set\0\u{3}push_registered\0\u{3}conversation_muted\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2055,6 +2189,32 @@ nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
           self.kind = .profileSet(v)
         }
       }()
+      case 19: try {
+        var v: Parley_PushRegistered?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .pushRegistered(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .pushRegistered(v)
+        }
+      }()
+      case 20: try {
+        var v: Parley_ConversationMuted?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .conversationMuted(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .conversationMuted(v)
+        }
+      }()
       default: break
       }
     }
@@ -2116,6 +2276,14 @@ nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
     case .profileSet?: try {
       guard case .profileSet(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+    }()
+    case .pushRegistered?: try {
+      guard case .pushRegistered(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
+    case .conversationMuted?: try {
+      guard case .conversationMuted(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
     }()
     case nil: break
     }
@@ -3250,6 +3418,151 @@ nonisolated extension Parley_ProfileSet: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.userID != rhs.userID {return false}
     if lhs.field != rhs.field {return false}
     if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_RegisterPush: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RegisterPush"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.token) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.token.isEmpty {
+      try visitor.visitSingularStringField(value: self.token, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_RegisterPush, rhs: Parley_RegisterPush) -> Bool {
+    if lhs.token != rhs.token {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_MuteConversation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MuteConversation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}conversation_id\0\u{1}muted\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.muted) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conversationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 1)
+    }
+    if self.muted != false {
+      try visitor.visitSingularBoolField(value: self.muted, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_MuteConversation, rhs: Parley_MuteConversation) -> Bool {
+    if lhs.conversationID != rhs.conversationID {return false}
+    if lhs.muted != rhs.muted {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_PushRegistered: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PushRegistered"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}device_id\0\u{1}token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.deviceID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.token) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.deviceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.deviceID, fieldNumber: 2)
+    }
+    if !self.token.isEmpty {
+      try visitor.visitSingularStringField(value: self.token, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_PushRegistered, rhs: Parley_PushRegistered) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.deviceID != rhs.deviceID {return false}
+    if lhs.token != rhs.token {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_ConversationMuted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConversationMuted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}conversation_id\0\u{1}muted\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.muted) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.conversationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 2)
+    }
+    if self.muted != false {
+      try visitor.visitSingularBoolField(value: self.muted, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_ConversationMuted, rhs: Parley_ConversationMuted) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.conversationID != rhs.conversationID {return false}
+    if lhs.muted != rhs.muted {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

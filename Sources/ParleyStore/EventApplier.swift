@@ -100,6 +100,9 @@ private struct DerivedRows: PostgresPreparedStatement {
     // profiles
     var profileUser: [String] = [], profileField: [String] = [], profileValue: [String] = [], profileHLC: [Int64] = [],
         profileOrigin: [String] = []
+    // user_settings
+    var settingUser: [String] = [], settingKey: [String] = [], settingValue: [String] = [], settingHLC: [Int64] = [],
+        settingOrigin: [String] = []
     // read_markers
     var markConv: [String] = [], markUser: [String] = [], markHLC: [Int64] = [], markOrigin: [String] = [], markSeq: [Int64] = []
     // origins
@@ -155,6 +158,10 @@ private struct DerivedRows: PostgresPreparedStatement {
             profileUser.append(key.owner); profileField.append(key.name); profileValue.append(profile.value)
             profileHLC.append(Int64(profile.stamp.hlc.rawValue)); profileOrigin.append(profile.stamp.origin)
         }
+        for (key, setting) in batch.settings {
+            settingUser.append(key.owner); settingKey.append(key.name); settingValue.append(setting.value)
+            settingHLC.append(Int64(setting.stamp.hlc.rawValue)); settingOrigin.append(setting.stamp.origin)
+        }
     }
 
     private mutating func addLog(_ event: Parley_Event) {
@@ -206,7 +213,7 @@ private struct DerivedRows: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 64)
+        var b = PostgresBindings(capacity: 70)
         b.append(logOrigin); b.append(logSeq); b.append(logHLC); b.append(logKind); b.append(logPayload)  // 1-5
         b.append(inboxUser); b.append(inboxOrigin); b.append(inboxUserSeq); b.append(inboxEventSeq)  // 6-9
         b.append(userID); b.append(userOrigin); b.append(userSeq)  // 10-12
@@ -225,11 +232,12 @@ private struct DerivedRows: PostgresPreparedStatement {
         b.append(logConversation)  // 62
         b.append(convHLC); b.append(convOrigin)  // 63-64
         b.append(expectedHead)  // 65
+        b.append(settingUser); b.append(settingKey); b.append(settingValue); b.append(settingHLC); b.append(settingOrigin)  // 66-70
         return b
     }
 
     /// Each table's write is a CTE; empty arrays write nothing. Registers
-    /// (read markers, membership, edits, profiles, client-id winners, group
+    /// (read markers, membership, edits, profiles, settings, client-id winners, group
     /// rows, origin heads) only move to a winning stamp, so replays change
     /// nothing: the guards are `ConvergentState.absorb`'s, one per table.
     /// The heads move first: an optimistic commit's head must still be at
@@ -291,7 +299,12 @@ private struct DerivedRows: PostgresPreparedStatement {
                  SELECT * FROM unnest($57::text[], $58::text[], $59::text[], $60::bigint[], $61::text[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT (user_id, field) DO UPDATE
                    SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin
-                   WHERE (profiles.hlc, profiles.origin) < (excluded.hlc, excluded.origin))
+                   WHERE (profiles.hlc, profiles.origin) < (excluded.hlc, excluded.origin)),
+          st AS (INSERT INTO user_settings (user_id, key, value, hlc, origin)
+                 SELECT * FROM unnest($66::text[], $67::text[], $68::text[], $69::bigint[], $70::text[]) WHERE (SELECT ok FROM ok)
+                 ON CONFLICT (user_id, key) DO UPDATE
+                   SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin
+                   WHERE (user_settings.hlc, user_settings.origin) < (excluded.hlc, excluded.origin))
         -- Wakes the sync's log watcher at commit (notifications of one transaction are merged).
         SELECT ok FROM ok, pg_notify('\(RegionStore.logChannel)', '')
         """
@@ -324,6 +337,12 @@ extension Parley_Event {
             body = .memberRemoved(group: change.groupID, member: change.userID)
         case .profileSet(let profile):
             body = .profileSet(user: profile.userID, field: profile.field, value: profile.value)
+        case .pushRegistered(let push):
+            body = .settingSet(user: push.userID, key: UserSetting.pushToken(device: push.deviceID).key, value: push.token)
+        case .conversationMuted(let mute):
+            body = .settingSet(
+                user: mute.userID, key: UserSetting.muted(conversation: mute.conversationID).key, value: UserSetting.muteValue(mute.muted)
+            )
         case .userRegistered, nil:
             return nil
         }
@@ -331,7 +350,7 @@ extension Parley_Event {
     }
 
     /// The `conversation_id` column: the conversation the event changes, or
-    /// "" (registrations and profiles belong to none).
+    /// "" (registrations, profiles and settings belong to none).
     var conversationID: String {
         switch kind {
         case .messagePosted(let posted): posted.conversationID
@@ -341,7 +360,7 @@ extension Parley_Event {
         case .messageRecalled(let recall): recall.conversationID
         case .memberAdded(let added): ConversationID.group(added.groupID)
         case .memberRemoved(let removed): ConversationID.group(removed.groupID)
-        case .userRegistered, .profileSet, nil: ""
+        case .userRegistered, .profileSet, .pushRegistered, .conversationMuted, nil: ""
         }
     }
 
@@ -357,6 +376,8 @@ extension Parley_Event {
         case .memberAdded: 7
         case .memberRemoved: 8
         case .profileSet: 9
+        case .pushRegistered: 10
+        case .conversationMuted: 11
         case nil: 0
         }
     }

@@ -141,6 +141,20 @@ public enum Migrations {
             """,
             "UPDATE messages SET edit_hlc = 0, edit_origin = '' WHERE recalled AND (edit_hlc <> 0 OR edit_origin <> '')",
         ]),
+        // Private settings (push tokens, mutes): registers like profiles,
+        // never shown to other users (ParleyCore's UserSetting).
+        (6, [
+            """
+            CREATE TABLE user_settings (
+                user_id text NOT NULL,
+                key text NOT NULL,
+                value text NOT NULL,
+                hlc bigint NOT NULL,
+                origin text NOT NULL,
+                PRIMARY KEY (user_id, key)
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.

@@ -59,7 +59,7 @@ public struct RandomHistory: Sendable {
             let user = users.randomElement(using: &rng)!
             let group = "g\(Int.random(in: 0..<2, using: &rng))"
             let body: ReplicatedEvent.Body
-            switch Int.random(in: 0..<8, using: &rng) {
+            switch Int.random(in: 0..<9, using: &rng) {
             case 0: body = .groupCreated(group: group, name: "n\(log.count)", owner: user, members: [users.randomElement(using: &rng)!])
             case 1: body = .memberAdded(group: group, member: user)
             case 2: body = .memberRemoved(group: group, member: user)
@@ -69,6 +69,11 @@ public struct RandomHistory: Sendable {
                 let target = known.randomElement(using: &rng)!
                 body = .readMoved(conversation: states[r].messages[target]!.conversation, reader: user, upTo: target)
             case 6: body = .profileSet(user: user, field: "name", value: "v\(log.count)")
+            case 7 where Bool.random(using: &rng):
+                body = .settingSet(user: user, key: UserSetting.pushToken(device: "phone").key, value: "t\(log.count)")
+            case 7:
+                let muted = Bool.random(using: &rng)
+                body = .settingSet(user: user, key: UserSetting.muted(conversation: "g:\(group)").key, value: UserSetting.muteValue(muted))
             default:
                 // A small pool of client ids makes cross-region duplicates likely.
                 body = .messagePosted(

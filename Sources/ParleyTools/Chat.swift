@@ -45,6 +45,11 @@ public struct Chat: Sendable {
         case .memberAdded(let change): return "\(where_) \(change.by) added \(change.userID) to \(change.groupID)"
         case .memberRemoved(let change): return "\(where_) \(change.by) removed \(change.userID) from \(change.groupID)"
         case .profileSet(let profile): return "\(where_) \(profile.userID) set \(profile.field) to \(profile.value)"
+        case .pushRegistered(let push):
+            return "\(where_) \(push.deviceID) \(push.token.isEmpty ? "stopped" : "registered for") push notifications"
+        case .conversationMuted(let mute):
+            let what = mute.conversationID.isEmpty ? "every conversation" : mute.conversationID
+            return "\(where_) \(mute.muted ? "muted" : "unmuted") \(what)"
         case .readMoved(let read): return "\(where_) \(read.reader) read \(read.conversationID) up to \(read.messageID)"
         case .groupCreated(let group): return "\(where_) group \(group.groupID) \"\(group.name)\": \(group.members.joined(separator: ", "))"
         case .userRegistered(let user): return "\(where_) \(user.userID) registered"

@@ -23,7 +23,7 @@ extension Parley_Frame {
     /// anything else waits for the requests before it to be answered.
     public var isChange: Bool {
         switch body {
-        case .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile: true
+        case .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile, .registerPush, .mute: true
         default: false
         }
     }

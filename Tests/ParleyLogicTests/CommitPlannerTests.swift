@@ -22,4 +22,33 @@ import Testing
         #expect(planner.events[0].audience.map(\.userID) == ["a", "b"])
         #expect(planner.events[2].audience.map(\.userID) == ["a", "c"])
     }
+
+    @Test func aUserMutesOnlyWhatTheyArePartOfAndRegistersPushForTheirOwnDevice() {
+        var snapshot = CommitSnapshot()
+        snapshot.knownUsers = ["a", "b"]
+        snapshot.conversations = ["g:team"]
+        snapshot.members = ["g:team": ["a"]]
+        let start = CommitStart(origin: "eu", appliedSeq: 0, floorHLC: HLC(rawValue: 1), now: HLC(rawValue: 5), deps: [:])
+        var planner = CommitPlanner(start: start, snapshot: snapshot)
+        planner.plan([
+            .mute(userID: "a", conversationID: "g:team", muted: true),
+            .mute(userID: "b", conversationID: "g:team", muted: true),
+            .mute(userID: "a", conversationID: "g:nope", muted: true),
+            .mute(userID: "a", conversationID: "d:b:c", muted: true),
+            .mute(userID: "a", conversationID: "d:a:b", muted: false),
+            .mute(userID: "b", conversationID: "", muted: true),
+            .registerPush(userID: "a", deviceID: "phone", token: "tok"),
+        ])
+        let codes = planner.outcomes.map { outcome -> String in
+            switch outcome {
+            case .committed: "ok"
+            case .rejected(let error): error.code.description
+            case .duplicate, .unchanged: "other"
+            }
+        }
+        #expect(codes == ["ok", "not_member", "unknown_conversation", "not_member", "ok", "ok", "ok"])
+        #expect(planner.events.map(\.audience).map { $0.map(\.userID) } == [["a"], ["a"], ["b"], ["a"]])
+        #expect(planner.events[0].conversationMuted.muted && planner.events[0].conversationMuted.conversationID == "g:team")
+        #expect(planner.events[3].pushRegistered.deviceID == "phone" && planner.events[3].pushRegistered.token == "tok")
+    }
 }

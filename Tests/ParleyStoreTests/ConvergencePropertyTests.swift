@@ -100,6 +100,7 @@ import Testing
           UNION ALL SELECT concat_ws('|', 'conv', conversation_id, is_group, name, owner, hlc, origin) FROM conversations
           UNION ALL SELECT concat_ws('|', 'member', conversation_id, user_id, present, hlc, origin) FROM members
           UNION ALL SELECT concat_ws('|', 'profile', user_id, field, value, hlc, origin) FROM profiles
+          UNION ALL SELECT concat_ws('|', 'setting', user_id, key, value, hlc, origin) FROM user_settings
           UNION ALL SELECT concat_ws('|', 'read', conversation_id, user_id, hlc, origin, seq) FROM read_markers
         ) rows
         """
@@ -132,6 +133,9 @@ import Testing
         }
         for (key, r) in state.profiles {
             lines.append(["profile", key.owner, key.name, r.value, "\(r.stamp.hlc.rawValue)", r.stamp.origin].joined(separator: "|"))
+        }
+        for (key, r) in state.settings {
+            lines.append(["setting", key.owner, key.name, r.value, "\(r.stamp.hlc.rawValue)", r.stamp.origin].joined(separator: "|"))
         }
         for (key, o) in state.readMarkers {
             lines.append(["read", key.conversationID, key.userID, "\(o.hlc.rawValue)", o.origin, "\(o.seq)"].joined(separator: "|"))
@@ -168,6 +172,15 @@ extension ReplicatedEvent {
                 event.readMoved = .with { $0.conversationID = conversation; $0.reader = reader; $0.messageID = upTo.description }
             case .profileSet(let user, let field, let value):
                 event.profileSet = .with { $0.userID = user; $0.field = field; $0.value = value }
+            case .settingSet(let user, let key, let value):
+                switch UserSetting(key: key) {
+                case .pushToken(let device):
+                    event.pushRegistered = .with { $0.userID = user; $0.deviceID = device; $0.token = value }
+                case .muted(let conversation):
+                    event.conversationMuted = .with { $0.userID = user; $0.conversationID = conversation; $0.muted = !value.isEmpty }
+                case nil:
+                    preconditionFailure("not a setting key: \(key)")
+                }
             }
         }
     }

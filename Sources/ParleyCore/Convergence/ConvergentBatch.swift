@@ -12,7 +12,7 @@
 /// - read markers only move forward (max by conversation order);
 /// - recall/delete is a tombstone: it wins over the message and every edit,
 ///   and leaves neither body nor edit stamp;
-/// - edits, profile fields, group membership: last writer wins by
+/// - edits, profile fields, settings, group membership: last writer wins by
 ///   `(hlc, origin)`, so a concurrent add and remove resolve to the later;
 /// - one `(sender, client_msg_id)` accepted by two regions, or one group id
 ///   created by two: the lower `(hlc, origin)` wins.
@@ -55,7 +55,7 @@ public struct ConvergentBatch: Sendable {
         public var stamp: Stamp
     }
 
-    /// A register's key: (group conversation, member) or (user, profile field).
+    /// A register's key: (group conversation, member), (user, profile field) or (user, setting).
     public struct FieldKey: Hashable, Sendable {
         public var owner: String
         public var name: String
@@ -77,6 +77,8 @@ public struct ConvergentBatch: Sendable {
     public private(set) var membership: [FieldKey: LastWriterWins<Bool>] = [:]
     /// Profile registers: (user, field) → value.
     public private(set) var profiles: [FieldKey: LastWriterWins<String>] = [:]
+    /// Private setting registers: (user, `UserSetting.key`) → value.
+    public private(set) var settings: [FieldKey: LastWriterWins<String>] = [:]
     /// The messages each reader's read moves in the batch name.
     public private(set) var reads: [ReaderKey: Set<EventID>] = [:]
 
@@ -125,6 +127,9 @@ public struct ConvergentBatch: Sendable {
         case .profileSet(let user, let field, let value):
             let key = FieldKey(owner: user, name: field)
             profiles[key, default: LastWriterWins(value, at: stamp)].offer(value, at: stamp)
+        case .settingSet(let user, let name, let value):
+            let key = FieldKey(owner: user, name: name)
+            settings[key, default: LastWriterWins(value, at: stamp)].offer(value, at: stamp)
         }
     }
 

@@ -14,6 +14,7 @@ public struct ConvergentState: Equatable, Sendable {
     public private(set) var readMarkers: [ReaderKey: ConversationOrder] = [:]
     public private(set) var membership: [ConvergentBatch.FieldKey: LastWriterWins<Bool>] = [:]
     public private(set) var profiles: [ConvergentBatch.FieldKey: LastWriterWins<String>] = [:]
+    public private(set) var settings: [ConvergentBatch.FieldKey: LastWriterWins<String>] = [:]
 
     public init() {}
 
@@ -40,6 +41,7 @@ public struct ConvergentState: Equatable, Sendable {
         // Registers: the later stamp stays.
         membership.merge(batch.membership) { stored, new in var kept = stored; kept.offer(new); return kept }
         profiles.merge(batch.profiles) { stored, new in var kept = stored; kept.offer(new); return kept }
+        settings.merge(batch.settings) { stored, new in var kept = stored; kept.offer(new); return kept }
         // Read markers: the higher order stays.
         let markers = batch.readMarkers { messages[$0]?.order }
         readMarkers.merge(markers) { stored, new in max(stored, new) }
@@ -69,5 +71,9 @@ public struct ConvergentState: Equatable, Sendable {
 
     public func profile(of user: String, field: String) -> String? {
         profiles[ConvergentBatch.FieldKey(owner: user, name: field)]?.value
+    }
+
+    public func setting(of user: String, _ setting: UserSetting) -> String? {
+        settings[ConvergentBatch.FieldKey(owner: user, name: setting.key)]?.value
     }
 }

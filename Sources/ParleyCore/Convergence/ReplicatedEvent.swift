@@ -29,6 +29,8 @@ public struct ReplicatedEvent: Hashable, Sendable {
         case messageRecalled(target: EventID)
         case readMoved(conversation: String, reader: String, upTo: EventID)
         case profileSet(user: String, field: String, value: String)
+        /// One of a user's private settings (`UserSetting`): a push token, a mute.
+        case settingSet(user: String, key: String, value: String)
     }
 
     public let id: EventID
