@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // Pure core: data and rules, no I/O.
@@ -167,6 +169,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `parley ext`: follow-up work off the core's path (offline push).
+        .target(
+            name: "ParleyExt",
+            dependencies: [
+                "ParleyCore", "ParleyProto", "ParleyStore", "ParleyPresence", "ParleyRedis", "ParleyRPC", "ParleyProbe",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Client SDK: ships to apps alone.
         .target(
             name: "ParleyClient",
@@ -178,12 +190,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Client-side tools behind `parley demo`, `parley chat` and `parley bench`.
+        // Client-side tools behind `parley demo`, `parley chat`, `parley bench` and `parley push-sink`.
         .target(
             name: "ParleyTools",
             dependencies: [
-                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth", "ParleyWire",
+                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth", "ParleyWire", "ParleyExt",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -207,7 +223,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyCore", "ParleyDeployment", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleySync", "ParleyClient", "ParleyTools",
-                "ParleyDrill", "ParleyCheck", "ParleyRPC", "ParleyProbe", "ParleyStore", "ParleyFault", "ParleyRoute",
+                "ParleyDrill", "ParleyCheck", "ParleyRPC", "ParleyProbe", "ParleyStore", "ParleyFault", "ParleyRoute", "ParleyExt",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -225,6 +241,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "ParleyExtTests", dependencies: ["ParleyExt", "ParleyCore", "ParleyProto", "ParleyStore"]),
         .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth", "ParleyDeployment"]),
         .testTarget(
             name: "ParleyFaultTests",

@@ -26,6 +26,26 @@ public struct RegionFile: Codable, Sendable {
         }
     }
 
+    /// `parley ext`, the region's follow-up work (docs/OPERATIONS.md, "Offline push").
+    public struct Ext: Codable, Sendable {
+        /// How many ext instances `ops/up` starts (default 1); they share the work.
+        public var instances: Int?
+        /// Where offline devices are notified (`http://host:port/path`); none: nobody is.
+        public var pushGateway: String?
+        /// Signs every call to the push gateway (HMAC-SHA256, 32 bytes or more).
+        /// Overridden by the PARLEY_PUSH_SECRET environment variable.
+        public var pushSecret: String?
+        /// Messages to one offline device within this window become one notification (default 2000).
+        public var collapseMs: Int?
+
+        public init(instances: Int? = nil, pushGateway: String? = nil, pushSecret: String? = nil, collapseMs: Int? = nil) {
+            self.instances = instances
+            self.pushGateway = pushGateway
+            self.pushSecret = pushSecret
+            self.collapseMs = collapseMs
+        }
+    }
+
     public var name: String
     public var location: GeoLocation
     /// Client networks this region serves first (CIDR), for geo-routing.
@@ -47,6 +67,7 @@ public struct RegionFile: Codable, Sendable {
     public var geoTimeoutMs: Int?
     /// Where this region's `parley route` answers (`GET /route`); none when absent.
     public var route: String?
+    public var ext: Ext?
 
     /// The durability named by `durability`; anything else is a configuration error.
     public var defaultDurability: Durability {

@@ -48,8 +48,10 @@ public enum LogicServer {
         let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
         let gates = GateLinks()
         let dispatcher = PushDispatcher(presence: presence, gates: gates, logger: logger)
+        let followUps = FollowUpAnnouncer(redis: redis, logger: logger)
         let committer = GroupCommitter(store: store, rules: CommitRules(maxGroupMembers: configuration.limits.maxGroupMembers), maxBatch: configuration.maxBatch, logger: logger) { events in
             dispatcher.enqueue(events)
+            followUps.announce(events)
         }
         let pool = RPCClientPool()
         let geo = GeoDurability(
@@ -75,6 +77,7 @@ public enum LogicServer {
                     .init(service: store),
                     .init(service: pool),
                     .init(service: dispatcher),
+                    .init(service: followUps),
                     .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, logger: logger)),
                     .init(service: committer),
                 ] + writer.links.map { .init(service: $0) } + [

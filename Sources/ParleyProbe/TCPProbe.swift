@@ -47,11 +47,15 @@ public enum TCPProbe {
         try await http("GET", address, path: path, timeout: timeout)
     }
 
-    /// One bodiless HTTP/1.1 request: the answer's status code and body.
-    public static func http(_ method: String, _ address: String, path: String, timeout: Duration) async throws -> (status: Int, body: String) {
+    /// One HTTP/1.1 request on a connection of its own: the answer's status
+    /// code and body. `headers` are written as given, after Host.
+    public static func http(
+        _ method: String, _ address: String, path: String, headers: [(String, String)] = [], body: String = "", timeout: Duration
+    ) async throws -> (status: Int, body: String) {
+        let headerLines = headers.map { "\($0.0): \($0.1)\r\n" }.joined()
         let answer = try await exchange(
             address, timeout: timeout,
-            request: "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            request: "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\n\(headerLines)Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)",
             complete: { _ in false }  // read until the server closes
         )
         let parts = answer.components(separatedBy: "\r\n\r\n")
@@ -97,9 +101,3 @@ public func checkOutcome(_ check: @escaping @Sendable () async throws -> Void) a
     }
 }
 
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}

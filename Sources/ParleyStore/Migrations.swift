@@ -155,6 +155,43 @@ public enum Migrations {
             )
             """,
         ]),
+        // ext's own progress, kept here and not in Redis (docs/ARCHITECTURE.md,
+        // "Follow-up work: ext"): per origin, every seq up to `done_seq` is
+        // done; `ext_done` holds the done ones above it; `push_outbox` the
+        // notifications waiting for the push gateway. A region upgraded with
+        // history starts after it: nobody is notified of old messages.
+        (7, [
+            """
+            CREATE TABLE ext_cursors (
+                origin text PRIMARY KEY,
+                done_seq bigint NOT NULL,
+                seen_head bigint NOT NULL,
+                seen_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "INSERT INTO ext_cursors (origin, done_seq, seen_head) SELECT origin, applied_seq, applied_seq FROM origins",
+            "CREATE TABLE ext_done (origin text NOT NULL, seq bigint NOT NULL, PRIMARY KEY (origin, seq))",
+            """
+            CREATE TABLE push_outbox (
+                id bigserial PRIMARY KEY,
+                user_id text NOT NULL,
+                device_id text NOT NULL,
+                token text NOT NULL,
+                sending boolean NOT NULL DEFAULT false,
+                messages integer NOT NULL,
+                latest_seq bigint NOT NULL,
+                latest_message text NOT NULL,
+                latest_conversation text NOT NULL,
+                latest_sender text NOT NULL,
+                latest_preview text NOT NULL,
+                due_at timestamptz NOT NULL,
+                attempts integer NOT NULL DEFAULT 0
+            )
+            """,
+            // One open notification per device collects a burst; one being sent does not take new messages.
+            "CREATE UNIQUE INDEX push_outbox_open ON push_outbox (user_id, device_id) WHERE NOT sending",
+            "CREATE INDEX push_outbox_due ON push_outbox (due_at)",
+        ]),
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.

@@ -27,6 +27,8 @@ public final class LocalRegion: @unchecked Sendable {
     public private(set) var gate: ChildProcess?
     public private(set) var sync: ChildProcess?
     public private(set) var route: ChildProcess?
+    /// `parley ext` instances, started by the tests that need them.
+    public private(set) var ext: [ChildProcess] = []
     let gateArguments: [String]
     // Set before launch by a cluster that routes peer links through proxies.
     var logicArguments: [String]
@@ -180,10 +182,26 @@ public final class LocalRegion: @unchecked Sendable {
         try await FreePort.waitUntilAccepting(Int(listen.split(separator: ":")[1])!, server: process)
     }
 
+    /// `parley ext` instance `index` (a new one, or a restart of that one),
+    /// named `ext<index>` in the consumer group, with `environment` added to
+    /// the test's own.
+    public func startExt(_ index: Int, arguments: [String] = [], environment: [String: String] = [:]) async throws {
+        let logPath = "\(directory)/\(name)-ext\(index).log"
+        // A restarted instance appends to its log: wait for a new "ext ready".
+        let readyBefore = ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").components(separatedBy: "ext ready").count - 1
+        let process = try ChildProcess(
+            name: "\(name)-ext\(index)", executable: Self.binary,
+            arguments: ["ext", "--regions", directory, "--region", name, "--name", "ext\(index)", "--log-level", "info"] + arguments,
+            logPath: logPath, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        )
+        if ext.count > index { ext[index] = process } else { ext.append(process) }
+        try await waitForLog(process, "ext ready", times: readyBefore + 1)
+    }
+
     /// SIGKILL to every process of the region at once, Postgres and Redis
     /// included: the region is gone as if its machines lost power.
     public func killAll() async {
-        let processes = [route, gate, sync].compactMap { $0 } + logic
+        let processes = [route, gate, sync].compactMap { $0 } + logic + ext
         await withDiscardingTaskGroup { group in
             for process in processes { group.addTask { await process.kill9() } }
             group.addTask { await self.postgres.kill9() }
@@ -222,6 +240,7 @@ public final class LocalRegion: @unchecked Sendable {
     public func killLogic(_ index: Int) async { await logic[index].kill9() }
 
     public func stop() async {
+        for process in ext { await process.stop() }
         await route?.stop()
         await sync?.stop()
         await gate?.stop()
@@ -230,9 +249,9 @@ public final class LocalRegion: @unchecked Sendable {
         await postgres.stop()
     }
 
-    private func waitForLog(_ process: ChildProcess, _ line: String, timeout: Duration = .seconds(30)) async throws {
+    private func waitForLog(_ process: ChildProcess, _ line: String, times: Int = 1, timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
-        while !process.log.contains(line) {
+        while process.log.components(separatedBy: line).count - 1 < times {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 throw TestSupportError("\(process.name) never logged \"\(line)\":\n\(process.log.suffix(3000))")
             }

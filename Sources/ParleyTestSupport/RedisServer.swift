@@ -49,4 +49,19 @@ public final class RedisServer: Sendable {
     }
 
     public func stop() async { await process.stop() }
+
+    /// One command through `redis-cli` (FLUSHALL, XINFO …): its output.
+    @discardableResult
+    public func cli(_ arguments: String...) throws -> String {
+        let cli = Process()
+        cli.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        cli.arguments = ["-p", "\(port)"] + arguments
+        let output = Pipe()
+        cli.standardOutput = output
+        try cli.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        cli.waitUntilExit()
+        guard cli.terminationStatus == 0 else { throw TestSupportError("redis-cli \(arguments) exited \(cli.terminationStatus)") }
+        return String(decoding: data, as: UTF8.self)
+    }
 }

@@ -3,7 +3,9 @@ import ParleyCore
 import ParleyProto
 
 /// `parley chat`: a line-oriented client. Lines typed are sent to the peer or
-/// group; everything received is printed as it arrives.
+/// group; everything received is printed as it arrives. Three commands:
+/// `/push TOKEN` registers this device's push token (empty: none),
+/// `/mute` and `/unmute` this conversation's notifications.
 public struct Chat: Sendable {
     public let client: ParleyClient
     public let recipient: ParleyClient.Recipient
@@ -23,6 +25,10 @@ public struct Chat: Sendable {
         defer { printer.cancel() }
         for await line in lines where !line.isEmpty {
             do {
+                if line.hasPrefix("/") {
+                    try await command(line, print: print)
+                    continue
+                }
                 let ack = try await client.send(to: recipient, body: line)
                 print("  (sent \(ack.messageID))")
             } catch {
@@ -30,6 +36,28 @@ public struct Chat: Sendable {
             }
         }
         await client.disconnect()
+    }
+
+    private func command(_ line: String, print: @Sendable (String) -> Void) async throws {
+        let words = line.split(separator: " ", maxSplits: 1).map(String.init)
+        switch words[0] {
+        case "/push":
+            _ = try await client.registerPush(token: words.count > 1 ? words[1] : "")
+            print(words.count > 1 ? "  (push token registered for this device)" : "  (this device's push token removed)")
+        case "/mute", "/unmute":
+            let conversation = await conversationID()
+            _ = try await client.mute(conversation, words[0] == "/mute")
+            print("  (\(words[0].dropFirst())d \(conversation))")
+        default:
+            print("  ! commands: /push TOKEN, /mute, /unmute")
+        }
+    }
+
+    private func conversationID() async -> String {
+        switch recipient {
+        case .group(let group): ConversationID.group(group)
+        case .user(let peer): ConversationID.direct(await client.userID ?? "", peer)
+        }
     }
 
     static func render(_ received: ReceivedEvent) -> String {

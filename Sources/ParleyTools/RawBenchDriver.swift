@@ -236,8 +236,3 @@ enum BenchError: Error, CustomStringConvertible {
     }
 }
 
-extension Duration {
-    fileprivate var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
-    }
-}

@@ -1,0 +1,79 @@
+import Logging
+import ParleyCore
+import ParleyPresence
+import ParleyRPC
+import ParleyRedis
+import ParleyStore
+import ServiceLifecycle
+
+/// Everything one `parley ext` process needs to know.
+public struct ExtConfiguration: Sendable {
+    public var region: String
+    public var postgres: PostgresLocation
+    public var redis: Endpoint
+    /// This instance's name in the consumer group: unique within the region.
+    public var consumer: String
+    /// Where offline devices are notified; none: nobody is.
+    public var pushGateway: PushGateway?
+    /// Messages to one device within this window become one notification.
+    public var collapse: Duration = .seconds(2)
+    /// Work a consumer has held this long without acknowledging it is taken over.
+    public var claimIdle: Duration = .seconds(30)
+    /// Events still not done this long after they were in the log are announced again.
+    public var rederiveAfter: Duration = .seconds(10)
+    public var cursorInterval: Duration = .seconds(1)
+    /// Events per job at most: a long run announced at once is cut.
+    public var jobSize: UInt64 = 1_000
+    public var pushTimeout: Duration = .seconds(5)
+    public var pushBackoff = Backoff(base: .seconds(1), cap: .seconds(300), jitter: 0.5)
+    public var maxAttempts = 12
+    public var maxConcurrentPushes = 32
+    public var outboxInterval: Duration = .milliseconds(200)
+    public var presenceTTLMilliseconds: UInt64 = 45_000
+
+    public init(region: String, postgres: PostgresLocation, redis: Endpoint, consumer: String) {
+        self.region = region
+        self.postgres = postgres
+        self.redis = redis
+        self.consumer = consumer
+    }
+}
+
+/// An ext instance: the region's heavy, non-core work, out of the core's
+/// way (docs/ARCHITECTURE.md, "Follow-up work: ext"). It shares the
+/// region's PostgreSQL and Redis but serves no request: a slow or crashed
+/// ext delays notifications, never a message.
+public enum ExtServer {
+    public static func run(_ configuration: ExtConfiguration, logger: Logger) async throws {
+        let store = RegionStore(postgres: configuration.postgres, origin: configuration.region, clock: HybridLogicalClock(), logger: logger)
+        let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
+        let stream = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
+        let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
+        var services: [any Service] = [
+            FollowUpWorker(configuration: configuration, store: store, presence: presence, stream: stream, logger: logger),
+            CursorKeeper(configuration: configuration, store: store, redis: redis, logger: logger),
+        ]
+        if let gateway = configuration.pushGateway {
+            services.append(PushSender(configuration: configuration, gateway: gateway, store: store, presence: presence, logger: logger))
+        } else {
+            logger.notice("no push gateway configured: offline devices are not notified")
+        }
+        let work = AfterPreparing(services: services) {
+            try await store.prepare()
+            logger.info("ext ready", metadata: [
+                "region": "\(configuration.region)", "consumer": "\(configuration.consumer)",
+                "push_gateway": "\(configuration.pushGateway.map { "http://\($0.address)\($0.path)" } ?? "none")",
+            ])
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: store), .init(service: work)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        await stream.close()
+        await redis.close()
+    }
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import ParleyCore
+import ParleyExt
+
+struct ExtCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ext", abstract: "Run an ext instance: the region's follow-up work (offline push), off the core's path."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+
+    @Option(help: "This instance's name in the region's consumer group; unique in the region (default: ext-<host>-<pid>).")
+    var name: String?
+
+    @Option(help: "Push gateway URL (http://host:port/path); overrides the region file's ext.pushGateway.")
+    var pushGateway: String?
+
+    @Option(help: "Messages to one offline device within this window become one notification (milliseconds; default: the region file's, or 2000).")
+    var collapseMs: Int?
+
+    @Option(help: "Work another instance has held this long without finishing it is taken over (milliseconds).")
+    var claimIdleMs = 30_000
+
+    @Option(help: "Events still not done this long after they were in the log are handed out again (milliseconds).")
+    var rederiveAfterMs = 10_000
+
+    @Option(help: "Calls to the push gateway for one notification before it is given up.")
+    var maxAttempts = 12
+
+    @Option(help: "First wait before a failed push gateway call is retried (milliseconds); it doubles, with jitter, up to 5 minutes.")
+    var retryBaseMs = 1_000
+
+    func run() async throws {
+        let (region, _) = try deployment.load()
+        let host = ProcessInfo.processInfo.hostName
+        var configuration = ExtConfiguration(
+            region: region.name, postgres: deployment.postgres(of: region),
+            redis: Endpoint(host: region.redis.host, port: region.redis.port),
+            consumer: name ?? "ext-\(host)-\(ProcessInfo.processInfo.processIdentifier)"
+        )
+        if let url = pushGateway ?? region.ext?.pushGateway {
+            guard let secret = ProcessInfo.processInfo.environment["PARLEY_PUSH_SECRET"] ?? region.ext?.pushSecret else {
+                throw ValidationError("region \(region.name): a push gateway needs ext.pushSecret (or PARLEY_PUSH_SECRET)")
+            }
+            do { configuration.pushGateway = try PushGateway(url: url, secret: secret) } catch {
+                throw ValidationError("region \(region.name): \(error)")
+            }
+        }
+        configuration.collapse = .milliseconds(collapseMs ?? region.ext?.collapseMs ?? 2_000)
+        configuration.claimIdle = .milliseconds(claimIdleMs)
+        configuration.rederiveAfter = .milliseconds(rederiveAfterMs)
+        configuration.maxAttempts = maxAttempts
+        configuration.pushBackoff = Backoff(base: .milliseconds(retryBaseMs), cap: .seconds(300), jitter: 0.5)
+        try await ExtServer.run(configuration, logger: deployment.logger("parley.ext"))
+    }
+}
