@@ -12,7 +12,8 @@ promise: sign-in answers with the request's id; sends are acknowledged and
 pushed with positions the cursor rules accept; a device that was away
 syncs exactly what it missed; pipelined requests are answered in order; a
 retried send is a duplicate; the hidden/replaces rules leave one copy
-shown; bad frames and bad tokens get their documented codes.
+shown; push tokens and mutes are acknowledged and bad mutes refused; bad
+frames and bad tokens get their documented codes.
 """
 import json
 import socket
@@ -88,6 +89,7 @@ def text(fields, number):
 
 AUTH, AUTH_OK, SEND, SEND_ACK, PUSH, SYNC, SYNC_BATCH = 2, 3, 4, 5, 6, 7, 8
 HEARTBEAT, ERROR, HISTORY, HISTORY_PAGE = 11, 12, 15, 16
+CHANGE_ACK, REGISTER_PUSH, MUTE = 24, 27, 28
 MESSAGE_POSTED = 11  # Event.kind
 
 
@@ -292,6 +294,16 @@ def main():
     # A heartbeat is echoed with its request id.
     request_id, number, _ = bob.request(HEARTBEAT, field_varint(1, 42))
     check(number == HEARTBEAT, "heartbeat echoed")
+
+    # Offline push: a push token and a mute are changes answered with change_ack
+    # and an event; a malformed or unknown conversation gets its code.
+    _, number, ack = bob.request(REGISTER_PUSH, field_bytes(1, "tok-py"))
+    check(number == CHANGE_ACK and text(decode(one(ack, 1, b"")), 1) == alice.region, f"register_push answered {number}")
+    _, number, _ = bob.request(MUTE, field_bytes(1, "d:alice:bob") + field_varint(2, 1))
+    check(number == CHANGE_ACK, f"mute answered {number}")
+    for conversation, code in [("not-a-conversation", 23), ("g:no-such-group", 22), ("d:alice:carol", 21)]:
+        _, number, error = bob.request(MUTE, field_bytes(1, conversation) + field_varint(2, 1))
+        check(number == ERROR and one(error, 1, 0) == code, f"mute {conversation}: {number} {error}")
 
     # Bad input gets its documented code and the connection closed.
     report["garbageCode"] = error_code_on(host, port, struct.pack(">I", 3) + b"\xff\xff\xff")
