@@ -32,6 +32,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime.git", from: "1.13.4"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird.git", from: "2.1.0"),
+        // Its command-line generator only, built by ops/gen-openapi (never as a build plugin).
+        .package(url: "https://github.com/apple/swift-openapi-generator.git", from: "1.14.3"),
     ],
     targets: [
         // Pure core: data and rules, no I/O.
@@ -169,12 +173,27 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // `parley ext`: follow-up work off the core's path (offline push).
+        // Generated from openapi/platform.yaml (ops/gen-openapi regenerates it).
+        .target(
+            name: "ParleyPlatformAPI",
+            dependencies: [
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            // The generator silences its unused `public import`s only for
+            // Swift 6.4 and later (`@diagnose(UnusedImportAccess, ...)`).
+            swiftSettings: [.unsafeFlags(["-suppress-warnings"])]
+        ),
+        // `parley ext`: follow-up work off the core's path (offline push) and the platform API.
         .target(
             name: "ParleyExt",
             dependencies: [
                 "ParleyCore", "ParleyProto", "ParleyStore", "ParleyPresence", "ParleyRedis", "ParleyRPC", "ParleyProbe",
+                "ParleyPlatformAPI",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -186,6 +205,7 @@ let package = Package(
                 "ParleyCore", "ParleyProto", "ParleyWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -241,7 +261,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "ParleyExtTests", dependencies: ["ParleyExt", "ParleyCore", "ParleyProto", "ParleyStore"]),
+        .testTarget(name: "ParleyExtTests", dependencies: ["ParleyExt", "ParleyCore", "ParleyProto", "ParleyStore", "ParleyPlatformAPI"]),
         .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth", "ParleyDeployment"]),
         .testTarget(
             name: "ParleyFaultTests",

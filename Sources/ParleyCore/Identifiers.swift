@@ -63,3 +63,13 @@ public enum Naming {
         }
     }
 }
+
+/// The sender of platform notices: a business system (`orders`) posts as
+/// `~orders`. `~` is outside `Naming`'s alphabet, so no device can sign in as
+/// a service, and a notice's conversation is `d:<user>:~<service>`. A
+/// service has no devices: it is never in an event's audience.
+public enum ServiceAccount {
+    public static func userID(of service: String) -> String { "~\(service)" }
+
+    public static func isService(_ userID: String) -> Bool { userID.hasPrefix("~") }
+}

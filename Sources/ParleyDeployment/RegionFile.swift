@@ -37,12 +37,26 @@ public struct RegionFile: Codable, Sendable {
         public var pushSecret: String?
         /// Messages to one offline device within this window become one notification (default 2000).
         public var collapseMs: Int?
+        /// Where the platform API listens (`host:port`; instance `i` of
+        /// several on `port + i`); none: not served (docs/PLATFORM.md).
+        public var platform: String?
+        /// The platform API's callers: service name → bearer token.
+        /// Overridden by the PARLEY_SERVICE_TOKENS environment variable.
+        public var serviceTokens: [String: String]?
+        /// Notice templates by name: `{param}` is replaced by the caller's value.
+        public var templates: [String: String]?
 
-        public init(instances: Int? = nil, pushGateway: String? = nil, pushSecret: String? = nil, collapseMs: Int? = nil) {
+        public init(
+            instances: Int? = nil, pushGateway: String? = nil, pushSecret: String? = nil, collapseMs: Int? = nil,
+            platform: String? = nil, serviceTokens: [String: String]? = nil, templates: [String: String]? = nil
+        ) {
             self.instances = instances
             self.pushGateway = pushGateway
             self.pushSecret = pushSecret
             self.collapseMs = collapseMs
+            self.platform = platform
+            self.serviceTokens = serviceTokens
+            self.templates = templates
         }
     }
 

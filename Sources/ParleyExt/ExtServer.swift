@@ -30,6 +30,8 @@ public struct ExtConfiguration: Sendable {
     public var maxConcurrentPushes = 32
     public var outboxInterval: Duration = .milliseconds(200)
     public var presenceTTLMilliseconds: UInt64 = 45_000
+    /// The platform API; none: not served by this instance.
+    public var platform: PlatformConfiguration?
 
     public init(region: String, postgres: PostgresLocation, redis: Endpoint, consumer: String) {
         self.region = region
@@ -49,10 +51,36 @@ public enum ExtServer {
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
         let stream = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
         let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
+        // Ready once prepared and, with the platform API, once it listens.
+        let ready: @Sendable () -> Void = {
+            logger.info("ext ready", metadata: [
+                "region": "\(configuration.region)", "consumer": "\(configuration.consumer)",
+                "push_gateway": "\(configuration.pushGateway.map { "http://\($0.address)\($0.path)" } ?? "none")",
+                "platform": "\(configuration.platform.map { "http://\($0.listen)/v1" } ?? "none")",
+            ])
+        }
         var services: [any Service] = [
             FollowUpWorker(configuration: configuration, store: store, presence: presence, stream: stream, logger: logger),
             CursorKeeper(configuration: configuration, store: store, redis: redis, logger: logger),
         ]
+        if let platform = configuration.platform {
+            let pool = RPCClientPool()
+            let links = platform.logic.map {
+                LogicLink(address: $0.description, timeout: platform.callTimeout, node: nil, pool: pool, logger: logger)
+            }
+            let poster = NoticePoster(links: links)
+            let runner = BroadcastRunner(
+                region: configuration.region, owner: configuration.consumer, settings: platform.broadcasts, store: store, poster: poster,
+                logger: logger
+            )
+            let api = PlatformAPI(
+                region: configuration.region, templates: platform.templates, poster: poster, store: store, broadcasts: runner, logger: logger
+            )
+            services.append(pool)
+            services.append(contentsOf: links as [any Service])
+            services.append(runner)
+            services.append(try PlatformServer.application(platform, api: api, logger: logger, onRunning: ready))
+        }
         if let gateway = configuration.pushGateway {
             services.append(PushSender(configuration: configuration, gateway: gateway, store: store, presence: presence, logger: logger))
         } else {
@@ -60,10 +88,7 @@ public enum ExtServer {
         }
         let work = AfterPreparing(services: services) {
             try await store.prepare()
-            logger.info("ext ready", metadata: [
-                "region": "\(configuration.region)", "consumer": "\(configuration.consumer)",
-                "push_gateway": "\(configuration.pushGateway.map { "http://\($0.address)\($0.path)" } ?? "none")",
-            ])
+            if configuration.platform == nil { ready() }
         }
         let group = ServiceGroup(
             configuration: .init(

@@ -103,7 +103,8 @@ struct CommitPlanner: Sendable {
         case .user(let peer):
             guard peer != post.sender else { return .rejected(ClientError(.invalidRequest, "cannot message yourself")) }
             guard snapshot.knownUsers.contains(peer) else { return .rejected(ClientError(.unknownUser, "unknown user \(peer)")) }
-            audience = [post.sender, peer]
+            // A service's notice concerns its reader only (ServiceAccount).
+            audience = [post.sender, peer].filter { !ServiceAccount.isService($0) }
             snapshot.conversations.insert(conversationID)
             snapshot.members[conversationID] = [post.sender, peer]
         case .group(let group):
@@ -150,7 +151,7 @@ struct CommitPlanner: Sendable {
         if let current = snapshot.readMarkers[readerKey], current >= message.order { return .unchanged }
         snapshot.readMarkers[readerKey] = message.order
         // A direct conversation's peer sees the receipt; in groups only the reader's devices do.
-        let audience = ConversationID.isGroup(conversationID) ? [reader] : members.sorted()
+        let audience = ConversationID.isGroup(conversationID) ? [reader] : members.sorted().filter { !ServiceAccount.isService($0) }
         return .committed(append(audience: audience) { event in
             event.readMoved = .with {
                 $0.conversationID = conversationID

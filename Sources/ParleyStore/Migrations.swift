@@ -192,6 +192,30 @@ public enum Migrations {
             "CREATE UNIQUE INDEX push_outbox_open ON push_outbox (user_id, device_id) WHERE NOT sending",
             "CREATE INDEX push_outbox_due ON push_outbox (due_at)",
         ]),
+        // Broadcasts of the platform API, region-local like ext's progress:
+        // the notices they post are the replicated part (docs/ARCHITECTURE.md,
+        // "Broadcasts"). `after_user`: every recipient up to it (by user_id) is done.
+        (8, [
+            """
+            CREATE TABLE broadcasts (
+                service text NOT NULL,
+                broadcast_id text NOT NULL,
+                scope text NOT NULL,
+                body text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                after_user text NOT NULL DEFAULT '',
+                reached bigint NOT NULL DEFAULT 0,
+                failed bigint NOT NULL DEFAULT 0,
+                done_at timestamptz,
+                lease_owner text NOT NULL DEFAULT '',
+                lease_until timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (service, broadcast_id)
+            )
+            """,
+            "CREATE INDEX broadcasts_running ON broadcasts (created_at) WHERE done_at IS NULL",
+            // A region's own users (first signed in there), in order, for broadcasts to the region.
+            "CREATE INDEX users_by_origin ON users (origin, user_id)",
+        ]),
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.

@@ -116,7 +116,7 @@ public final class LocalRegion: @unchecked Sendable {
         self.syncArguments = syncArguments
         self.directory = directory
         self.tokenSecret = tokenSecret
-        let ports = try (0..<8).map { _ in try FreePort.next() }
+        let ports = try (0..<9).map { _ in try FreePort.next() }
         var file = RegionFile(
             name: name,
             location: .init(latitude: 0, longitude: 0),
@@ -130,9 +130,19 @@ public final class LocalRegion: @unchecked Sendable {
         )
         file.syncStatus = "127.0.0.1:\(ports[6])"
         if withRoute { file.route = "127.0.0.1:\(ports[7])" }
+        file.ext = .init(
+            platform: "127.0.0.1:\(ports[8])", serviceTokens: Self.serviceTokens,
+            templates: ["order_shipped": "Your order {order} has shipped and arrives {eta}."]
+        )
         self.file = file
         try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: "\(directory)/\(name).json"))
     }
+
+    /// The platform API's callers in every test region: service → token.
+    public static let serviceTokens = ["orders": "orders-token-for-tests", "support": "support-token-for-tests"]
+
+    /// The platform API of ext instance 0 (`/v1` included).
+    public var platformURL: String { "http://\(file.ext!.platform!)/v1" }
 
     public var tcpPort: Int { Int(file.gates[0].tcp.split(separator: ":")[1])! }
     public var webSocketURL: String { "ws://\(file.gates[0].webSocket)/ws" }
@@ -186,12 +196,14 @@ public final class LocalRegion: @unchecked Sendable {
     /// named `ext<index>` in the consumer group, with `environment` added to
     /// the test's own.
     public func startExt(_ index: Int, arguments: [String] = [], environment: [String: String] = [:]) async throws {
+        // Instance 0 serves the platform API on the region file's address; the others on ports of their own.
+        let platform = index == 0 || arguments.contains("--platform") ? [] : ["--platform", "127.0.0.1:\(try FreePort.next())"]
         let logPath = "\(directory)/\(name)-ext\(index).log"
         // A restarted instance appends to its log: wait for a new "ext ready".
         let readyBefore = ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").components(separatedBy: "ext ready").count - 1
         let process = try ChildProcess(
             name: "\(name)-ext\(index)", executable: Self.binary,
-            arguments: ["ext", "--regions", directory, "--region", name, "--name", "ext\(index)", "--log-level", "info"] + arguments,
+            arguments: ["ext", "--regions", directory, "--region", name, "--name", "ext\(index)", "--log-level", "info"] + platform + arguments,
             logPath: logPath, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }
         )
         if ext.count > index { ext[index] = process } else { ext.append(process) }

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
 import ParleyCore
+import ParleyDeployment
 import ParleyExt
 
 struct ExtCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ext", abstract: "Run an ext instance: the region's follow-up work (offline push), off the core's path."
+        commandName: "ext", abstract: "Run an ext instance: the region's follow-up work (offline push) and platform API, off the core's path."
     )
 
     @OptionGroup var deployment: DeploymentOptions
@@ -31,6 +32,18 @@ struct ExtCommand: AsyncParsableCommand {
     @Option(help: "First wait before a failed push gateway call is retried (milliseconds); it doubles, with jitter, up to 5 minutes.")
     var retryBaseMs = 1_000
 
+    @Option(help: "Where this instance serves the platform API (host:port); default: the region file's ext.platform. \"none\": not served.")
+    var platform: String?
+
+    @Option(help: "Broadcast notices posted together, in one batch whose progress is then stored.")
+    var broadcastBatch = 500
+
+    @Option(help: "Broadcast notices this instance posts per second at most.")
+    var broadcastRate = 2_000
+
+    @Option(help: "A broadcast whose instance stopped renewing its lease this long is taken over (milliseconds).")
+    var broadcastLeaseMs = 15_000
+
     func run() async throws {
         let (region, _) = try deployment.load()
         let host = ProcessInfo.processInfo.hostName
@@ -52,6 +65,35 @@ struct ExtCommand: AsyncParsableCommand {
         configuration.rederiveAfter = .milliseconds(rederiveAfterMs)
         configuration.maxAttempts = maxAttempts
         configuration.pushBackoff = Backoff(base: .milliseconds(retryBaseMs), cap: .seconds(300), jitter: 0.5)
+        configuration.platform = try platformConfiguration(region)
         try await ExtServer.run(configuration, logger: deployment.logger("parley.ext"))
+    }
+
+    private func platformConfiguration(_ region: RegionFile) throws -> PlatformConfiguration? {
+        guard let address = platform ?? region.ext?.platform, address != "none" else { return nil }
+        let tokens: ServiceTokens
+        do {
+            if let list = ProcessInfo.processInfo.environment["PARLEY_SERVICE_TOKENS"] {
+                tokens = try ServiceTokens(parsing: list)
+            } else {
+                tokens = try ServiceTokens(region.ext?.serviceTokens ?? [:])
+            }
+        } catch {
+            throw ValidationError("region \(region.name): \(error)")
+        }
+        guard !tokens.isEmpty else {
+            throw ValidationError("region \(region.name): the platform API needs ext.serviceTokens (or PARLEY_SERVICE_TOKENS)")
+        }
+        var configuration = PlatformConfiguration(
+            listen: try Endpoint(address), tokens: tokens, templates: NoticeTemplates(region.ext?.templates ?? [:]),
+            logic: try region.logic.map(Endpoint.init)
+        )
+        guard broadcastBatch > 0, broadcastRate > 0, broadcastLeaseMs > 0 else {
+            throw ValidationError("--broadcast-batch, --broadcast-rate and --broadcast-lease-ms must be positive")
+        }
+        configuration.broadcasts.batch = broadcastBatch
+        configuration.broadcasts.rate = broadcastRate
+        configuration.broadcasts.lease = .milliseconds(broadcastLeaseMs)
+        return configuration
     }
 }

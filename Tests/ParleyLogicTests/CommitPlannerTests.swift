@@ -51,4 +51,29 @@ import Testing
         #expect(planner.events[0].conversationMuted.muted && planner.events[0].conversationMuted.conversationID == "g:team")
         #expect(planner.events[3].pushRegistered.deviceID == "phone" && planner.events[3].pushRegistered.token == "tok")
     }
+
+    @Test func aServiceNoticeConcernsItsReaderOnlyAndIsStoredOncePerReader() {
+        var snapshot = CommitSnapshot()
+        snapshot.knownUsers = ["a", "b"]
+        let start = CommitStart(origin: "eu", appliedSeq: 0, floorHLC: HLC(rawValue: 1), now: HLC(rawValue: 5), deps: [:])
+        var planner = CommitPlanner(start: start, snapshot: snapshot)
+        let service = ServiceAccount.userID(of: "orders")
+        planner.plan([
+            .post(Post(sender: service, senderDevice: "platform", clientMsgID: "n/1/a", target: .user("a"), body: "shipped")),
+            .post(Post(sender: service, senderDevice: "platform", clientMsgID: "n/1/b", target: .user("b"), body: "shipped")),
+            .post(Post(sender: service, senderDevice: "platform", clientMsgID: "n/1/a", target: .user("a"), body: "shipped")),
+            .post(Post(sender: service, senderDevice: "platform", clientMsgID: "n/1/z", target: .user("z"), body: "shipped")),
+        ])
+        let outcomes = planner.outcomes.map { outcome -> String in
+            switch outcome {
+            case .committed: "ok"
+            case .duplicate: "duplicate"
+            case .rejected(let error): error.code.description
+            case .unchanged: "unchanged"
+            }
+        }
+        #expect(outcomes == ["ok", "ok", "duplicate", "unknown_user"])
+        #expect(planner.events.map { $0.audience.map(\.userID) } == [["a"], ["b"]])
+        #expect(planner.events[0].messagePosted.conversationID == "d:a:~orders")
+    }
 }
