@@ -5,15 +5,17 @@ import NIOPosix
 import ParleyProto
 import ParleyWire
 
-/// Where a client connects: a gate's TCP port or its WebSocket URL.
+/// Where a client connects: a gate's TCP port, its WebSocket URL, or its
+/// long-poll URL (`http://host:port/lp`).
 public enum GateAddress: Sendable, Hashable, CustomStringConvertible {
     case tcp(host: String, port: Int)
     case webSocket(url: String)
+    case longPoll(url: String)
 
     public var description: String {
         switch self {
         case .tcp(let host, let port): "tcp://\(host):\(port)"
-        case .webSocket(let url): url
+        case .webSocket(let url), .longPoll(let url): url
         }
     }
 }
@@ -24,6 +26,11 @@ public enum GateAddress: Sendable, Hashable, CustomStringConvertible {
 struct FrameTransport: Sendable {
     let inbound: AsyncThrowingStream<Parley_Frame, any Error>
     private let outbound: AsyncStream<Parley_Frame>.Continuation
+
+    init(inbound: AsyncThrowingStream<Parley_Frame, any Error>, outbound: AsyncStream<Parley_Frame>.Continuation) {
+        self.inbound = inbound
+        self.outbound = outbound
+    }
 
     func send(_ frame: Parley_Frame) { outbound.yield(frame) }
 
@@ -37,6 +44,7 @@ struct FrameTransport: Sendable {
         switch address {
         case .tcp(let host, let port): try await tcp(host: host, port: port)
         case .webSocket(let url): try await webSocket(url: url, logger: logger)
+        case .longPoll(let url): try LongPollTransport.open(url: url)
         }
     }
 

@@ -26,7 +26,7 @@ import ParleyProto
 /// same token, re-syncs from its cursor and resends unacknowledged requests
 /// with the same `client_msg_id`. Reconnect attempts back off with jitter.
 public actor ParleyClient {
-    public enum Transport: Sendable { case tcp, webSocket }
+    public enum Transport: Sendable { case tcp, webSocket, longPoll }
 
     public struct Configuration: Sendable {
         /// Gates to use when no `routes` are given or none has ever answered.

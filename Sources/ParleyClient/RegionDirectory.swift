@@ -46,8 +46,13 @@ struct RegionDirectory: Sendable {
                   let answer = try? JSONDecoder().decode(RouteAnswer.self, from: data)
             else { continue }
             return answer.regions.flatMap { region in
-                region.gates.map { gate in
-                    Candidate(region: region.region, address: transport == .tcp ? gate.tcpAddress : .webSocket(url: gate.webSocket))
+                region.gates.compactMap { gate in
+                    switch transport {
+                    case .tcp: Candidate(region: region.region, address: gate.tcpAddress)
+                    case .webSocket: Candidate(region: region.region, address: .webSocket(url: gate.webSocket))
+                    // A route older than long-poll lists none.
+                    case .longPoll: gate.longPoll.map { Candidate(region: region.region, address: .longPoll(url: $0)) }
+                    }
                 }
             }
         }
@@ -66,6 +71,8 @@ struct RegionDirectory: Sendable {
             var tcp: String
             /// A URL, `ws://host:port/ws`.
             var webSocket: String
+            /// A URL, `http://host:port/lp`.
+            var longPoll: String?
 
             var tcpAddress: GateAddress {
                 let parts = tcp.split(separator: ":")

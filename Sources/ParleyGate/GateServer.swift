@@ -30,6 +30,8 @@ public struct GateConfiguration: Sendable {
     public var route: String?
     public var routeWatchInterval: Duration = .milliseconds(500)
     public var drainWindow: Duration = .seconds(10)
+    /// The longest a long-poll is held with nothing to send.
+    public var longPollHold: Duration = .seconds(15)
 
     public init(
         region: String, node: String, tcp: Endpoint, webSocket: Endpoint,
@@ -88,7 +90,8 @@ public enum GateServer {
                         health: GateHealth(
                             region: configuration.region, node: configuration.node, redis: redis,
                             logic: configuration.logic.map(\.description), pool: pool, timeout: configuration.healthTimeout
-                        )
+                        ),
+                        longPollHold: configuration.longPollHold
                     )),
                 ] + (configuration.route.map { route in
                     [.init(service: RouteWatch(

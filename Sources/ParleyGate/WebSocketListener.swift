@@ -8,13 +8,15 @@ import ParleyWire
 import ServiceLifecycle
 
 /// Accepts WebSocket clients on `/ws`: one binary message per frame, the
-/// same payload as over TCP. `GET /health` answers whether this gate can
-/// serve (`GateHealth`).
+/// same payload as over TCP; and long-poll clients on `/lp/...`
+/// (`LongPollSessions`). `GET /health` answers whether this gate can serve
+/// (`GateHealth`).
 struct WebSocketListener: Service {
     let listen: Endpoint
     let maxFrameSize: Int
     let gate: GateContext
     let health: GateHealth
+    let longPollHold: Duration
 
     func run() async throws {
         let gate = self.gate
@@ -30,6 +32,7 @@ struct WebSocketListener: Service {
                 body: .init(byteBuffer: ByteBuffer(bytes: body))
             )
         }
+        LongPollSessions(gate: gate, maxFrameSize: maxFrameSize, hold: longPollHold).register(on: http)
         router.ws("/ws") { _, _ in
             .upgrade([:])
         } onUpgrade: { inbound, outbound, _ in
@@ -58,7 +61,7 @@ struct WebSocketListener: Service {
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "parley-gate"),
             logger: gate.logger
         )
-        gate.logger.info("gate accepting WebSocket", metadata: ["listen": "\(listen)"])
+        gate.logger.info("gate accepting WebSocket and long-poll", metadata: ["listen": "\(listen)"])
         try await app.run()
     }
 }

@@ -153,7 +153,9 @@ public final class RouteTable: Sendable {
             regions.first { $0.name == name }.map { region in
                 let serving = status[name]?.servingGates ?? []
                 let gates = serving.isEmpty ? region.gates : region.gates.filter { serving.contains($0.tcp) }
-                return RouteAnswer(region: name, gates: gates.map { .init(tcp: $0.tcp, webSocket: "ws://\($0.webSocket)/ws") })
+                return RouteAnswer(region: name, gates: gates.map {
+                    .init(tcp: $0.tcp, webSocket: "ws://\($0.webSocket)/ws", longPoll: "http://\($0.webSocket)/lp")
+                })
             }
         }
     }
@@ -164,6 +166,7 @@ public struct RouteAnswer: Codable, Sendable, Equatable {
     public struct Gate: Codable, Sendable, Equatable {
         public var tcp: String
         public var webSocket: String
+        public var longPoll: String
     }
 
     public var region: String

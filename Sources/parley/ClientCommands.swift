@@ -8,7 +8,7 @@ import ParleyTools
 
 /// Which gate a client command talks to.
 struct GateChoice: ParsableArguments {
-    @Option(help: "Transport: tcp or ws.")
+    @Option(help: "Transport: tcp, ws (WebSocket) or longpoll (HTTP long-poll).")
     var transport = "tcp"
 
     @Option(help: "Gate index in the region file.")
@@ -27,8 +27,10 @@ struct GateChoice: ParsableArguments {
             return .tcp(host: String(parts[0]), port: port)
         case "ws":
             return .webSocket(url: "ws://\(gate.webSocket)/ws")
+        case "longpoll":
+            return .longPoll(url: "http://\(gate.webSocket)/lp")
         default:
-            throw ValidationError("transport is tcp or ws")
+            throw ValidationError("transport is tcp, ws or longpoll")
         }
     }
 }

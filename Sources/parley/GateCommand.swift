@@ -25,6 +25,9 @@ struct GateCommand: AsyncParsableCommand {
     @Option(help: "Answer a request with `timeout` (32) when logic has not answered it within this many milliseconds.")
     var logicTimeoutMs = 10_000
 
+    @Option(help: "Hold a long-poll with nothing to send at most this many milliseconds (at most two thirds of the idle timeout).")
+    var longPollHoldMs = 15_000
+
     func run() async throws {
         let (region, cluster) = try deployment.load()
         guard region.gates.indices.contains(index) else {
@@ -44,6 +47,9 @@ struct GateCommand: AsyncParsableCommand {
         configuration.idleTimeoutMilliseconds = idleTimeoutMs
         configuration.authTimeoutMilliseconds = authTimeoutMs
         configuration.logicTimeout = .milliseconds(logicTimeoutMs)
+        guard longPollHoldMs > 0 else { throw ValidationError("--long-poll-hold-ms must be positive") }
+        // A held poll must end well within the idle timeout, or the session would die holding it.
+        configuration.longPollHold = .milliseconds(min(UInt64(longPollHoldMs), idleTimeoutMs * 2 / 3))
         configuration.presenceTTLMilliseconds = max(idleTimeoutMs, 15_000)
         configuration.route = region.route
         let routeSettings = cluster.route ?? .init()

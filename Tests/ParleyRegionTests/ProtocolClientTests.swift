@@ -9,15 +9,20 @@ import Testing
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../protocol-client/parley_protocol_client.py").standardized.path
         try await LocalRegion.with { region in
+            try await region.startExt(0)
             let log = "\(region.directory)/protocol-client.log"
             let client = try ChildProcess(
                 name: "protocol-client", executable: "/usr/bin/python3",
-                arguments: [script, "127.0.0.1", "\(region.tcpPort)", try await region.token(for: "alice"), try await region.token(for: "bob")],
+                arguments: [
+                    script, "127.0.0.1", "\(region.tcpPort)", try await region.token(for: "alice"), try await region.token(for: "bob"),
+                    region.platformURL, LocalRegion.serviceTokens["orders"]!, "http://\(region.file.gates[0].webSocket)/lp",
+                ],
                 logPath: log
             )
             // It prints one JSON line when done, passed or not.
             #expect(try await eventually(.seconds(120)) { client.log.contains("\"ok\"") }, "\(client.log)")
-            #expect(client.log.contains("\"ok\": true"), "\(client.log)")
+            #expect(client.log.contains("\"ok\": true") && client.log.contains("\"noticeFrom\": \"~orders\"")
+                    && client.log.contains("\"longPoll\": \"ok\""), "\(client.log)")
             await client.stop()
         }
     }

@@ -22,7 +22,7 @@ struct TestUser {
     }
 }
 
-enum Transport { case tcp, webSocket }
+enum Transport { case tcp, webSocket, longPoll }
 
 extension LocalRegion {
     func token(for user: String, lifetime: Double = 3600) async throws -> String {
@@ -33,6 +33,7 @@ extension LocalRegion {
         switch transport {
         case .tcp: .tcp(host: "127.0.0.1", port: tcpPort)
         case .webSocket: .webSocket(url: webSocketURL)
+        case .longPoll: .longPoll(url: "http://\(file.gates[0].webSocket)/lp")
         }
     }
 

@@ -14,7 +14,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(3))) struct RouteTests {
     private struct Answer: Decodable {
         struct Region: Decodable { var region: String; var gates: [Gate] }
-        struct Gate: Decodable { var tcp: String; var webSocket: String }
+        struct Gate: Decodable { var tcp: String; var webSocket: String; var longPoll: String }
         var regions: [Region]
     }
 
@@ -95,6 +95,8 @@ import Testing
             #expect(try await regions("addr=127.0.0.1") == ["eu", "us", "ap"], "every region serves 127/8: the file's order")
             let answer = try JSONDecoder().decode(Answer.self, from: try await http(port, "GET", "/route?hint=ap").1)
             #expect(answer.regions.first?.gates.first?.tcp == cluster["ap"].file.gates[0].tcp)
+            #expect(answer.regions.first?.gates.first?.webSocket == "ws://\(cluster["ap"].file.gates[0].webSocket)/ws")
+            #expect(answer.regions.first?.gates.first?.longPoll == "http://\(cluster["ap"].file.gates[0].webSocket)/lp")
 
             // us's gate goes away: after three failed probes in a row us leaves every answer.
             await cluster["us"].stopGate()

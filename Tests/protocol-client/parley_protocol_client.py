@@ -5,7 +5,7 @@ alone: Python's standard library, protobuf encoded by hand, no SDK.
 It is the honest check that the page and the server agree. Run against a
 real region's gate (ProtocolClientTests does):
 
-    parley_protocol_client.py HOST PORT ALICE_TOKEN BOB_TOKEN
+    parley_protocol_client.py HOST PORT ALICE_TOKEN BOB_TOKEN [PLATFORM_URL SERVICE_TOKEN [LONG_POLL_URL]]
 
 and walks through what the page promises, exiting 1 on the first broken
 promise: sign-in answers with the request's id; sends are acknowledged and
@@ -13,12 +13,18 @@ pushed with positions the cursor rules accept; a device that was away
 syncs exactly what it missed; pipelined requests are answered in order; a
 retried send is a duplicate; the hidden/replaces rules leave one copy
 shown; push tokens and mutes are acknowledged and bad mutes refused; bad
-frames and bad tokens get their documented codes.
+frames and bad tokens get their documented codes. With a platform API
+(docs/PLATFORM.md): a notice to bob arrives as a message from the service's
+account, cannot be answered, and the API's errors are JSON naming the field.
+With a long-poll URL: a session signs in, sends, is pushed to, gets a lost
+poll answer again, and ends with its error on bad bytes.
 """
 import json
 import socket
 import struct
 import sys
+import urllib.error
+import urllib.request
 
 # ---- protobuf wire format (https://protobuf.dev/programming-guides/encoding/)
 
@@ -148,6 +154,7 @@ class Device:
         self.next_id = 1
         self.cursor = dict(cursor or {})    # origin -> last user_seq processed
         self.shown = list(shown or [])      # [(message_id, body)] in the order shown
+        self.origins = {}                   # message_id -> (sender, conversation_id)
         self.session = dict(session or {})  # origin -> newest event seq written or received
         self.gaps = 0
         self.behind = False       # a live push showed a gap: sync once the current request is answered
@@ -216,6 +223,7 @@ class Device:
             replaced = {r.decode() for r in posted.get(10, [])}
             self.shown = [m for m in self.shown if m[0] not in replaced]
             self.shown.append((text(posted, 1), text(posted, 6)))
+            self.origins[text(posted, 1)] = (text(posted, 3), text(posted, 2))
 
     def sync(self):
         while True:
@@ -257,6 +265,94 @@ def error_code_on(host, port, payload):
     _, number, fields = parse_frame(data[4:4 + length])
     check(number == ERROR, f"expected an error frame, got {number}")
     return one(fields, 1, 0)
+
+
+def platform_call(url, token, body):
+    """POST to the platform API: (HTTP status, JSON body)."""
+    request = urllib.request.Request(url, data=body.encode(), method="POST", headers={"Content-Type": "application/json"})
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def check_notices(platform, service_token, alice, bob, report):
+    """docs/PLATFORM.md and PROTOCOL.md, "Notices from services"."""
+    notices = platform + "/notices"
+    status, body = platform_call(notices, None, '{"notice_id": "py-1", "to": ["bob"], "text": "x"}')
+    check(status == 401 and body["error"]["code"] == "unauthorized", f"no token: {status} {body}")
+    status, body = platform_call(notices, service_token, '{"notice_id": "py-1", "to": "bob", "text": "x"}')
+    check(status == 400 and body["error"]["field"] == "to", f"to not a list: {status} {body}")
+    status, body = platform_call(notices, service_token, '{"notice_id": "py-1", "to": ["bob", "nobody-py"], "text": "Your parcel is here"}')
+    check(status == 200 and [r["status"] for r in body["results"]] == ["posted", "unknown_user"], f"notice: {status} {body}")
+    bob.wait_for("Your parcel is here")
+    message_id = next(m for m, b in bob.shown if b == "Your parcel is here")
+    sender, conversation = bob.origins[message_id]
+    check(sender.startswith("~") and conversation == f"d:bob:{sender}", f"a notice from {sender} in {conversation}")
+    status, body = platform_call(notices, service_token, '{"notice_id": "py-1", "to": ["bob"], "text": "Your parcel is here"}')
+    check(status == 200 and body["results"][0]["status"] == "duplicate", f"a retried notice: {status} {body}")
+    _, number, error = bob.request(SEND, send("reply-1", sender, "thanks"))
+    check(number == ERROR and one(error, 1, 0) == 20, f"a reply to {sender}: {number} {error}")
+    report["noticeFrom"] = sender
+
+
+def long_poll(url, path, session=None, body=None):
+    """One long-poll request: (HTTP status, session, Parley-Last, [(request_id, body_number, fields)])."""
+    request = urllib.request.Request(url + path, data=body, method="POST" if body is not None else "GET")
+    if session:
+        request.add_header("Parley-Session", session)
+    if body is not None:
+        request.add_header("Content-Type", "application/octet-stream")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            status, headers, data = answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as error:
+        status, headers, data = error.code, error.headers, error.read()
+    frames = []
+    while len(data) >= 4:
+        length = struct.unpack(">I", data[:4])[0]
+        frames.append(parse_frame(data[4:4 + length]))
+        data = data[4 + length:]
+    last = headers.get("Parley-Last")
+    return status, headers.get("Parley-Session"), int(last) if last is not None else None, frames
+
+
+def framed(request_id, body_number, body):
+    payload = frame(request_id, body_number, body)
+    return struct.pack(">I", len(payload)) + payload
+
+
+def check_long_poll(url, token, bob, report):
+    """docs/PROTOCOL.md, "Long-poll"."""
+    status, session, _, _ = long_poll(url, "/send", body=framed(1, AUTH, auth(token, "pylp", {})))
+    check(status == 202 and session, f"long-poll sign-in answered {status}")
+    status, _, last, frames = long_poll(url, f"/poll?after=0", session)
+    check(status == 200 and last == 1 and frames[0][1] == AUTH_OK and frames[0][0] == 1, f"first poll: {status} {last} {frames}")
+    status, _, again, repeated = long_poll(url, f"/poll?after=0", session)
+    check(again == 1 and repeated == frames, "a poll after 0 again gets the same frame")
+    status, _, _, _ = long_poll(url, "/send", session, framed(2, SEND, send("lp-1", "bob", "over long-poll")))
+    check(status == 202, f"long-poll send answered {status}")
+    answers = []
+    while not any(n == SEND_ACK for _, n, _ in answers):
+        status, _, last, more = long_poll(url, f"/poll?after={last}", session)
+        check(status == 200, f"poll answered {status}")
+        answers += more
+    check(next(r for r, n, _ in answers if n == SEND_ACK) == 2, "the send's answer carries its request id")
+    bob.wait_for("over long-poll")
+    long_poll(url, "/send", session, struct.pack(">I", 3) + b"\xff\xff\xff")
+    codes = []
+    while True:
+        status, _, next_last, more = long_poll(url, f"/poll?after={last}", session)
+        if status == 410:
+            break
+        check(status == 200, f"poll answered {status}")
+        codes += [one(fields, 1, 0) for _, n, fields in more if n == ERROR]
+        last = next_last
+    check(codes == [1], f"bad bytes end the session with malformed (1): {codes}")
+    report["longPoll"] = "ok"
 
 
 def main():
@@ -305,6 +401,11 @@ def main():
         _, number, error = bob.request(MUTE, field_bytes(1, conversation) + field_varint(2, 1))
         check(number == ERROR and one(error, 1, 0) == code, f"mute {conversation}: {number} {error}")
 
+    if len(sys.argv) > 6:
+        check_notices(sys.argv[5], sys.argv[6], alice, bob, report)
+    if len(sys.argv) > 7:
+        check_long_poll(sys.argv[7], alice_token, bob, report)
+
     # Bad input gets its documented code and the connection closed.
     report["garbageCode"] = error_code_on(host, port, struct.pack(">I", 3) + b"\xff\xff\xff")
     check(report["garbageCode"] == 1, f"malformed frame: code {report['garbageCode']}")
@@ -326,6 +427,6 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (Failed, EOFError, OSError, ValueError) as failure:
+    except (Failed, EOFError, OSError, ValueError, KeyError, StopIteration) as failure:
         print(json.dumps({"ok": False, "failed": str(failure)}))
         sys.exit(1)
