@@ -9,7 +9,7 @@ public struct BroadcastSettings: Sendable {
     public var batch = 500
     /// Notices per second this instance posts at most, so a broadcast
     /// never crowds out the region's conversations.
-    public var rate = 2_000
+    public var rate = 600
     /// How long a broadcast stays with an instance that stopped renewing it.
     public var lease: Duration = .seconds(15)
     /// How often an idle runner looks for broadcasts other instances took in.
@@ -63,8 +63,10 @@ final class BroadcastRunner: Service, Sendable {
                     while !Task.isShuttingDownGracefully, let broadcast = try await store.leaseBroadcast(owner: owner, lease: settings.lease) {
                         try await run(broadcast)
                     }
-                } catch {
+                } catch where !Task.isCancelled && !Task.isShuttingDownGracefully {
                     logger.warning("broadcast round failed", metadata: ["error": "\(error)"])
+                } catch {
+                    // Stopping: the broadcast stays leased to this name and resumes at its next start.
                 }
             }
             group.cancelAll()

@@ -1,11 +1,16 @@
+import Foundation
 import Logging
 import ParleyAuth
 import ParleyClient
 import ParleyCore
 import ParleyProto
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// The scripted conversation `parley demo` runs against a live region: 1:1 and
-/// group chat over TCP and WebSocket, a user who goes offline and catches up.
+/// group chat over TCP and WebSocket, a user who goes offline and catches up,
+/// a user over HTTP long-poll, and a notice from a business system.
 /// Every step is checked; the demo fails loudly if a message is lost or doubled.
 public struct Demo: Sendable {
     public let tcp: GateAddress
@@ -13,6 +18,10 @@ public struct Demo: Sendable {
     public let tokenSecret: String
     /// A gate of another region, for the cross-region part (nil: skip it).
     public let remote: (region: String, gate: GateAddress)?
+    /// The gate's long-poll URL (nil: skip that part).
+    public var longPoll: GateAddress?
+    /// The region's platform API (`http://host:port/v1`) and a service's token (nil: skip notices).
+    public var platform: (url: String, service: String, token: String)?
     public let say: @Sendable (String) -> Void
 
     public init(
@@ -121,9 +130,50 @@ public struct Demo: Sendable {
             await daveClient.disconnect()
         }
 
+        if let longPoll {
+            say("8. erin signs in over HTTP long-poll; bob writes to her")
+            let erin = user("erin")
+            let (erinClient, erinInbox, _) = try await connect(erin, via: longPoll)
+            _ = try await bobClient.send(to: .user(erin), body: "Hi Erin, this reached you over long-poll")
+            try check(
+                await erinInbox.wait(timeout: .seconds(10)) { $0.containsMessage("Hi Erin, this reached you over long-poll") },
+                "bob's message reached erin's long-poll session"
+            )
+            if let platform {
+                say("9. the \(platform.service) system sends erin a notice through the platform API")
+                let status = try await Self.postNotice(platform, id: "demo-\(run)", to: erin, text: "Your order #\(run) has shipped.")
+                say("  POST \(platform.url)/notices → \(status)")
+                try check(status.hasPrefix("200") && status.contains("posted"), "the notice was posted")
+                try check(
+                    await erinInbox.wait(timeout: .seconds(10)) { events in
+                        events.contains { event in
+                            guard case .messagePosted(let posted) = event.event.kind else { return false }
+                            return posted.sender == "~\(platform.service)" && posted.body == "Your order #\(run) has shipped."
+                        }
+                    },
+                    "erin got it as a message from ~\(platform.service)"
+                )
+            }
+            await erinClient.disconnect()
+        }
+
         await aliceClient.disconnect()
         await bobClient.disconnect()
         await carolAgain.disconnect()
         say("demo complete: nothing lost, nothing twice")
+    }
+
+    /// `POST /v1/notices` for one user: the status and the user's result.
+    private static func postNotice(_ platform: (url: String, service: String, token: String), id: String, to user: String, text: String) async throws -> String {
+        var request = URLRequest(url: URL(string: "\(platform.url)/notices")!)
+        request.httpMethod = "POST"
+        request.setValue("Bearer \(platform.token)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = try JSONSerialization.data(withJSONObject: ["notice_id": id, "to": [user], "text": text])
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        let result = (json?["results"] as? [[String: Any]])?.first?["status"] as? String ?? String(decoding: data, as: UTF8.self)
+        return "\(status) \(result)"
     }
 }

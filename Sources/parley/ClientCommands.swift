@@ -49,13 +49,17 @@ struct DemoCommand: AsyncParsableCommand {
         let remote = try deployment.peers().first.map { peer in
             (region: peer.name, gate: try GateChoice.address(peer.gates[0], transport: "tcp"))
         }
-        let demo = Demo(
+        var demo = Demo(
             tcp: try GateChoice.address(gate, transport: "tcp"),
             webSocket: try GateChoice.address(gate, transport: "ws"),
             tokenSecret: try deployment.tokenSecret,
             remote: remote,
             say: { print($0) }
         )
+        demo.longPoll = try GateChoice.address(gate, transport: "longpoll")
+        if let address = region.ext?.platform, address != "none", let (service, token) = region.ext?.serviceTokens?.min(by: { $0.key < $1.key }) {
+            demo.platform = (url: "http://\(address)/v1", service: service, token: token)
+        }
         do {
             try await demo.run()
         } catch let failure as Demo.Failure {

@@ -39,7 +39,7 @@ struct ExtCommand: AsyncParsableCommand {
     var broadcastBatch = 500
 
     @Option(help: "Broadcast notices this instance posts per second at most.")
-    var broadcastRate = 2_000
+    var broadcastRate = 600
 
     @Option(help: "A broadcast whose instance stopped renewing its lease this long is taken over (milliseconds).")
     var broadcastLeaseMs = 15_000
