@@ -34,11 +34,7 @@ enum LongPollTransport {
                         try await HTTPLane.with(target) { lane in
                             while let frames = await queue.next() {
                                 var body = ByteBuffer()
-                                for frame in frames {
-                                    let encoded = frame.encoded()
-                                    body.writeInteger(UInt32(encoded.readableBytes))
-                                    body.writeImmutableBuffer(encoded)
-                                }
+                                for frame in frames { FrameEncoder.append(frame.encoded(), to: &body) }
                                 let answer = try await lane.exchange(.POST, "\(target.path)/send", session: await session.value, body: body)
                                 guard answer.status == 202, let id = answer.headers.first(name: "Parley-Session") else {
                                     throw ClientConnectionError.closed("long-poll send answered \(answer.status)")
@@ -63,12 +59,10 @@ enum LongPollTransport {
                                             throw ClientConnectionError.closed("long-poll poll answered \(answer.status)")
                                         }
                                         var body = answer.body
-                                        while let length = body.readInteger(as: UInt32.self) {
-                                            guard let payload = body.readSlice(length: Int(length)) else {
-                                                throw ClientConnectionError.closed("long-poll answer cut short")
-                                            }
+                                        while let payload = try FrameDecoder.nextFrame(from: &body, maxFrameSize: FrameTransport.maxInboundFrame) {
                                             received.yield(try Parley_Frame.decodeAny(payload))
                                         }
+                                        guard body.readableBytes == 0 else { throw ClientConnectionError.closed("long-poll answer cut short") }
                                         after = last
                                         failures = 0
                                     }

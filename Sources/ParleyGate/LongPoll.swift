@@ -86,15 +86,10 @@ final class LongPollSessions: Sendable {
             let wait = request.uri.queryParameters["wait_ms"].flatMap { Int64($0) }.map { Duration.milliseconds($0) }
             let (frames, last, over) = await session.poll(after: after, hold: min(wait ?? self.hold, self.hold))
             if frames.isEmpty && over { return Self.over }
-            var buffer = ByteBuffer()
-            for frame in frames {
-                buffer.writeInteger(UInt32(frame.readableBytes))
-                buffer.writeImmutableBuffer(frame)
-            }
             var headers = HTTPFields()
             headers[.contentType] = "application/octet-stream"
             headers[.parleyLast] = "\(last)"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: buffer))
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: Self.framed(frames)))
         }
     }
 
@@ -102,13 +97,14 @@ final class LongPollSessions: Sendable {
     private static var over: Response { Response(status: .gone) }
 
     private static func answer(_ status: HTTPResponse.Status, _ frames: [Parley_Frame]) -> Response {
-        var buffer = ByteBuffer()
-        for frame in frames {
-            let encoded = frame.encoded()
-            buffer.writeInteger(UInt32(encoded.readableBytes))
-            buffer.writeImmutableBuffer(encoded)
-        }
-        return Response(status: status, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: buffer))
+        Response(status: status, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: framed(frames.map { $0.encoded() })))
+    }
+
+    /// A body of length-prefixed frames, as over TCP.
+    private static func framed(_ payloads: [ByteBuffer]) -> ByteBuffer {
+        var body = ByteBuffer()
+        for payload in payloads { FrameEncoder.append(payload, to: &body) }
+        return body
     }
 }
 
@@ -148,14 +144,13 @@ final class LongPollSession: Sendable {
     /// not frames end the session with the error a TCP connection gets.
     func receive(_ body: ByteBuffer, maxFrameSize: Int) {
         var body = body
-        while body.readableBytes > 0 {
-            guard let length = body.readInteger(as: UInt32.self) else { return received.finish(throwing: FrameError.malformed) }
-            guard length <= maxFrameSize else {
-                return received.finish(throwing: FrameError.tooLarge(length: Int(length), limit: maxFrameSize))
-            }
-            guard let frame = body.readSlice(length: Int(length)) else { return received.finish(throwing: FrameError.malformed) }
-            received.yield(frame)
+        do {
+            while let frame = try FrameDecoder.nextFrame(from: &body, maxFrameSize: maxFrameSize) { received.yield(frame) }
+        } catch {
+            return received.finish(throwing: error)
         }
+        // A body ends with a whole frame: anything left is a cut frame.
+        if body.readableBytes > 0 { received.finish(throwing: FrameError.malformed) }
     }
 
     func deliver(_ frames: [ByteBuffer]) {

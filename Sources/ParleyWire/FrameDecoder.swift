@@ -43,8 +43,13 @@ public struct FrameEncoder: MessageToByteEncoder {
     public init() {}
 
     public func encode(data: ByteBuffer, out: inout ByteBuffer) throws {
-        out.writeInteger(UInt32(data.readableBytes))
-        out.writeImmutableBuffer(data)
+        Self.append(data, to: &out)
+    }
+
+    /// Writes one frame payload with its length prefix (TCP framing, and long-poll bodies).
+    public static func append(_ payload: ByteBuffer, to out: inout ByteBuffer) {
+        out.writeInteger(UInt32(payload.readableBytes))
+        out.writeImmutableBuffer(payload)
     }
 }
 
