@@ -188,6 +188,8 @@ struct ClientStateMachine: Sendable {
         /// A pushed event arrived ahead of the cursor: ask `gapStillOpen`
         /// after this long, and pull if it is.
         case checkGapAfter(Duration)
+        /// Another member's typing notice: ephemeral, outside the cursor.
+        case typing(Parley_TypingNotice)
         /// Nothing to do (a duplicate, a heartbeat echo, a connection-level error recorded).
         case none
     }
@@ -198,6 +200,7 @@ struct ClientStateMachine: Sendable {
         if frame.requestID != 0, isAwaited(frame.requestID) { return .answer(requestID: frame.requestID) }
         switch frame.body {
         case .push(let push): return accept(push, live: true)
+        case .typingNotice(let notice): return .typing(notice)
         case .error(let error): lastServerError = ClientError(error)
         default: break  // heartbeat echoes and answers to abandoned requests
         }

@@ -82,6 +82,9 @@ public actor ParleyClient {
     /// Every event that concerns this user, once each, in order per origin.
     public nonisolated let events: AsyncStream<ReceivedEvent>
     private let emit: AsyncStream<ReceivedEvent>.Continuation
+    /// Other members' typing notices as they arrive (never stored, never synced).
+    public nonisolated let typingNotices: AsyncStream<Parley_TypingNotice>
+    private let emitTyping: AsyncStream<Parley_TypingNotice>.Continuation
 
     public let configuration: Configuration
     /// Every decision (failover, liveness, delivery, retries); this actor only performs them.
@@ -127,6 +130,7 @@ public actor ParleyClient {
         )
         directory = RegionDirectory(configuration: configuration)
         (events, emit) = AsyncStream.makeStream()
+        (typingNotices, emitTyping) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(256))
     }
 
     public var isConnected: Bool { connection != nil }
@@ -162,15 +166,21 @@ public actor ParleyClient {
 
     /// Sends a message; a retry (also after a reconnect, to any region)
     /// keeps `clientMsgID`, so it is stored once.
+    /// `attachment`: media by reference (the body is then an optional
+    /// caption); `replyTo`: a message of the same conversation; `mentions`:
+    /// members of the group to notify even where they muted it.
     public func send(
         to recipient: Recipient, body: String, clientMsgID: String = ParleyClient.newClientMsgID(),
-        durability: Parley_Durability = .default
+        durability: Parley_Durability = .default, attachment: Parley_Attachment? = nil, replyTo: String = "", mentions: [String] = []
     ) async throws -> Parley_SendAck {
         let frame = Parley_Frame.with {
             $0.send = .with {
                 $0.clientMsgID = clientMsgID
                 $0.body = body
                 $0.durability = durability
+                if let attachment { $0.attachment = attachment }
+                $0.replyTo = replyTo
+                $0.mentions = mentions
                 switch recipient {
                 case .user(let user): $0.toUser = user
                 case .group(let group): $0.groupID = group
@@ -422,6 +432,7 @@ public actor ParleyClient {
         case .answer(let requestID): if let frame { pending.removeValue(forKey: requestID)?.resume(returning: frame) }
         case .deliver(let events): for event in events { emit.yield(event) }
         case .checkGapAfter(let wait): Task { await self.pullIfGapStillOpen(after: wait) }
+        case .typing(let notice): emitTyping.yield(notice)
         case .none: break
         }
     }
@@ -506,7 +517,7 @@ public actor ParleyClient {
 
     /// Retries across reconnects: connection failures and `unavailable` answers
     /// are retried with the same frame (a send keeps its client_msg_id).
-    private func requestWithRetry(_ frame: Parley_Frame) async throws -> Parley_Frame {
+    func requestWithRetry(_ frame: Parley_Frame) async throws -> Parley_Frame {
         var attempt = 0
         while true {
             attempt += 1

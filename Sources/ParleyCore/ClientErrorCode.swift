@@ -32,6 +32,18 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let notPermitted = ClientErrorCode(rawValue: 25)
     /// The group already has its configured maximum of members.
     public static let groupFull = ClientErrorCode(rawValue: 26)
+    /// The other user blocked this one: no message, invitation or friend request.
+    public static let blocked = ClientErrorCode(rawValue: 27)
+    /// No friend request from that user is waiting for an answer.
+    public static let noRequest = ClientErrorCode(rawValue: 28)
+    /// The group was dissolved: it takes no more messages or changes.
+    public static let groupDissolved = ClientErrorCode(rawValue: 29)
+    /// The sender is muted in this group (by an admin, or the whole group).
+    public static let muted = ClientErrorCode(rawValue: 33)
+    /// The sender's recall window for this message has passed.
+    public static let recallWindowPassed = ClientErrorCode(rawValue: 34)
+    /// Too many of these requests at once (typing notices); the next may pass.
+    public static let rateLimited = ClientErrorCode(rawValue: 35)
     public static let unavailable = ClientErrorCode(rawValue: 30)
     /// A `geo` send committed here but too few other regions confirmed it in time.
     public static let durabilityTimeout = ClientErrorCode(rawValue: 31)
@@ -58,6 +70,12 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
         case .payloadTooLarge: "payload_too_large"
         case .notPermitted: "not_permitted"
         case .groupFull: "group_full"
+        case .blocked: "blocked"
+        case .noRequest: "no_request"
+        case .groupDissolved: "group_dissolved"
+        case .muted: "muted"
+        case .recallWindowPassed: "recall_window_passed"
+        case .rateLimited: "rate_limited"
         case .unavailable: "unavailable"
         case .durabilityTimeout: "durability_timeout"
         case .timeout: "timeout"

@@ -7,12 +7,18 @@ public enum UserSetting: Hashable, Sendable {
     /// "1" while a conversation is muted for all of the user's devices;
     /// the conversation "" stands for all of them.
     case muted(conversation: String)
+    /// The user's private name for another user ("" for none).
+    case remark(peer: String)
+    /// "1" while a conversation is pinned to the top of the user's list.
+    case pinned(conversation: String)
 
     /// The register's name in the store.
     public var key: String {
         switch self {
         case .pushToken(let device): "push/\(device)"
         case .muted(let conversation): "mute/\(conversation)"
+        case .remark(let peer): "remark/\(peer)"
+        case .pinned(let conversation): "pin/\(conversation)"
         }
     }
 
@@ -21,11 +27,18 @@ public enum UserSetting: Hashable, Sendable {
             self = .pushToken(device: String(key.dropFirst(5)))
         } else if key.hasPrefix("mute/") {
             self = .muted(conversation: String(key.dropFirst(5)))
+        } else if key.hasPrefix("remark/") {
+            self = .remark(peer: String(key.dropFirst(7)))
+        } else if key.hasPrefix("pin/") {
+            self = .pinned(conversation: String(key.dropFirst(4)))
         } else {
             return nil
         }
     }
 
     /// The value stored for a mute.
-    public static func muteValue(_ muted: Bool) -> String { muted ? "1" : "" }
+    public static func muteValue(_ muted: Bool) -> String { flagValue(muted) }
+
+    /// The value stored for a flag (a mute, a pin): "1" or "".
+    public static func flagValue(_ on: Bool) -> String { on ? "1" : "" }
 }

@@ -5,7 +5,8 @@ import ParleyStore
 /// Who is owed a notification for a run of events: the rule of offline
 /// push, without I/O. A message posted notifies each other member's devices
 /// that have a push token, are not connected, and whose user has muted
-/// neither the conversation nor everything. Other events notify nobody.
+/// neither the conversation nor everything, or is mentioned by it (a mention
+/// reaches a muted member). Other events notify nobody.
 enum OfflineNotifications {
     /// The longest preview of a message's body sent to the push gateway, in characters.
     static let previewLength = 100
@@ -30,9 +31,9 @@ enum OfflineNotifications {
             guard case .messagePosted(let posted) = event.kind else { continue }
             for entry in event.audience where entry.userID != posted.sender {
                 let user = entry.userID
-                guard let own = settings[user], own[.muted(conversation: "")] == nil,
-                      own[.muted(conversation: posted.conversationID)] == nil
-                else { continue }
+                guard let own = settings[user] else { continue }
+                let muted = own[.muted(conversation: "")] != nil || own[.muted(conversation: posted.conversationID)] != nil
+                guard !muted || posted.mentions.contains(user) else { continue }
                 for (setting, token) in own.sorted(by: { $0.key.key < $1.key.key }) {
                     guard case .pushToken(let device) = setting, !token.isEmpty, online[user]?.contains(device) != true else { continue }
                     owed.append(OwedNotification(

@@ -63,7 +63,9 @@ public enum GateServer {
         let links = configuration.logic.map {
             LogicLink(address: $0.description, timeout: configuration.logicTimeout, node: configuration.node, pool: pool, logger: logger) { delivery in
                 let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)
-                registry.connection(for: identity)?.send(.with { $0.push = delivery.push })
+                registry.connection(for: identity)?.send(.with {
+                    if delivery.hasTyping { $0.typingNotice = delivery.typing } else { $0.push = delivery.push }
+                })
             }
         }
         let context = GateContext(

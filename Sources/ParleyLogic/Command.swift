@@ -21,6 +21,23 @@ public enum Command: Sendable {
     case registerPush(userID: String, deviceID: String, token: String)
     /// Mutes one conversation ("" for all) on every device of the user.
     case mute(userID: String, conversationID: String, muted: Bool)
+    /// Asks `peer` to be friends (accepts when `peer` asked first).
+    case friendRequest(userID: String, peer: String, greeting: String)
+    case friendRespond(userID: String, peer: String, accept: Bool)
+    /// Ends a friendship or withdraws one's own request.
+    case friendRemove(userID: String, peer: String)
+    case block(userID: String, peer: String, blocked: Bool)
+    case setRemark(userID: String, peer: String, remark: String)
+    /// Sets one of a group's settings, hands it over (`groupOwner`) or dissolves it.
+    case updateGroup(by: String, groupID: String, field: Parley_GroupField, value: String)
+    /// Sets a member's role, nickname or mute.
+    case updateMember(by: String, groupID: String, member: String, field: Parley_MemberField, value: String)
+    /// Joins a group whose join policy is "open".
+    case joinGroup(userID: String, groupID: String)
+    /// Deletes a message for the user's own devices.
+    case deleteForMe(userID: String, messageID: MessageID)
+    /// Pins one conversation to the top of the user's list, on every device.
+    case pin(userID: String, conversationID: String, pinned: Bool)
 }
 
 public struct Post: Sendable {
@@ -34,13 +51,25 @@ public struct Post: Sendable {
     public var clientMsgID: String
     public var target: Target
     public var body: String
+    /// Media by reference; nil for a text message.
+    public var attachment: Parley_Attachment?
+    /// The message this one answers, in the same conversation.
+    public var replyTo: MessageID?
+    /// Members the message names (groups only).
+    public var mentions: [String] = []
 
-    public init(sender: String, senderDevice: String, clientMsgID: String, target: Target, body: String) {
+    public init(
+        sender: String, senderDevice: String, clientMsgID: String, target: Target, body: String,
+        attachment: Parley_Attachment? = nil, replyTo: MessageID? = nil, mentions: [String] = []
+    ) {
         self.sender = sender
         self.senderDevice = senderDevice
         self.clientMsgID = clientMsgID
         self.target = target
         self.body = body
+        self.attachment = attachment
+        self.replyTo = replyTo
+        self.mentions = mentions
     }
 
     public var conversationID: String {
@@ -55,10 +84,20 @@ public struct Post: Sendable {
 public struct CommitRules: Sendable {
     /// Members of a group, counting the owner: checked at creation and on every add.
     public var maxGroupMembers = 1_000
+    /// How long the sender may recall a message; owners and admins of a group need no window.
+    public var recallWindowMs: UInt64 = 120_000
 
-    public init(maxGroupMembers: Int = 1_000) {
+    public init(maxGroupMembers: Int = 1_000, recallWindowMs: UInt64 = 120_000) {
         self.maxGroupMembers = maxGroupMembers
+        self.recallWindowMs = recallWindowMs
     }
+
+    // Sizes of what groups and friends carry, in UTF-8 bytes.
+    public static let maxGroupName = 256
+    public static let maxAnnouncement = 4096
+    public static let maxNickname = 64
+    public static let maxGreeting = 1024
+    public static let maxRemark = 256
 }
 
 /// What became of one command in a group commit.

@@ -5,16 +5,17 @@ import ParleyStore
 /// The business rules of every change: turns a batch of commands into events.
 /// Checks each against the stored rows (and the batch's own earlier
 /// commands): who may post, edit, recall, read, add or remove; unknown users
-/// and conversations; group size; retried posts. Assigns dense `seq` and
+/// and conversations; group size; retried posts; blocks, roles and group
+/// settings (CommitPlanner+Social). Assigns dense `seq` and
 /// increasing `hlc`, and names each event's audience (who it concerns, fixed
 /// here once for every region: docs/REPLICATION.md). Pure: no I/O; the store
 /// reads the rows `keys(for:)` names and writes the events.
 struct CommitPlanner: Sendable {
     let origin: String
-    private(set) var snapshot: CommitSnapshot
+    var snapshot: CommitSnapshot
     private(set) var nextSeq: UInt64
     private(set) var lastHLC: HLC
-    private let proposedHLC: HLC
+    let proposedHLC: HLC
     private let deps: [String: UInt64]
     private let rules: CommitRules
     private(set) var events: [Parley_Event] = []
@@ -39,9 +40,18 @@ struct CommitPlanner: Sendable {
                 keys.users.insert(userID)
             case .post(let post):
                 keys.users.insert(post.sender)
-                if case .user(let peer) = post.target { keys.users.insert(peer) }
+                switch post.target {
+                case .user(let peer):
+                    keys.users.insert(peer)
+                    // Whether the peer blocked the sender.
+                    keys.subjects.insert(RegisterOwner(conversation: post.conversationID, subject: peer))
+                case .group:
+                    // The sender's role and mute.
+                    keys.subjects.insert(RegisterOwner(conversation: post.conversationID, subject: post.sender))
+                }
                 keys.conversations.insert(post.conversationID)
                 keys.posts.append(PostKey(sender: post.sender, clientMsgID: post.clientMsgID))
+                if let replyTo = post.replyTo { keys.messages.insert(replyTo) }
             case .markRead(let reader, let conversationID, let messageID):
                 keys.conversations.insert(conversationID)
                 keys.messages.insert(messageID)
@@ -50,15 +60,32 @@ struct CommitPlanner: Sendable {
                 keys.users.formUnion(members)
                 keys.users.insert(owner)
                 keys.conversations.insert(ConversationID.group(groupID))
-            case .edit(_, let messageID, _), .recall(_, let messageID):
+                // Whether a member blocked the creator.
+                for member in members where member != owner {
+                    keys.subjects.insert(RegisterOwner(conversation: ConversationID.direct(owner, member), subject: member))
+                }
+            case .edit(_, let messageID, _):
                 keys.messages.insert(messageID)
-            case .addMember(_, let groupID, let userID), .removeMember(_, let groupID, let userID):
+            case .recall(let user, let messageID):
+                keys.messages.insert(messageID)
+                keys.messageActors.append((messageID, user))
+            case .addMember(let by, let groupID, let userID), .removeMember(let by, let groupID, let userID):
                 keys.users.insert(userID)
-                keys.conversations.insert(ConversationID.group(groupID))
+                let conversation = ConversationID.group(groupID)
+                keys.conversations.insert(conversation)
+                for subject in [by, userID] { keys.subjects.insert(RegisterOwner(conversation: conversation, subject: subject)) }
+                keys.subjects.insert(RegisterOwner(conversation: ConversationID.direct(by, userID), subject: userID))
             case .setProfile(let userID, _, _), .registerPush(let userID, _, _):
                 // Not checked, but in the audience: the store numbers it from the counter read here.
                 keys.users.insert(userID)
             case .mute(let userID, let conversationID, _):
+                keys.users.insert(userID)
+                if ConversationID.isGroup(conversationID) { keys.conversations.insert(conversationID) }
+            case .friendRequest, .friendRespond, .friendRemove, .block, .setRemark, .updateGroup, .updateMember, .joinGroup:
+                socialKeys(command, into: &keys)
+            case .deleteForMe(_, let messageID):
+                keys.messages.insert(messageID)
+            case .pin(let userID, let conversationID, _):
                 keys.users.insert(userID)
                 if ConversationID.isGroup(conversationID) { keys.conversations.insert(conversationID) }
             }
@@ -85,6 +112,10 @@ struct CommitPlanner: Sendable {
         case .setProfile(let userID, let field, let value): planSetProfile(userID: userID, field: field, value: value)
         case .registerPush(let userID, let deviceID, let token): planRegisterPush(userID: userID, deviceID: deviceID, token: token)
         case .mute(let userID, let conversationID, let muted): planMute(userID: userID, conversationID: conversationID, muted: muted)
+        case .friendRequest, .friendRespond, .friendRemove, .block, .setRemark, .updateGroup, .updateMember, .joinGroup:
+            planSocial(command)
+        case .deleteForMe(let userID, let messageID): planDeleteForMe(userID, messageID)
+        case .pin(let userID, let conversationID, let pinned): planPin(userID, conversationID, pinned)
         }
     }
 
@@ -103,6 +134,7 @@ struct CommitPlanner: Sendable {
         case .user(let peer):
             guard peer != post.sender else { return .rejected(ClientError(.invalidRequest, "cannot message yourself")) }
             guard snapshot.knownUsers.contains(peer) else { return .rejected(ClientError(.unknownUser, "unknown user \(peer)")) }
+            guard !blocks(peer, post.sender) else { return .rejected(ClientError(.blocked, "\(peer) blocked you")) }
             // A service's notice concerns its reader only (ServiceAccount).
             audience = [post.sender, peer].filter { !ServiceAccount.isService($0) }
             snapshot.conversations.insert(conversationID)
@@ -114,7 +146,14 @@ struct CommitPlanner: Sendable {
             guard members.contains(post.sender) else {
                 return .rejected(ClientError(.notMember, "not a member of group \(group)"))
             }
+            if let refusal = groupPostRefusal(post.sender, group) { return .rejected(refusal) }
+            if let stranger = post.mentions.first(where: { !members.contains($0) }) {
+                return .rejected(ClientError(.invalidRequest, "\(stranger) is not a member of group \(group): only members are mentioned"))
+            }
             audience = members.sorted()
+        }
+        if let replyTo = post.replyTo, snapshot.messages[replyTo]?.conversationID != conversationID {
+            return .rejected(ClientError(.invalidRequest, "message \(replyTo) is not in \(conversationID)"))
         }
         var messageID = ""
         let event = append(audience: audience) { event in
@@ -126,6 +165,9 @@ struct CommitPlanner: Sendable {
                 $0.senderDevice = post.senderDevice
                 $0.clientMsgID = post.clientMsgID
                 $0.body = post.body
+                if let attachment = post.attachment { $0.attachment = attachment }
+                $0.replyTo = post.replyTo?.description ?? ""
+                $0.mentions = post.mentions
             }
         }
         snapshot.storedPosts[key] = event
@@ -169,6 +211,9 @@ struct CommitPlanner: Sendable {
         if let unknown = everyone.sorted().first(where: { !snapshot.knownUsers.contains($0) }) {
             return .rejected(ClientError(.unknownUser, "unknown user \(unknown)"))
         }
+        if let blocker = members.sorted().first(where: { $0 != owner && blocks($0, owner) }) {
+            return .rejected(ClientError(.blocked, "\(blocker) blocked you"))
+        }
         let conversationID = ConversationID.group(groupID)
         guard !snapshot.conversations.contains(conversationID) else {
             // The owner's retry of a creation that committed: nothing new.
@@ -179,14 +224,19 @@ struct CommitPlanner: Sendable {
         snapshot.owners[conversationID] = owner
         snapshot.members[conversationID] = everyone
         let sorted = everyone.sorted()
-        return .committed(append(audience: sorted) { event in
+        let event = append(audience: sorted) { event in
             event.groupCreated = .with {
                 $0.groupID = groupID
                 $0.name = name
                 $0.owner = owner
                 $0.members = sorted
             }
-        })
+        }
+        for member in sorted {
+            snapshot.membershipStamps[RegisterOwner(conversation: conversationID, subject: member)] =
+                Stamp(hlc: HLC(rawValue: event.hlc), origin: event.origin)
+        }
+        return .committed(event)
     }
 
     private mutating func planEdit(editor: String, messageID: MessageID, body: String) -> CommitOutcome {
@@ -210,9 +260,13 @@ struct CommitPlanner: Sendable {
         guard var message = snapshot.messages[messageID] else {
             return .rejected(ClientError(.invalidRequest, "unknown message \(messageID)"))
         }
-        let isOwner = snapshot.owners[message.conversationID] == user && ConversationID.isGroup(message.conversationID)
-        guard message.sender == user || isOwner else {
-            return .rejected(ClientError(.notPermitted, "only the sender or the group's owner recalls a message"))
+        let isAdmin = ConversationID.groupID(of: message.conversationID).flatMap { role(of: user, in: $0) }.map { $0 >= .admin } ?? false
+        guard message.sender == user || isAdmin else {
+            return .rejected(ClientError(.notPermitted, "only the sender or the group's owner and admins recall a message"))
+        }
+        // The window is measured on the hybrid clocks: the message's stamp against this commit's.
+        guard isAdmin || message.order.hlc.milliseconds + rules.recallWindowMs >= proposedHLC.milliseconds else {
+            return .rejected(ClientError(.recallWindowPassed, "a message is recalled within \(rules.recallWindowMs / 1000) s of sending"))
         }
         guard !message.recalled else { return .unchanged }
         message.recalled = true
@@ -227,7 +281,9 @@ struct CommitPlanner: Sendable {
         })
     }
 
-    private mutating func planMembership(by user: String, groupID: String, member: String, add: Bool) -> CommitOutcome {
+    /// Adds (invites) or removes (kicks, or leaves) a member. `joining`: the
+    /// member adds themselves to an open group (`planJoin` checked the policy).
+    mutating func planMembership(by user: String, groupID: String, member: String, add: Bool, joining: Bool = false) -> CommitOutcome {
         let conversationID = ConversationID.group(groupID)
         guard snapshot.conversations.contains(conversationID) else {
             return .rejected(ClientError(.unknownConversation, "unknown group \(groupID)"))
@@ -235,21 +291,39 @@ struct CommitPlanner: Sendable {
         let members = snapshot.members[conversationID] ?? []
         guard snapshot.knownUsers.contains(member) else { return .rejected(ClientError(.unknownUser, "unknown user \(member)")) }
         if add {
-            guard members.contains(user) else { return .rejected(ClientError(.notMember, "not a member of group \(groupID)")) }
             guard !members.contains(member) else { return .unchanged }
+            if !joining {
+                guard let role = role(of: user, in: groupID) else {
+                    return .rejected(ClientError(.notMember, "not a member of group \(groupID)"))
+                }
+                guard !isDissolved(groupID) else { return .rejected(ClientError(.groupDissolved, "group \(groupID) was dissolved")) }
+                guard role >= .admin || register(.invitePolicy(groupID)) != "admins" else {
+                    return .rejected(ClientError(.notPermitted, "only the owner and admins add members to group \(groupID)"))
+                }
+                guard !blocks(member, user) else { return .rejected(ClientError(.blocked, "\(member) blocked you")) }
+            }
             guard members.count < rules.maxGroupMembers else {
                 return .rejected(ClientError(.groupFull, "group \(groupID) has its maximum of \(rules.maxGroupMembers) members"))
             }
         } else {
-            guard snapshot.owners[conversationID] == user || member == user else {
-                return .rejected(ClientError(.notPermitted, "only the owner removes another member"))
+            guard let actor = role(of: user, in: groupID) else {
+                return .rejected(ClientError(.notMember, "not a member of group \(groupID)"))
             }
-            guard members.contains(member) else { return .unchanged }
+            guard let target = role(of: member, in: groupID) else { return .unchanged }
+            if member == user {
+                guard actor != .owner else {
+                    return .rejected(ClientError(.notPermitted, "the owner hands the group over or dissolves it before leaving"))
+                }
+            } else {
+                guard actor > target, actor >= .admin else {
+                    return .rejected(ClientError(.notPermitted, "the owner removes admins and members, admins remove members"))
+                }
+            }
         }
         // Everyone who is or was in the group hears of it, the member concerned included.
         let audience = members.union([member]).sorted()
         snapshot.members[conversationID] = add ? members.union([member]) : members.subtracting([member])
-        return .committed(append(audience: audience) { event in
+        let event = append(audience: audience) { event in
             if add {
                 event.memberAdded = .with {
                     $0.groupID = groupID
@@ -263,7 +337,10 @@ struct CommitPlanner: Sendable {
                     $0.by = user
                 }
             }
-        })
+        }
+        snapshot.membershipStamps[RegisterOwner(conversation: conversationID, subject: member)] =
+            Stamp(hlc: HLC(rawValue: event.hlc), origin: event.origin)
+        return .committed(event)
     }
 
     private mutating func planSetProfile(userID: String, field: String, value: String) -> CommitOutcome {
@@ -289,16 +366,7 @@ struct CommitPlanner: Sendable {
     /// A user mutes what they are part of: a group they are a member of, a
     /// direct conversation they are one of the two in, or everything ("").
     private mutating func planMute(userID: String, conversationID: String, muted: Bool) -> CommitOutcome {
-        if let groupID = ConversationID.groupID(of: conversationID) {
-            guard snapshot.conversations.contains(conversationID) else {
-                return .rejected(ClientError(.unknownConversation, "unknown group \(groupID)"))
-            }
-            guard snapshot.members[conversationID]?.contains(userID) == true else {
-                return .rejected(ClientError(.notMember, "not a member of group \(groupID)"))
-            }
-        } else if let (a, b) = ConversationID.directUsers(of: conversationID), a != userID && b != userID {
-            return .rejected(ClientError(.notMember, "not a member of \(conversationID)"))
-        }
+        if let refusal = conversationRefusal(userID, conversationID) { return .rejected(refusal) }
         return .committed(append(audience: [userID]) { event in
             event.conversationMuted = .with {
                 $0.userID = userID
@@ -308,14 +376,54 @@ struct CommitPlanner: Sendable {
         })
     }
 
+    /// Deletes a message for the user's devices only: a member of its conversation.
+    private mutating func planDeleteForMe(_ userID: String, _ messageID: MessageID) -> CommitOutcome {
+        guard let message = snapshot.messages[messageID] else {
+            return .rejected(ClientError(.invalidRequest, "unknown message \(messageID)"))
+        }
+        guard snapshot.members[message.conversationID]?.contains(userID) == true else {
+            return .rejected(ClientError(.notMember, "not a member of \(message.conversationID)"))
+        }
+        return .committed(append(audience: [userID]) { event in
+            event.messageDeleted = .with {
+                $0.userID = userID
+                $0.messageID = messageID.description
+                $0.conversationID = message.conversationID
+            }
+        })
+    }
+
+    /// Pins what the user is part of, like a mute (but "" is not a conversation here).
+    private mutating func planPin(_ userID: String, _ conversationID: String, _ pinned: Bool) -> CommitOutcome {
+        if let refusal = conversationRefusal(userID, conversationID) { return .rejected(refusal) }
+        return .committed(append(audience: [userID]) { event in
+            event.conversationPinned = .with {
+                $0.userID = userID
+                $0.conversationID = conversationID
+                $0.pinned = pinned
+            }
+        })
+    }
+
+    /// Why `userID` may not set something on the conversation: unknown group, not one of its members.
+    private func conversationRefusal(_ userID: String, _ conversationID: String) -> ClientError? {
+        if let groupID = ConversationID.groupID(of: conversationID) {
+            guard snapshot.conversations.contains(conversationID) else { return ClientError(.unknownConversation, "unknown group \(groupID)") }
+            guard snapshot.members[conversationID]?.contains(userID) == true else { return ClientError(.notMember, "not a member of group \(groupID)") }
+        } else if let (a, b) = ConversationID.directUsers(of: conversationID), a != userID && b != userID {
+            return ClientError(.notMember, "not a member of \(conversationID)")
+        }
+        return nil
+    }
+
     /// A conversation's present members, and `user` (who acted on it).
-    private func conversationAudience(_ conversationID: String, including user: String) -> [String] {
+    func conversationAudience(_ conversationID: String, including user: String) -> [String] {
         (snapshot.members[conversationID] ?? []).union([user]).sorted()
     }
 
     /// Appends an event with the next seq and hlc. `user_seq`s are filled in
     /// later, once the counters have been incremented.
-    private mutating func append(audience: [String], _ fill: (inout Parley_Event) -> Void) -> Parley_Event {
+    mutating func append(audience: [String], _ fill: (inout Parley_Event) -> Void) -> Parley_Event {
         let hlc = max(HLC(rawValue: lastHLC.rawValue + 1), proposedHLC)
         lastHLC = hlc
         var event = Parley_Event()

@@ -49,7 +49,7 @@ public enum LogicServer {
         let gates = GateLinks()
         let dispatcher = PushDispatcher(presence: presence, gates: gates, logger: logger)
         let followUps = FollowUpAnnouncer(redis: redis, logger: logger)
-        let committer = GroupCommitter(store: store, rules: CommitRules(maxGroupMembers: configuration.limits.maxGroupMembers), maxBatch: configuration.maxBatch, logger: logger) { events in
+        let committer = GroupCommitter(store: store, rules: CommitRules(maxGroupMembers: configuration.limits.maxGroupMembers, recallWindowMs: configuration.limits.recallWindowMs), maxBatch: configuration.maxBatch, logger: logger) { events in
             dispatcher.enqueue(events)
             followUps.announce(events)
         }
@@ -63,7 +63,8 @@ public enum LogicServer {
         }, logger: logger)
         let handler = RequestHandler(
             region: configuration.region, store: store, committer: committer, writer: writer, geo: geo,
-            defaultDurability: configuration.defaultDurability, limits: configuration.limits, logger: logger
+            defaultDurability: configuration.defaultDurability, limits: configuration.limits,
+            typing: TypingRelay(store: store, dispatcher: dispatcher), logger: logger
         )
         let service = LinkService(handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout))
         // Requests are served only once the schema is migrated.

@@ -36,6 +36,23 @@ final class PushDispatcher: Service, Sendable {
         }
     }
 
+    /// Sends a typing notice to the devices of `users` connected to this
+    /// region, now (not queued behind pushes); lost ones are simply lost.
+    func deliver(_ notice: Parley_TypingNotice, to users: [String]) async {
+        guard !users.isEmpty, let devices = try? await presence.locate(users) else { return }
+        var byGate: [String: [Parley_Delivery]] = [:]
+        for (user, locations) in devices {
+            for device in locations {
+                byGate[device.gateNode, default: []].append(.with {
+                    $0.userID = user
+                    $0.deviceID = device.deviceID
+                    $0.typing = notice
+                })
+            }
+        }
+        for (gate, deliveries) in byGate { _ = gates.deliver(deliveries, to: gate) }
+    }
+
     private func dispatch(_ events: [Parley_Event]) async {
         let users = Set(events.flatMap { $0.audience.map(\.userID) })
         let devices: [String: [DeviceLocation]]

@@ -15,6 +15,7 @@ struct RequestHandler: Sendable {
     let geo: GeoDurability
     let defaultDurability: Durability
     let limits: LogicLimits
+    let typing: TypingRelay
     let logger: Logger
 
     /// Starts answering a call. A change (`Parley_Frame.isChange`) is
@@ -51,7 +52,8 @@ struct RequestHandler: Sendable {
             await self.framed(call, requestID) {
                 // A sync needs no wait: the device's cursor already covers what it saw.
                 switch call.frame.body {
-                case .history, .unread, .profileRequest: await self.awaitSession(session)
+                case .history, .unread, .profileRequest, .friends, .members, .groupInfo, .receipts, .conversations:
+                    await self.awaitSession(session)
                 default: break
                 }
                 return try await self.read(call)
@@ -167,6 +169,30 @@ struct RequestHandler: Sendable {
                 throw ClientError(.invalidRequest, "not a conversation id: \(id)")
             }
             return change(.mute(userID: user, conversationID: id, muted: mute.muted))
+        case .friendRequest(let request):
+            return change(.friendRequest(userID: user, peer: request.userID, greeting: request.greeting))
+        case .friendRespond(let respond):
+            return change(.friendRespond(userID: user, peer: respond.userID, accept: respond.accept))
+        case .friendRemove(let remove):
+            return change(.friendRemove(userID: user, peer: remove.userID))
+        case .block(let block):
+            return change(.block(userID: user, peer: block.userID, blocked: block.blocked))
+        case .setRemark(let remark):
+            return change(.setRemark(userID: user, peer: remark.userID, remark: remark.remark))
+        case .updateGroup(let update):
+            return change(.updateGroup(by: user, groupID: update.groupID, field: update.field, value: update.value))
+        case .updateMember(let update):
+            return change(.updateMember(by: user, groupID: update.groupID, member: update.userID, field: update.field, value: update.value))
+        case .joinGroup(let join):
+            return change(.joinGroup(userID: user, groupID: join.groupID))
+        case .delete(let delete):
+            let target = try messageID(delete.messageID)
+            return change(delete.forEveryone ? .recall(by: user, messageID: target) : .deleteForMe(userID: user, messageID: target))
+        case .pin(let pin):
+            guard ConversationID.directUsers(of: pin.conversationID) != nil || ConversationID.groupID(of: pin.conversationID)?.isEmpty == false else {
+                throw ClientError(.invalidRequest, "not a conversation id: \(pin.conversationID)")
+            }
+            return change(.pin(userID: user, conversationID: pin.conversationID, pinned: pin.pinned))
         default:
             return nil
         }
@@ -184,12 +210,10 @@ struct RequestHandler: Sendable {
                 throw ClientError(.invalidRequest, "not a message id: \(request.beforeMessageID)")
             }
             let conversation = request.conversationID
-            switch try await store.access(userID: user, conversationID: conversation) {
-            case .member: break
-            case .notMember: throw ClientError(.notMember, "not a member of \(conversation)")
-            case .unknownConversation: throw ClientError(.unknownConversation, "unknown conversation \(conversation)")
-            }
-            guard let page = try await store.history(conversationID: conversation, before: before, limit: limits.pageSize(request.limit))
+            try await checkMember(user, conversation)
+            guard let page = try await store.history(
+                conversationID: conversation, before: before, limit: limits.pageSize(request.limit), reader: user
+            )
             else { throw ClientError(.invalidRequest, "message \(request.beforeMessageID) is not in \(conversation)") }
             return .with {
                 $0.historyPage = .with {
@@ -199,7 +223,24 @@ struct RequestHandler: Sendable {
             }
         case .unread:
             let counts = try await store.unreadCounts(userID: user)
-            return .with { $0.unreadCounts = .with { $0.byConversation = counts } }
+            return .with {
+                $0.unreadCounts = .with {
+                    $0.byConversation = counts
+                    $0.total = counts.values.reduce(0, +)
+                }
+            }
+        case .typing(let notice):
+            try await typing.relay(from: user, in: notice.conversationID, typing: notice.typing)
+            return .with { $0.changeAck = Parley_ChangeAck() }
+        case .receipts(let request):
+            try await checkMember(user, request.conversationID)
+            guard request.messageIds.count <= 200 else { throw ClientError(.invalidRequest, "at most 200 message ids") }
+            let ids = try request.messageIds.map(messageID)
+            let receipts = try await store.receipts(conversationID: request.conversationID, messages: ids, reader: user)
+            return .with { $0.receiptsAnswer = receipts }
+        case .conversations(let request):
+            let list = try await store.conversationList(userID: user, limit: limits.pageSize(request.limit == 0 ? 100 : request.limit))
+            return .with { $0.conversationList = list }
         case .heartbeat(let beat):
             return .with { $0.heartbeat = beat }
         case .profileRequest(let request):
@@ -212,14 +253,44 @@ struct RequestHandler: Sendable {
                     $0.fields = fields
                 }
             }
-        case .auth, .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile, .registerPush, .mute:
+        case .friends:
+            let list = try await store.friends(of: user)
+            return .with { $0.friendList = list }
+        case .groupInfo(let request):
+            let info = try await groupInfo(request.groupID, for: user)
+            return .with { $0.group = info }
+        case .members(let request):
+            _ = try await groupInfo(request.groupID, for: user)
+            let page = try await store.members(
+                of: request.groupID, after: request.afterUserID, limit: limits.pageSize(request.limit)
+            )
+            return .with { $0.memberList = page }
+        case .auth, .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile, .registerPush, .mute,
+            .friendRequest, .friendRespond, .friendRemove, .block, .setRemark, .updateGroup, .updateMember, .joinGroup, .delete, .pin:
             throw ClientError(.internalError, "a change reached the read path")
         case .authOk, .sendAck, .push, .syncBatch, .readAck, .error, .groupCreated, .historyPage, .unreadCounts,
-            .changeAck, .profile:
+            .changeAck, .profile, .friendList, .memberList, .group, .receiptsAnswer, .typingNotice, .conversationList:
             throw ClientError(.invalidRequest, "a device cannot send this frame type")
         case nil:
             throw ClientError(.unknownFrameType, "frame carries no known body type")
         }
+    }
+
+    private func checkMember(_ user: String, _ conversation: String) async throws {
+        switch try await store.access(userID: user, conversationID: conversation) {
+        case .member: break
+        case .notMember: throw ClientError(.notMember, "not a member of \(conversation)")
+        case .unknownConversation: throw ClientError(.unknownConversation, "unknown conversation \(conversation)")
+        }
+    }
+
+    /// A group's settings, for a member, or for anyone when the group is open.
+    private func groupInfo(_ groupID: String, for user: String) async throws -> Parley_GroupInfo {
+        guard let info = try await store.groupInfo(groupID) else { throw ClientError(.unknownConversation, "unknown group \(groupID)") }
+        if info.join != "open", try await store.access(userID: user, conversationID: ConversationID.group(groupID)) != .member {
+            throw ClientError(.notMember, "not a member of group \(groupID)")
+        }
+        return info
     }
 
     private func messageID(_ text: String) throws -> MessageID {
@@ -232,6 +303,24 @@ struct RequestHandler: Sendable {
         guard body.utf8.count <= limits.maxBodyBytes else {
             throw ClientError(.payloadTooLarge, "message body exceeds \(limits.maxBodyBytes) bytes")
         }
+    }
+
+    /// Media by reference: a kind, an http(s) URL, a MIME type, sizes that fit.
+    private func checkAttachment(_ attachment: Parley_Attachment) throws -> Parley_Attachment {
+        switch attachment.kind {
+        case .attachmentImage, .attachmentFile, .attachmentVoice, .attachmentVideo: break
+        case .attachmentNone, .UNRECOGNIZED: throw ClientError(.invalidRequest, "an attachment needs its kind: image, file, voice or video")
+        }
+        let url = attachment.url
+        guard (url.hasPrefix("https://") || url.hasPrefix("http://")), url.utf8.count <= 2048, !url.contains(where: \.isWhitespace) else {
+            throw ClientError(.invalidRequest, "an attachment's url is http:// or https://, at most 2 KiB, without spaces")
+        }
+        let parts = attachment.mimeType.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty }), attachment.mimeType.utf8.count <= 128,
+              attachment.mimeType.allSatisfy({ $0.isLetter || $0.isNumber || "/.+-_".contains($0) })
+        else { throw ClientError(.invalidRequest, "an attachment's mime_type is type/subtype") }
+        guard attachment.name.utf8.count <= 256 else { throw ClientError(.invalidRequest, "an attachment's name has at most 256 bytes") }
+        return attachment
     }
 
     /// A change answered with its event (empty when nothing changed).
@@ -253,7 +342,8 @@ struct RequestHandler: Sendable {
         guard !send.clientMsgID.isEmpty, send.clientMsgID.utf8.count <= 128 else {
             throw ClientError(.invalidRequest, "client_msg_id must be 1...128 bytes")
         }
-        try checkBody(send.body)
+        let attachment = send.hasAttachment ? try checkAttachment(send.attachment) : nil
+        if attachment == nil || !send.body.isEmpty { try checkBody(send.body) }
         let target: Post.Target
         switch send.target {
         case .toUser(let peer): target = .user(peer)
@@ -261,7 +351,17 @@ struct RequestHandler: Sendable {
         case nil: throw ClientError(.invalidRequest, "send needs to_user or group_id")
         }
         let durability = try durability(of: send)
-        let post = Post(sender: user, senderDevice: device, clientMsgID: send.clientMsgID, target: target, body: send.body)
+        let replyTo = send.replyTo.isEmpty ? nil : try messageID(send.replyTo)
+        var mentions: [String] = []
+        for user in send.mentions where !mentions.contains(user) { mentions.append(user) }
+        guard mentions.isEmpty || { if case .group = target { true } else { false } }() else {
+            throw ClientError(.invalidRequest, "mentions are for group messages")
+        }
+        guard mentions.count <= 100 else { throw ClientError(.invalidRequest, "at most 100 mentions") }
+        let post = Post(
+            sender: user, senderDevice: device, clientMsgID: send.clientMsgID, target: target, body: send.body,
+            attachment: attachment, replyTo: replyTo, mentions: mentions
+        )
         return Change(command: .post(post)) { [geo] outcome in
             let duplicate: Bool
             if case .duplicate = outcome { duplicate = true } else { duplicate = false }
@@ -338,6 +438,8 @@ struct RequestHandler: Sendable {
 public struct LogicLimits: Sendable {
     public var maxBodyBytes = 16 * 1024
     public var maxGroupMembers = 1000
+    /// How long the sender may recall a message (milliseconds).
+    public var recallWindowMs: UInt64 = 120_000
     public var maxProfileValueBytes = 1024
     /// APNs tokens are 32 bytes in hex, FCM's about 160 characters.
     public var maxPushTokenBytes = 4096

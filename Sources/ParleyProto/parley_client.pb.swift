@@ -27,6 +27,52 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum Parley_AttachmentKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case attachmentNone // = 0
+  case attachmentImage // = 1
+  case attachmentFile // = 2
+  case attachmentVoice // = 3
+  case attachmentVideo // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .attachmentNone
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .attachmentNone
+    case 1: self = .attachmentImage
+    case 2: self = .attachmentFile
+    case 3: self = .attachmentVoice
+    case 4: self = .attachmentVideo
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .attachmentNone: return 0
+    case .attachmentImage: return 1
+    case .attachmentFile: return 2
+    case .attachmentVoice: return 3
+    case .attachmentVideo: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Parley_AttachmentKind] = [
+    .attachmentNone,
+    .attachmentImage,
+    .attachmentFile,
+    .attachmentVoice,
+    .attachmentVideo,
+  ]
+
+}
+
 /// When a send is acknowledged.
 public nonisolated enum Parley_Durability: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
@@ -69,6 +115,220 @@ public nonisolated enum Parley_Durability: SwiftProtobuf.Enum, Swift.CaseIterabl
     .default,
     .local,
     .geo,
+  ]
+
+}
+
+public nonisolated enum Parley_FriendStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case friend // = 1
+
+  /// They asked the signed-in user.
+  case friendIncoming // = 2
+
+  /// The signed-in user asked them.
+  case friendOutgoing // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .friend
+    case 2: self = .friendIncoming
+    case 3: self = .friendOutgoing
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .friend: return 1
+    case .friendIncoming: return 2
+    case .friendOutgoing: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Parley_FriendStatus] = [
+    .unspecified,
+    .friend,
+    .friendIncoming,
+    .friendOutgoing,
+  ]
+
+}
+
+public nonisolated enum Parley_FriendAction: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case friendRequested // = 1
+  case friendAccepted // = 2
+  case friendDeclined // = 3
+  case friendRemoved // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .friendRequested
+    case 2: self = .friendAccepted
+    case 3: self = .friendDeclined
+    case 4: self = .friendRemoved
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .friendRequested: return 1
+    case .friendAccepted: return 2
+    case .friendDeclined: return 3
+    case .friendRemoved: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Parley_FriendAction] = [
+    .unspecified,
+    .friendRequested,
+    .friendAccepted,
+    .friendDeclined,
+    .friendRemoved,
+  ]
+
+}
+
+/// A group's settings, each a register (docs/REPLICATION.md):
+public nonisolated enum Parley_GroupField: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// 1 to 256 bytes; owner or admin.
+  case groupName // = 1
+
+  /// At most 4 KiB; owner or admin.
+  case groupAnnouncement // = 2
+
+  /// A member's user id: the owner hands the group over.
+  case groupOwner // = 3
+
+  /// "invite" (the default: members are added by others) or "open" (anyone may join_group); owner or admin.
+  case groupJoin // = 4
+
+  /// Who may add members: "members" (the default) or "admins"; owner or admin.
+  case groupInvite // = 5
+
+  /// "1": only the owner and admins may send; "": everyone; owner or admin.
+  case groupMuteAll // = 6
+
+  /// "1": the group is dissolved (for good); the owner only.
+  case groupDissolved // = 7
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .groupName
+    case 2: self = .groupAnnouncement
+    case 3: self = .groupOwner
+    case 4: self = .groupJoin
+    case 5: self = .groupInvite
+    case 6: self = .groupMuteAll
+    case 7: self = .groupDissolved
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .groupName: return 1
+    case .groupAnnouncement: return 2
+    case .groupOwner: return 3
+    case .groupJoin: return 4
+    case .groupInvite: return 5
+    case .groupMuteAll: return 6
+    case .groupDissolved: return 7
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Parley_GroupField] = [
+    .unspecified,
+    .groupName,
+    .groupAnnouncement,
+    .groupOwner,
+    .groupJoin,
+    .groupInvite,
+    .groupMuteAll,
+    .groupDissolved,
+  ]
+
+}
+
+public nonisolated enum Parley_MemberField: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// "admin" or "member"; the owner only.
+  case memberRole // = 1
+
+  /// The member's name in this group (at most 64 bytes); the member only.
+  case memberNickname // = 2
+
+  /// Milliseconds since 1970 until which the member may not send ("" unmutes);
+  /// the owner, or an admin for a plain member.
+  case memberMutedUntil // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .memberRole
+    case 2: self = .memberNickname
+    case 3: self = .memberMutedUntil
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .memberRole: return 1
+    case .memberNickname: return 2
+    case .memberMutedUntil: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Parley_MemberField] = [
+    .unspecified,
+    .memberRole,
+    .memberNickname,
+    .memberMutedUntil,
   ]
 
 }
@@ -298,6 +558,185 @@ public nonisolated struct Parley_Frame: Sendable {
     set {body = .mute(newValue)}
   }
 
+  /// Friends and blocks (docs/PROTOCOL.md, "Friends").
+  public var friendRequest: Parley_FriendRequest {
+    get {
+      if case .friendRequest(let v)? = body {return v}
+      return Parley_FriendRequest()
+    }
+    set {body = .friendRequest(newValue)}
+  }
+
+  public var friendRespond: Parley_FriendRespond {
+    get {
+      if case .friendRespond(let v)? = body {return v}
+      return Parley_FriendRespond()
+    }
+    set {body = .friendRespond(newValue)}
+  }
+
+  public var friendRemove: Parley_FriendRemove {
+    get {
+      if case .friendRemove(let v)? = body {return v}
+      return Parley_FriendRemove()
+    }
+    set {body = .friendRemove(newValue)}
+  }
+
+  public var block: Parley_BlockUser {
+    get {
+      if case .block(let v)? = body {return v}
+      return Parley_BlockUser()
+    }
+    set {body = .block(newValue)}
+  }
+
+  public var setRemark: Parley_SetRemark {
+    get {
+      if case .setRemark(let v)? = body {return v}
+      return Parley_SetRemark()
+    }
+    set {body = .setRemark(newValue)}
+  }
+
+  public var friends: Parley_FriendsRequest {
+    get {
+      if case .friends(let v)? = body {return v}
+      return Parley_FriendsRequest()
+    }
+    set {body = .friends(newValue)}
+  }
+
+  public var friendList: Parley_FriendList {
+    get {
+      if case .friendList(let v)? = body {return v}
+      return Parley_FriendList()
+    }
+    set {body = .friendList(newValue)}
+  }
+
+  /// Groups (docs/PROTOCOL.md, "Groups").
+  public var updateGroup: Parley_UpdateGroup {
+    get {
+      if case .updateGroup(let v)? = body {return v}
+      return Parley_UpdateGroup()
+    }
+    set {body = .updateGroup(newValue)}
+  }
+
+  public var updateMember: Parley_UpdateMember {
+    get {
+      if case .updateMember(let v)? = body {return v}
+      return Parley_UpdateMember()
+    }
+    set {body = .updateMember(newValue)}
+  }
+
+  public var joinGroup: Parley_JoinGroup {
+    get {
+      if case .joinGroup(let v)? = body {return v}
+      return Parley_JoinGroup()
+    }
+    set {body = .joinGroup(newValue)}
+  }
+
+  public var members: Parley_MembersRequest {
+    get {
+      if case .members(let v)? = body {return v}
+      return Parley_MembersRequest()
+    }
+    set {body = .members(newValue)}
+  }
+
+  public var memberList: Parley_MemberList {
+    get {
+      if case .memberList(let v)? = body {return v}
+      return Parley_MemberList()
+    }
+    set {body = .memberList(newValue)}
+  }
+
+  public var groupInfo: Parley_GroupInfoRequest {
+    get {
+      if case .groupInfo(let v)? = body {return v}
+      return Parley_GroupInfoRequest()
+    }
+    set {body = .groupInfo(newValue)}
+  }
+
+  public var group: Parley_GroupInfo {
+    get {
+      if case .group(let v)? = body {return v}
+      return Parley_GroupInfo()
+    }
+    set {body = .group(newValue)}
+  }
+
+  /// Messages (docs/PROTOCOL.md, "Messages").
+  public var delete: Parley_DeleteMessage {
+    get {
+      if case .delete(let v)? = body {return v}
+      return Parley_DeleteMessage()
+    }
+    set {body = .delete(newValue)}
+  }
+
+  public var receipts: Parley_ReceiptsRequest {
+    get {
+      if case .receipts(let v)? = body {return v}
+      return Parley_ReceiptsRequest()
+    }
+    set {body = .receipts(newValue)}
+  }
+
+  public var receiptsAnswer: Parley_Receipts {
+    get {
+      if case .receiptsAnswer(let v)? = body {return v}
+      return Parley_Receipts()
+    }
+    set {body = .receiptsAnswer(newValue)}
+  }
+
+  public var typing: Parley_Typing {
+    get {
+      if case .typing(let v)? = body {return v}
+      return Parley_Typing()
+    }
+    set {body = .typing(newValue)}
+  }
+
+  public var typingNotice: Parley_TypingNotice {
+    get {
+      if case .typingNotice(let v)? = body {return v}
+      return Parley_TypingNotice()
+    }
+    set {body = .typingNotice(newValue)}
+  }
+
+  public var conversations: Parley_ConversationsRequest {
+    get {
+      if case .conversations(let v)? = body {return v}
+      return Parley_ConversationsRequest()
+    }
+    set {body = .conversations(newValue)}
+  }
+
+  public var conversationList: Parley_ConversationList {
+    get {
+      if case .conversationList(let v)? = body {return v}
+      return Parley_ConversationList()
+    }
+    set {body = .conversationList(newValue)}
+  }
+
+  public var pin: Parley_PinConversation {
+    get {
+      if case .pin(let v)? = body {return v}
+      return Parley_PinConversation()
+    }
+    set {body = .pin(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -328,6 +767,31 @@ public nonisolated struct Parley_Frame: Sendable {
     case profile(Parley_Profile)
     case registerPush(Parley_RegisterPush)
     case mute(Parley_MuteConversation)
+    /// Friends and blocks (docs/PROTOCOL.md, "Friends").
+    case friendRequest(Parley_FriendRequest)
+    case friendRespond(Parley_FriendRespond)
+    case friendRemove(Parley_FriendRemove)
+    case block(Parley_BlockUser)
+    case setRemark(Parley_SetRemark)
+    case friends(Parley_FriendsRequest)
+    case friendList(Parley_FriendList)
+    /// Groups (docs/PROTOCOL.md, "Groups").
+    case updateGroup(Parley_UpdateGroup)
+    case updateMember(Parley_UpdateMember)
+    case joinGroup(Parley_JoinGroup)
+    case members(Parley_MembersRequest)
+    case memberList(Parley_MemberList)
+    case groupInfo(Parley_GroupInfoRequest)
+    case group(Parley_GroupInfo)
+    /// Messages (docs/PROTOCOL.md, "Messages").
+    case delete(Parley_DeleteMessage)
+    case receipts(Parley_ReceiptsRequest)
+    case receiptsAnswer(Parley_Receipts)
+    case typing(Parley_Typing)
+    case typingNotice(Parley_TypingNotice)
+    case conversations(Parley_ConversationsRequest)
+    case conversationList(Parley_ConversationList)
+    case pin(Parley_PinConversation)
 
   }
 
@@ -402,6 +866,24 @@ public nonisolated struct Parley_Send: Sendable {
 
   public var durability: Parley_Durability = .default
 
+  /// An image, file, voice note or video stored elsewhere: the body is then
+  /// an optional caption.
+  public var attachment: Parley_Attachment {
+    get {_attachment ?? Parley_Attachment()}
+    set {_attachment = newValue}
+  }
+  /// Returns true if `attachment` has been explicitly set.
+  public var hasAttachment: Bool {self._attachment != nil}
+  /// Clears the value of `attachment`. Subsequent reads from it will return its default value.
+  public mutating func clearAttachment() {self._attachment = nil}
+
+  /// The message this one answers, in the same conversation.
+  public var replyTo: String = String()
+
+  /// Members named by the message: they are notified even where they muted
+  /// the conversation.
+  public var mentions: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Target: Equatable, Sendable {
@@ -409,6 +891,40 @@ public nonisolated struct Parley_Send: Sendable {
     case groupID(String)
 
   }
+
+  public init() {}
+
+  fileprivate var _attachment: Parley_Attachment? = nil
+}
+
+/// A reference to media the client stored elsewhere (Parley stores no blobs).
+public nonisolated struct Parley_Attachment: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Parley_AttachmentKind = .attachmentNone
+
+  /// http:// or https://, at most 2 KiB.
+  public var url: String = String()
+
+  public var size: UInt64 = 0
+
+  /// type/subtype, e.g. image/jpeg.
+  public var mimeType: String = String()
+
+  /// Images and videos.
+  public var width: UInt32 = 0
+
+  public var height: UInt32 = 0
+
+  /// Voice notes and videos.
+  public var durationMs: UInt32 = 0
+
+  /// A file's name.
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -476,34 +992,35 @@ public nonisolated struct Parley_UserPosition: Sendable {
 }
 
 /// An event delivered to a device, live or through sync.
-public nonisolated struct Parley_Push: @unchecked Sendable {
+public nonisolated struct Parley_Push: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var position: Parley_UserPosition {
-    get {_storage._position ?? Parley_UserPosition()}
-    set {_uniqueStorage()._position = newValue}
+    get {_position ?? Parley_UserPosition()}
+    set {_position = newValue}
   }
   /// Returns true if `position` has been explicitly set.
-  public var hasPosition: Bool {_storage._position != nil}
+  public var hasPosition: Bool {self._position != nil}
   /// Clears the value of `position`. Subsequent reads from it will return its default value.
-  public mutating func clearPosition() {_uniqueStorage()._position = nil}
+  public mutating func clearPosition() {self._position = nil}
 
   public var event: Parley_Event {
-    get {_storage._event ?? Parley_Event()}
-    set {_uniqueStorage()._event = newValue}
+    get {_event ?? Parley_Event()}
+    set {_event = newValue}
   }
   /// Returns true if `event` has been explicitly set.
-  public var hasEvent: Bool {_storage._event != nil}
+  public var hasEvent: Bool {self._event != nil}
   /// Clears the value of `event`. Subsequent reads from it will return its default value.
-  public mutating func clearEvent() {_uniqueStorage()._event = nil}
+  public mutating func clearEvent() {self._event = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _position: Parley_UserPosition? = nil
+  fileprivate var _event: Parley_Event? = nil
 }
 
 /// A change in the system. Stored in the log of every region; the audience
@@ -613,6 +1130,62 @@ public nonisolated struct Parley_Event: Sendable {
     set {kind = .conversationMuted(newValue)}
   }
 
+  public var friendshipChanged: Parley_FriendshipChanged {
+    get {
+      if case .friendshipChanged(let v)? = kind {return v}
+      return Parley_FriendshipChanged()
+    }
+    set {kind = .friendshipChanged(newValue)}
+  }
+
+  public var userBlocked: Parley_UserBlocked {
+    get {
+      if case .userBlocked(let v)? = kind {return v}
+      return Parley_UserBlocked()
+    }
+    set {kind = .userBlocked(newValue)}
+  }
+
+  public var remarkSet: Parley_RemarkSet {
+    get {
+      if case .remarkSet(let v)? = kind {return v}
+      return Parley_RemarkSet()
+    }
+    set {kind = .remarkSet(newValue)}
+  }
+
+  public var groupUpdated: Parley_GroupUpdated {
+    get {
+      if case .groupUpdated(let v)? = kind {return v}
+      return Parley_GroupUpdated()
+    }
+    set {kind = .groupUpdated(newValue)}
+  }
+
+  public var memberUpdated: Parley_MemberUpdated {
+    get {
+      if case .memberUpdated(let v)? = kind {return v}
+      return Parley_MemberUpdated()
+    }
+    set {kind = .memberUpdated(newValue)}
+  }
+
+  public var conversationPinned: Parley_ConversationPinned {
+    get {
+      if case .conversationPinned(let v)? = kind {return v}
+      return Parley_ConversationPinned()
+    }
+    set {kind = .conversationPinned(newValue)}
+  }
+
+  public var messageDeleted: Parley_MessageDeleted {
+    get {
+      if case .messageDeleted(let v)? = kind {return v}
+      return Parley_MessageDeleted()
+    }
+    set {kind = .messageDeleted(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -627,6 +1200,13 @@ public nonisolated struct Parley_Event: Sendable {
     case profileSet(Parley_ProfileSet)
     case pushRegistered(Parley_PushRegistered)
     case conversationMuted(Parley_ConversationMuted)
+    case friendshipChanged(Parley_FriendshipChanged)
+    case userBlocked(Parley_UserBlocked)
+    case remarkSet(Parley_RemarkSet)
+    case groupUpdated(Parley_GroupUpdated)
+    case memberUpdated(Parley_MemberUpdated)
+    case conversationPinned(Parley_ConversationPinned)
+    case messageDeleted(Parley_MessageDeleted)
 
   }
 
@@ -660,42 +1240,93 @@ public nonisolated struct Parley_UserRegistered: Sendable {
   public init() {}
 }
 
-public nonisolated struct Parley_MessagePosted: Sendable {
+public nonisolated struct Parley_MessagePosted: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var messageID: String = String()
+  public var messageID: String {
+    get {_storage._messageID}
+    set {_uniqueStorage()._messageID = newValue}
+  }
 
-  public var conversationID: String = String()
+  public var conversationID: String {
+    get {_storage._conversationID}
+    set {_uniqueStorage()._conversationID = newValue}
+  }
 
-  public var sender: String = String()
+  public var sender: String {
+    get {_storage._sender}
+    set {_uniqueStorage()._sender = newValue}
+  }
 
-  public var senderDevice: String = String()
+  public var senderDevice: String {
+    get {_storage._senderDevice}
+    set {_uniqueStorage()._senderDevice = newValue}
+  }
 
-  public var clientMsgID: String = String()
+  public var clientMsgID: String {
+    get {_storage._clientMsgID}
+    set {_uniqueStorage()._clientMsgID = newValue}
+  }
 
-  public var body: String = String()
+  public var body: String {
+    get {_storage._body}
+    set {_uniqueStorage()._body = newValue}
+  }
 
   /// The message's current state, set in sync and history answers (the log
   /// keeps the event as posted): edited, recalled (body then empty), or
   /// hidden (another message of the same sender and client_msg_id won;
   /// docs/REPLICATION.md). Devices show neither recalled bodies nor hidden messages.
-  public var edited: Bool = false
+  public var edited: Bool {
+    get {_storage._edited}
+    set {_uniqueStorage()._edited = newValue}
+  }
 
-  public var recalled: Bool = false
+  public var recalled: Bool {
+    get {_storage._recalled}
+    set {_uniqueStorage()._recalled = newValue}
+  }
 
-  public var hidden: Bool = false
+  public var hidden: Bool {
+    get {_storage._hidden}
+    set {_uniqueStorage()._hidden = newValue}
+  }
 
   /// The other copies of this sender's client_msg_id that this message won
   /// over (two regions accepted one send during a failover). Set in sync,
   /// history and replicated pushes; a device showing any of them removes it
   /// and shows this one (docs/PROTOCOL.md, "Messages accepted twice").
-  public var replaces: [String] = []
+  public var replaces: [String] {
+    get {_storage._replaces}
+    set {_uniqueStorage()._replaces = newValue}
+  }
+
+  public var attachment: Parley_Attachment {
+    get {_storage._attachment ?? Parley_Attachment()}
+    set {_uniqueStorage()._attachment = newValue}
+  }
+  /// Returns true if `attachment` has been explicitly set.
+  public var hasAttachment: Bool {_storage._attachment != nil}
+  /// Clears the value of `attachment`. Subsequent reads from it will return its default value.
+  public mutating func clearAttachment() {_uniqueStorage()._attachment = nil}
+
+  public var replyTo: String {
+    get {_storage._replyTo}
+    set {_uniqueStorage()._replyTo = newValue}
+  }
+
+  public var mentions: [String] {
+    get {_storage._mentions}
+    set {_uniqueStorage()._mentions = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Parley_ReadMoved: Sendable {
@@ -920,6 +1551,9 @@ public nonisolated struct Parley_UnreadCounts: Sendable {
   // methods supported on all messages.
 
   public var byConversation: Dictionary<String,UInt64> = [:]
+
+  /// The sum over every conversation.
+  public var total: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1194,17 +1828,576 @@ public nonisolated struct Parley_ConversationMuted: Sendable {
   public init() {}
 }
 
+/// Asks `user_id` to be friends, with a greeting (at most 1 KiB). When
+/// `user_id` had already asked the signed-in user, they become friends.
+public nonisolated struct Parley_FriendRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var greeting: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Accepts or declines the pending request `user_id` sent.
+public nonisolated struct Parley_FriendRespond: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var accept: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Ends a friendship, or withdraws a request the signed-in user sent.
+public nonisolated struct Parley_FriendRemove: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Blocks (or unblocks) `user_id`: they can no longer message, invite or
+/// friend-request the signed-in user. Only the blocker's devices hear of it.
+public nonisolated struct Parley_BlockUser: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var blocked: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The signed-in user's private name for a contact (at most 256 bytes; "" clears it).
+public nonisolated struct Parley_SetRemark: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var remark: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_FriendsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_Friend: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var status: Parley_FriendStatus = .unspecified
+
+  /// The pending request's greeting.
+  public var greeting: String = String()
+
+  public var remark: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_FriendList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Sorted by user id; requests from users the signed-in user blocked are left out.
+  public var friends: [Parley_Friend] = []
+
+  public var blocked: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A friendship between `user_id` (who acted) and `peer` changed; both hear of it.
+public nonisolated struct Parley_FriendshipChanged: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var peer: String = String()
+
+  public var action: Parley_FriendAction = .unspecified
+
+  public var greeting: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_UserBlocked: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var peer: String = String()
+
+  public var blocked: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_RemarkSet: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var peer: String = String()
+
+  public var remark: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_UpdateGroup: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  public var field: Parley_GroupField = .unspecified
+
+  public var value: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_UpdateMember: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  public var userID: String = String()
+
+  public var field: Parley_MemberField = .unspecified
+
+  public var value: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Joins a group whose join policy is "open".
+public nonisolated struct Parley_JoinGroup: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_MembersRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  /// Page after this user id (exclusive); empty for the first page.
+  public var afterUserID: String = String()
+
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_GroupMember: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  /// "owner", "admin" or "member".
+  public var role: String = String()
+
+  public var nickname: String = String()
+
+  public var mutedUntilMs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_MemberList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Sorted by user id.
+  public var members: [Parley_GroupMember] = []
+
+  public var more: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_GroupInfoRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_GroupInfo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  public var name: String = String()
+
+  public var owner: String = String()
+
+  public var announcement: String = String()
+
+  public var join: String = String()
+
+  public var invite: String = String()
+
+  public var muteAll: Bool = false
+
+  public var dissolved: Bool = false
+
+  public var memberCount: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_GroupUpdated: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  public var by: String = String()
+
+  public var field: Parley_GroupField = .unspecified
+
+  public var value: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_MemberUpdated: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var groupID: String = String()
+
+  public var userID: String = String()
+
+  public var by: String = String()
+
+  public var field: Parley_MemberField = .unspecified
+
+  public var value: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Deletes a message for the signed-in user's devices only, or for everyone
+/// (a recall: the same tombstone, with the same permissions and window).
+public nonisolated struct Parley_DeleteMessage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var messageID: String = String()
+
+  public var forEveryone: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_MessageDeleted: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var messageID: String = String()
+
+  public var conversationID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Who read what in a conversation the signed-in user is in.
+public nonisolated struct Parley_ReceiptsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var conversationID: String = String()
+
+  /// The messages to count readers of (at most 200).
+  public var messageIds: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_Receipts: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Per message asked: how many members other than its sender read it.
+  public var readBy: Dictionary<String,UInt32> = [:]
+
+  /// Each other member's read marker: the newest message they read (direct
+  /// conversations, and groups of at most 100 members).
+  public var markers: Dictionary<String,String> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// "I am typing" (or stopped): never stored, never an event; pushed as a
+/// `typing_notice` to the conversation's other members connected to this
+/// region. At most one per conversation per second is passed on.
+public nonisolated struct Parley_Typing: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var conversationID: String = String()
+
+  public var typing: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_TypingNotice: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var conversationID: String = String()
+
+  public var userID: String = String()
+
+  public var typing: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_ConversationsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// At most this many (default 100, at most 1,000).
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_ConversationSummary: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var conversationID: String = String()
+
+  /// A group's name; a direct conversation's other user.
+  public var name: String = String()
+
+  /// The newest message, as it stands now (edited, recalled).
+  public var lastMessage: Parley_Event {
+    get {_lastMessage ?? Parley_Event()}
+    set {_lastMessage = newValue}
+  }
+  /// Returns true if `lastMessage` has been explicitly set.
+  public var hasLastMessage: Bool {self._lastMessage != nil}
+  /// Clears the value of `lastMessage`. Subsequent reads from it will return its default value.
+  public mutating func clearLastMessage() {self._lastMessage = nil}
+
+  /// The hlc of the newest message.
+  public var lastActivity: UInt64 = 0
+
+  public var unread: UInt64 = 0
+
+  public var pinned: Bool = false
+
+  public var muted: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _lastMessage: Parley_Event? = nil
+}
+
+public nonisolated struct Parley_ConversationList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Pinned first, then by last activity, newest first.
+  public var conversations: [Parley_ConversationSummary] = []
+
+  public var more: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Pins (or unpins) a conversation on every device of the signed-in user.
+public nonisolated struct Parley_PinConversation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var conversationID: String = String()
+
+  public var pinned: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Parley_ConversationPinned: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var conversationID: String = String()
+
+  public var pinned: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "parley"
+
+nonisolated extension Parley_AttachmentKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ATTACHMENT_NONE\0\u{1}ATTACHMENT_IMAGE\0\u{1}ATTACHMENT_FILE\0\u{1}ATTACHMENT_VOICE\0\u{1}ATTACHMENT_VIDEO\0")
+}
 
 nonisolated extension Parley_Durability: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DURABILITY_DEFAULT\0\u{1}DURABILITY_LOCAL\0\u{1}DURABILITY_GEO\0")
 }
 
+nonisolated extension Parley_FriendStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FRIEND_STATUS_UNSPECIFIED\0\u{1}FRIEND\0\u{1}FRIEND_INCOMING\0\u{1}FRIEND_OUTGOING\0")
+}
+
+nonisolated extension Parley_FriendAction: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FRIEND_ACTION_UNSPECIFIED\0\u{1}FRIEND_REQUESTED\0\u{1}FRIEND_ACCEPTED\0\u{1}FRIEND_DECLINED\0\u{1}FRIEND_REMOVED\0")
+}
+
+nonisolated extension Parley_GroupField: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GROUP_FIELD_UNSPECIFIED\0\u{1}GROUP_NAME\0\u{1}GROUP_ANNOUNCEMENT\0\u{1}GROUP_OWNER\0\u{1}GROUP_JOIN\0\u{1}GROUP_INVITE\0\u{1}GROUP_MUTE_ALL\0\u{1}GROUP_DISSOLVED\0")
+}
+
+nonisolated extension Parley_MemberField: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MEMBER_FIELD_UNSPECIFIED\0\u{1}MEMBER_ROLE\0\u{1}MEMBER_NICKNAME\0\u{1}MEMBER_MUTED_UNTIL\0")
+}
+
 nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Frame"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0\u{3}register_push\0\u{1}mute\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0\u{3}register_push\0\u{1}mute\0\u{3}friend_request\0\u{3}friend_respond\0\u{3}friend_remove\0\u{1}block\0\u{3}set_remark\0\u{1}friends\0\u{3}friend_list\0\u{3}update_group\0\u{3}update_member\0\u{3}join_group\0\u{1}members\0\u{3}member_list\0\u{3}group_info\0\u{1}group\0\u{1}delete\0\u{1}receipts\0\u{3}receipts_answer\0\u{1}typing\0\u{3}typing_notice\0\u{1}conversations\0\u{3}conversation_list\0\u{1}pin\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1564,6 +2757,292 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
           self.body = .mute(v)
         }
       }()
+      case 29: try {
+        var v: Parley_FriendRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .friendRequest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .friendRequest(v)
+        }
+      }()
+      case 30: try {
+        var v: Parley_FriendRespond?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .friendRespond(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .friendRespond(v)
+        }
+      }()
+      case 31: try {
+        var v: Parley_FriendRemove?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .friendRemove(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .friendRemove(v)
+        }
+      }()
+      case 32: try {
+        var v: Parley_BlockUser?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .block(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .block(v)
+        }
+      }()
+      case 33: try {
+        var v: Parley_SetRemark?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .setRemark(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .setRemark(v)
+        }
+      }()
+      case 34: try {
+        var v: Parley_FriendsRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .friends(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .friends(v)
+        }
+      }()
+      case 35: try {
+        var v: Parley_FriendList?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .friendList(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .friendList(v)
+        }
+      }()
+      case 36: try {
+        var v: Parley_UpdateGroup?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .updateGroup(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .updateGroup(v)
+        }
+      }()
+      case 37: try {
+        var v: Parley_UpdateMember?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .updateMember(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .updateMember(v)
+        }
+      }()
+      case 38: try {
+        var v: Parley_JoinGroup?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .joinGroup(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .joinGroup(v)
+        }
+      }()
+      case 39: try {
+        var v: Parley_MembersRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .members(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .members(v)
+        }
+      }()
+      case 40: try {
+        var v: Parley_MemberList?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .memberList(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .memberList(v)
+        }
+      }()
+      case 41: try {
+        var v: Parley_GroupInfoRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .groupInfo(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .groupInfo(v)
+        }
+      }()
+      case 42: try {
+        var v: Parley_GroupInfo?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .group(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .group(v)
+        }
+      }()
+      case 43: try {
+        var v: Parley_DeleteMessage?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .delete(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .delete(v)
+        }
+      }()
+      case 44: try {
+        var v: Parley_ReceiptsRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .receipts(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .receipts(v)
+        }
+      }()
+      case 45: try {
+        var v: Parley_Receipts?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .receiptsAnswer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .receiptsAnswer(v)
+        }
+      }()
+      case 46: try {
+        var v: Parley_Typing?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .typing(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .typing(v)
+        }
+      }()
+      case 47: try {
+        var v: Parley_TypingNotice?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .typingNotice(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .typingNotice(v)
+        }
+      }()
+      case 48: try {
+        var v: Parley_ConversationsRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .conversations(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .conversations(v)
+        }
+      }()
+      case 49: try {
+        var v: Parley_ConversationList?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .conversationList(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .conversationList(v)
+        }
+      }()
+      case 50: try {
+        var v: Parley_PinConversation?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .pin(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .pin(v)
+        }
+      }()
       default: break
       }
     }
@@ -1686,6 +3165,94 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
       guard case .mute(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
     }()
+    case .friendRequest?: try {
+      guard case .friendRequest(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
+    }()
+    case .friendRespond?: try {
+      guard case .friendRespond(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+    }()
+    case .friendRemove?: try {
+      guard case .friendRemove(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+    }()
+    case .block?: try {
+      guard case .block(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+    }()
+    case .setRemark?: try {
+      guard case .setRemark(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
+    }()
+    case .friends?: try {
+      guard case .friends(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
+    }()
+    case .friendList?: try {
+      guard case .friendList(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
+    }()
+    case .updateGroup?: try {
+      guard case .updateGroup(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
+    }()
+    case .updateMember?: try {
+      guard case .updateMember(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
+    }()
+    case .joinGroup?: try {
+      guard case .joinGroup(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 38)
+    }()
+    case .members?: try {
+      guard case .members(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 39)
+    }()
+    case .memberList?: try {
+      guard case .memberList(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+    }()
+    case .groupInfo?: try {
+      guard case .groupInfo(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+    }()
+    case .group?: try {
+      guard case .group(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+    }()
+    case .delete?: try {
+      guard case .delete(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
+    }()
+    case .receipts?: try {
+      guard case .receipts(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 44)
+    }()
+    case .receiptsAnswer?: try {
+      guard case .receiptsAnswer(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 45)
+    }()
+    case .typing?: try {
+      guard case .typing(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 46)
+    }()
+    case .typingNotice?: try {
+      guard case .typingNotice(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 47)
+    }()
+    case .conversations?: try {
+      guard case .conversations(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 48)
+    }()
+    case .conversationList?: try {
+      guard case .conversationList(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 49)
+    }()
+    case .pin?: try {
+      guard case .pin(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1781,7 +3348,7 @@ nonisolated extension Parley_AuthOk: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension Parley_Send: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Send"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_msg_id\0\u{3}to_user\0\u{3}group_id\0\u{1}body\0\u{1}durability\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_msg_id\0\u{3}to_user\0\u{3}group_id\0\u{1}body\0\u{1}durability\0\u{1}attachment\0\u{3}reply_to\0\u{1}mentions\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1808,6 +3375,9 @@ nonisolated extension Parley_Send: SwiftProtobuf.Message, SwiftProtobuf._Message
       }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.body) }()
       case 5: try { try decoder.decodeSingularEnumField(value: &self.durability) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._attachment) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.replyTo) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.mentions) }()
       default: break
       }
     }
@@ -1838,6 +3408,15 @@ nonisolated extension Parley_Send: SwiftProtobuf.Message, SwiftProtobuf._Message
     if self.durability != .default {
       try visitor.visitSingularEnumField(value: self.durability, fieldNumber: 5)
     }
+    try { if let v = self._attachment {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if !self.replyTo.isEmpty {
+      try visitor.visitSingularStringField(value: self.replyTo, fieldNumber: 7)
+    }
+    if !self.mentions.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.mentions, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1846,6 +3425,74 @@ nonisolated extension Parley_Send: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs.target != rhs.target {return false}
     if lhs.body != rhs.body {return false}
     if lhs.durability != rhs.durability {return false}
+    if lhs._attachment != rhs._attachment {return false}
+    if lhs.replyTo != rhs.replyTo {return false}
+    if lhs.mentions != rhs.mentions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_Attachment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Attachment"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}url\0\u{1}size\0\u{3}mime_type\0\u{1}width\0\u{1}height\0\u{3}duration_ms\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.url) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.mimeType) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.width) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.height) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.durationMs) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.kind != .attachmentNone {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    }
+    if !self.url.isEmpty {
+      try visitor.visitSingularStringField(value: self.url, fieldNumber: 2)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 3)
+    }
+    if !self.mimeType.isEmpty {
+      try visitor.visitSingularStringField(value: self.mimeType, fieldNumber: 4)
+    }
+    if self.width != 0 {
+      try visitor.visitSingularUInt32Field(value: self.width, fieldNumber: 5)
+    }
+    if self.height != 0 {
+      try visitor.visitSingularUInt32Field(value: self.height, fieldNumber: 6)
+    }
+    if self.durationMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.durationMs, fieldNumber: 7)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_Attachment, rhs: Parley_Attachment) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.url != rhs.url {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.mimeType != rhs.mimeType {return false}
+    if lhs.width != rhs.width {return false}
+    if lhs.height != rhs.height {return false}
+    if lhs.durationMs != rhs.durationMs {return false}
+    if lhs.name != rhs.name {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1984,74 +3631,36 @@ nonisolated extension Parley_Push: SwiftProtobuf.Message, SwiftProtobuf._Message
   public static let protoMessageName: String = _protobuf_package + ".Push"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}position\0\u{1}event\0")
 
-  fileprivate class _StorageClass {
-    var _position: Parley_UserPosition? = nil
-    var _event: Parley_Event? = nil
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _position = source._position
-      _event = source._event
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._position) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._event) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._position) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._event) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._position {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._event {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-    }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._position {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._event {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Parley_Push, rhs: Parley_Push) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._position != rhs_storage._position {return false}
-        if _storage._event != rhs_storage._event {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._position != rhs._position {return false}
+    if lhs._event != rhs._event {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2059,7 +3668,7 @@ nonisolated extension Parley_Push: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}seq\0\u{1}hlc\0\u{1}deps\0\u{1}audience\0\u{4}\u{5}user_registered\0\u{3}message_posted\0\u{3}read_moved\0\u{3}group_created\0\u{3}message_edited\0\u{3}message_recalled\0\u{3}member_added\0\u{3}member_removed\0\u{3}profile_set\0\u{3}push_registered\0\u{3}conversation_muted\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}seq\0\u{1}hlc\0\u{1}deps\0\u{1}audience\0\u{4}\u{5}user_registered\0\u{3}message_posted\0\u{3}read_moved\0\u{3}group_created\0\u{3}message_edited\0\u{3}message_recalled\0\u{3}member_added\0\u{3}member_removed\0\u{3}profile_set\0\u{3}push_registered\0\u{3}conversation_muted\0\u{3}friendship_changed\0\u{3}user_blocked\0\u{3}remark_set\0\u{3}group_updated\0\u{3}member_updated\0\u{3}conversation_pinned\0\u{3}message_deleted\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2215,6 +3824,97 @@ nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
           self.kind = .conversationMuted(v)
         }
       }()
+      case 21: try {
+        var v: Parley_FriendshipChanged?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .friendshipChanged(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .friendshipChanged(v)
+        }
+      }()
+      case 22: try {
+        var v: Parley_UserBlocked?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .userBlocked(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .userBlocked(v)
+        }
+      }()
+      case 23: try {
+        var v: Parley_RemarkSet?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .remarkSet(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .remarkSet(v)
+        }
+      }()
+      case 24: try {
+        var v: Parley_GroupUpdated?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .groupUpdated(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .groupUpdated(v)
+        }
+      }()
+      case 25: try {
+        var v: Parley_MemberUpdated?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .memberUpdated(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .memberUpdated(v)
+        }
+      }()
+      case 26: try {
+        var v: Parley_ConversationPinned?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .conversationPinned(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .conversationPinned(v)
+        }
+      }()
+      case 27: try {
+        var v: Parley_MessageDeleted?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .messageDeleted(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .messageDeleted(v)
+        }
+      }()
       default: break
       }
     }
@@ -2284,6 +3984,34 @@ nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
     case .conversationMuted?: try {
       guard case .conversationMuted(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .friendshipChanged?: try {
+      guard case .friendshipChanged(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
+    case .userBlocked?: try {
+      guard case .userBlocked(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
+    case .remarkSet?: try {
+      guard case .remarkSet(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    }()
+    case .groupUpdated?: try {
+      guard case .groupUpdated(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
+    case .memberUpdated?: try {
+      guard case .memberUpdated(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
+    case .conversationPinned?: try {
+      guard case .conversationPinned(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .messageDeleted?: try {
+      guard case .messageDeleted(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
     }()
     case nil: break
     }
@@ -2369,74 +4097,153 @@ nonisolated extension Parley_UserRegistered: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Parley_MessagePosted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MessagePosted"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}message_id\0\u{3}conversation_id\0\u{1}sender\0\u{3}sender_device\0\u{3}client_msg_id\0\u{1}body\0\u{1}edited\0\u{1}recalled\0\u{1}hidden\0\u{1}replaces\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}message_id\0\u{3}conversation_id\0\u{1}sender\0\u{3}sender_device\0\u{3}client_msg_id\0\u{1}body\0\u{1}edited\0\u{1}recalled\0\u{1}hidden\0\u{1}replaces\0\u{1}attachment\0\u{3}reply_to\0\u{1}mentions\0")
+
+  fileprivate class _StorageClass {
+    var _messageID: String = String()
+    var _conversationID: String = String()
+    var _sender: String = String()
+    var _senderDevice: String = String()
+    var _clientMsgID: String = String()
+    var _body: String = String()
+    var _edited: Bool = false
+    var _recalled: Bool = false
+    var _hidden: Bool = false
+    var _replaces: [String] = []
+    var _attachment: Parley_Attachment? = nil
+    var _replyTo: String = String()
+    var _mentions: [String] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _messageID = source._messageID
+      _conversationID = source._conversationID
+      _sender = source._sender
+      _senderDevice = source._senderDevice
+      _clientMsgID = source._clientMsgID
+      _body = source._body
+      _edited = source._edited
+      _recalled = source._recalled
+      _hidden = source._hidden
+      _replaces = source._replaces
+      _attachment = source._attachment
+      _replyTo = source._replyTo
+      _mentions = source._mentions
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.messageID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.sender) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.senderDevice) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.clientMsgID) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.body) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self.edited) }()
-      case 8: try { try decoder.decodeSingularBoolField(value: &self.recalled) }()
-      case 9: try { try decoder.decodeSingularBoolField(value: &self.hidden) }()
-      case 10: try { try decoder.decodeRepeatedStringField(value: &self.replaces) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._messageID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._conversationID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._sender) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._senderDevice) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._clientMsgID) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._body) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._edited) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._recalled) }()
+        case 9: try { try decoder.decodeSingularBoolField(value: &_storage._hidden) }()
+        case 10: try { try decoder.decodeRepeatedStringField(value: &_storage._replaces) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._attachment) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._replyTo) }()
+        case 13: try { try decoder.decodeRepeatedStringField(value: &_storage._mentions) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.messageID.isEmpty {
-      try visitor.visitSingularStringField(value: self.messageID, fieldNumber: 1)
-    }
-    if !self.conversationID.isEmpty {
-      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 2)
-    }
-    if !self.sender.isEmpty {
-      try visitor.visitSingularStringField(value: self.sender, fieldNumber: 3)
-    }
-    if !self.senderDevice.isEmpty {
-      try visitor.visitSingularStringField(value: self.senderDevice, fieldNumber: 4)
-    }
-    if !self.clientMsgID.isEmpty {
-      try visitor.visitSingularStringField(value: self.clientMsgID, fieldNumber: 5)
-    }
-    if !self.body.isEmpty {
-      try visitor.visitSingularStringField(value: self.body, fieldNumber: 6)
-    }
-    if self.edited != false {
-      try visitor.visitSingularBoolField(value: self.edited, fieldNumber: 7)
-    }
-    if self.recalled != false {
-      try visitor.visitSingularBoolField(value: self.recalled, fieldNumber: 8)
-    }
-    if self.hidden != false {
-      try visitor.visitSingularBoolField(value: self.hidden, fieldNumber: 9)
-    }
-    if !self.replaces.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.replaces, fieldNumber: 10)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._messageID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._messageID, fieldNumber: 1)
+      }
+      if !_storage._conversationID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._conversationID, fieldNumber: 2)
+      }
+      if !_storage._sender.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._sender, fieldNumber: 3)
+      }
+      if !_storage._senderDevice.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._senderDevice, fieldNumber: 4)
+      }
+      if !_storage._clientMsgID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._clientMsgID, fieldNumber: 5)
+      }
+      if !_storage._body.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._body, fieldNumber: 6)
+      }
+      if _storage._edited != false {
+        try visitor.visitSingularBoolField(value: _storage._edited, fieldNumber: 7)
+      }
+      if _storage._recalled != false {
+        try visitor.visitSingularBoolField(value: _storage._recalled, fieldNumber: 8)
+      }
+      if _storage._hidden != false {
+        try visitor.visitSingularBoolField(value: _storage._hidden, fieldNumber: 9)
+      }
+      if !_storage._replaces.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._replaces, fieldNumber: 10)
+      }
+      try { if let v = _storage._attachment {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if !_storage._replyTo.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._replyTo, fieldNumber: 12)
+      }
+      if !_storage._mentions.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._mentions, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Parley_MessagePosted, rhs: Parley_MessagePosted) -> Bool {
-    if lhs.messageID != rhs.messageID {return false}
-    if lhs.conversationID != rhs.conversationID {return false}
-    if lhs.sender != rhs.sender {return false}
-    if lhs.senderDevice != rhs.senderDevice {return false}
-    if lhs.clientMsgID != rhs.clientMsgID {return false}
-    if lhs.body != rhs.body {return false}
-    if lhs.edited != rhs.edited {return false}
-    if lhs.recalled != rhs.recalled {return false}
-    if lhs.hidden != rhs.hidden {return false}
-    if lhs.replaces != rhs.replaces {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._messageID != rhs_storage._messageID {return false}
+        if _storage._conversationID != rhs_storage._conversationID {return false}
+        if _storage._sender != rhs_storage._sender {return false}
+        if _storage._senderDevice != rhs_storage._senderDevice {return false}
+        if _storage._clientMsgID != rhs_storage._clientMsgID {return false}
+        if _storage._body != rhs_storage._body {return false}
+        if _storage._edited != rhs_storage._edited {return false}
+        if _storage._recalled != rhs_storage._recalled {return false}
+        if _storage._hidden != rhs_storage._hidden {return false}
+        if _storage._replaces != rhs_storage._replaces {return false}
+        if _storage._attachment != rhs_storage._attachment {return false}
+        if _storage._replyTo != rhs_storage._replyTo {return false}
+        if _storage._mentions != rhs_storage._mentions {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2916,7 +4723,7 @@ nonisolated extension Parley_UnreadRequest: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Parley_UnreadCounts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnreadCounts"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}by_conversation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}by_conversation\0\u{1}total\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2925,6 +4732,7 @@ nonisolated extension Parley_UnreadCounts: SwiftProtobuf.Message, SwiftProtobuf.
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.byConversation) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.total) }()
       default: break
       }
     }
@@ -2934,11 +4742,15 @@ nonisolated extension Parley_UnreadCounts: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.byConversation.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: self.byConversation, fieldNumber: 1)
     }
+    if self.total != 0 {
+      try visitor.visitSingularUInt64Field(value: self.total, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Parley_UnreadCounts, rhs: Parley_UnreadCounts) -> Bool {
     if lhs.byConversation != rhs.byConversation {return false}
+    if lhs.total != rhs.total {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3563,6 +5375,1254 @@ nonisolated extension Parley_ConversationMuted: SwiftProtobuf.Message, SwiftProt
     if lhs.userID != rhs.userID {return false}
     if lhs.conversationID != rhs.conversationID {return false}
     if lhs.muted != rhs.muted {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_FriendRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FriendRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}greeting\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.greeting) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.greeting.isEmpty {
+      try visitor.visitSingularStringField(value: self.greeting, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_FriendRequest, rhs: Parley_FriendRequest) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.greeting != rhs.greeting {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_FriendRespond: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FriendRespond"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}accept\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.accept) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if self.accept != false {
+      try visitor.visitSingularBoolField(value: self.accept, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_FriendRespond, rhs: Parley_FriendRespond) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.accept != rhs.accept {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_FriendRemove: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FriendRemove"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_FriendRemove, rhs: Parley_FriendRemove) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_BlockUser: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BlockUser"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}blocked\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.blocked) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if self.blocked != false {
+      try visitor.visitSingularBoolField(value: self.blocked, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_BlockUser, rhs: Parley_BlockUser) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.blocked != rhs.blocked {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_SetRemark: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetRemark"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}remark\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.remark) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.remark.isEmpty {
+      try visitor.visitSingularStringField(value: self.remark, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_SetRemark, rhs: Parley_SetRemark) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.remark != rhs.remark {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_FriendsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FriendsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_FriendsRequest, rhs: Parley_FriendsRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_Friend: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Friend"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}status\0\u{1}greeting\0\u{1}remark\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.status) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.greeting) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.remark) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if self.status != .unspecified {
+      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 2)
+    }
+    if !self.greeting.isEmpty {
+      try visitor.visitSingularStringField(value: self.greeting, fieldNumber: 3)
+    }
+    if !self.remark.isEmpty {
+      try visitor.visitSingularStringField(value: self.remark, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_Friend, rhs: Parley_Friend) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.greeting != rhs.greeting {return false}
+    if lhs.remark != rhs.remark {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_FriendList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FriendList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}friends\0\u{1}blocked\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.friends) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.blocked) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.friends.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.friends, fieldNumber: 1)
+    }
+    if !self.blocked.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.blocked, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_FriendList, rhs: Parley_FriendList) -> Bool {
+    if lhs.friends != rhs.friends {return false}
+    if lhs.blocked != rhs.blocked {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_FriendshipChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FriendshipChanged"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}peer\0\u{1}action\0\u{1}greeting\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.peer) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.action) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.greeting) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.peer.isEmpty {
+      try visitor.visitSingularStringField(value: self.peer, fieldNumber: 2)
+    }
+    if self.action != .unspecified {
+      try visitor.visitSingularEnumField(value: self.action, fieldNumber: 3)
+    }
+    if !self.greeting.isEmpty {
+      try visitor.visitSingularStringField(value: self.greeting, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_FriendshipChanged, rhs: Parley_FriendshipChanged) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.peer != rhs.peer {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.greeting != rhs.greeting {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_UserBlocked: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UserBlocked"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}peer\0\u{1}blocked\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.peer) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.blocked) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.peer.isEmpty {
+      try visitor.visitSingularStringField(value: self.peer, fieldNumber: 2)
+    }
+    if self.blocked != false {
+      try visitor.visitSingularBoolField(value: self.blocked, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_UserBlocked, rhs: Parley_UserBlocked) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.peer != rhs.peer {return false}
+    if lhs.blocked != rhs.blocked {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_RemarkSet: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemarkSet"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}peer\0\u{1}remark\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.peer) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.remark) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.peer.isEmpty {
+      try visitor.visitSingularStringField(value: self.peer, fieldNumber: 2)
+    }
+    if !self.remark.isEmpty {
+      try visitor.visitSingularStringField(value: self.remark, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_RemarkSet, rhs: Parley_RemarkSet) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.peer != rhs.peer {return false}
+    if lhs.remark != rhs.remark {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_UpdateGroup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateGroup"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{1}field\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.field) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    if self.field != .unspecified {
+      try visitor.visitSingularEnumField(value: self.field, fieldNumber: 2)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_UpdateGroup, rhs: Parley_UpdateGroup) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.field != rhs.field {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_UpdateMember: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateMember"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{3}user_id\0\u{1}field\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.field) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 2)
+    }
+    if self.field != .unspecified {
+      try visitor.visitSingularEnumField(value: self.field, fieldNumber: 3)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_UpdateMember, rhs: Parley_UpdateMember) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.userID != rhs.userID {return false}
+    if lhs.field != rhs.field {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_JoinGroup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JoinGroup"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_JoinGroup, rhs: Parley_JoinGroup) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_MembersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MembersRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{3}after_user_id\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.afterUserID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    if !self.afterUserID.isEmpty {
+      try visitor.visitSingularStringField(value: self.afterUserID, fieldNumber: 2)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_MembersRequest, rhs: Parley_MembersRequest) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.afterUserID != rhs.afterUserID {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_GroupMember: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GroupMember"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}role\0\u{1}nickname\0\u{3}muted_until_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.nickname) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.mutedUntilMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 2)
+    }
+    if !self.nickname.isEmpty {
+      try visitor.visitSingularStringField(value: self.nickname, fieldNumber: 3)
+    }
+    if self.mutedUntilMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.mutedUntilMs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_GroupMember, rhs: Parley_GroupMember) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.role != rhs.role {return false}
+    if lhs.nickname != rhs.nickname {return false}
+    if lhs.mutedUntilMs != rhs.mutedUntilMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_MemberList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemberList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}members\0\u{1}more\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.more) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 1)
+    }
+    if self.more != false {
+      try visitor.visitSingularBoolField(value: self.more, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_MemberList, rhs: Parley_MemberList) -> Bool {
+    if lhs.members != rhs.members {return false}
+    if lhs.more != rhs.more {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_GroupInfoRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GroupInfoRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_GroupInfoRequest, rhs: Parley_GroupInfoRequest) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_GroupInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GroupInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{1}name\0\u{1}owner\0\u{1}announcement\0\u{1}join\0\u{1}invite\0\u{3}mute_all\0\u{1}dissolved\0\u{3}member_count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.owner) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.announcement) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.join) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.invite) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.muteAll) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.dissolved) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.memberCount) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if !self.owner.isEmpty {
+      try visitor.visitSingularStringField(value: self.owner, fieldNumber: 3)
+    }
+    if !self.announcement.isEmpty {
+      try visitor.visitSingularStringField(value: self.announcement, fieldNumber: 4)
+    }
+    if !self.join.isEmpty {
+      try visitor.visitSingularStringField(value: self.join, fieldNumber: 5)
+    }
+    if !self.invite.isEmpty {
+      try visitor.visitSingularStringField(value: self.invite, fieldNumber: 6)
+    }
+    if self.muteAll != false {
+      try visitor.visitSingularBoolField(value: self.muteAll, fieldNumber: 7)
+    }
+    if self.dissolved != false {
+      try visitor.visitSingularBoolField(value: self.dissolved, fieldNumber: 8)
+    }
+    if self.memberCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.memberCount, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_GroupInfo, rhs: Parley_GroupInfo) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.owner != rhs.owner {return false}
+    if lhs.announcement != rhs.announcement {return false}
+    if lhs.join != rhs.join {return false}
+    if lhs.invite != rhs.invite {return false}
+    if lhs.muteAll != rhs.muteAll {return false}
+    if lhs.dissolved != rhs.dissolved {return false}
+    if lhs.memberCount != rhs.memberCount {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_GroupUpdated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GroupUpdated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{1}by\0\u{1}field\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.by) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.field) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    if !self.by.isEmpty {
+      try visitor.visitSingularStringField(value: self.by, fieldNumber: 2)
+    }
+    if self.field != .unspecified {
+      try visitor.visitSingularEnumField(value: self.field, fieldNumber: 3)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_GroupUpdated, rhs: Parley_GroupUpdated) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.by != rhs.by {return false}
+    if lhs.field != rhs.field {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_MemberUpdated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemberUpdated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}group_id\0\u{3}user_id\0\u{1}by\0\u{1}field\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.groupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.by) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.field) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.groupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupID, fieldNumber: 1)
+    }
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 2)
+    }
+    if !self.by.isEmpty {
+      try visitor.visitSingularStringField(value: self.by, fieldNumber: 3)
+    }
+    if self.field != .unspecified {
+      try visitor.visitSingularEnumField(value: self.field, fieldNumber: 4)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_MemberUpdated, rhs: Parley_MemberUpdated) -> Bool {
+    if lhs.groupID != rhs.groupID {return false}
+    if lhs.userID != rhs.userID {return false}
+    if lhs.by != rhs.by {return false}
+    if lhs.field != rhs.field {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_DeleteMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteMessage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}message_id\0\u{3}for_everyone\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.messageID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.forEveryone) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.messageID.isEmpty {
+      try visitor.visitSingularStringField(value: self.messageID, fieldNumber: 1)
+    }
+    if self.forEveryone != false {
+      try visitor.visitSingularBoolField(value: self.forEveryone, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_DeleteMessage, rhs: Parley_DeleteMessage) -> Bool {
+    if lhs.messageID != rhs.messageID {return false}
+    if lhs.forEveryone != rhs.forEveryone {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_MessageDeleted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MessageDeleted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}message_id\0\u{3}conversation_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.messageID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.messageID.isEmpty {
+      try visitor.visitSingularStringField(value: self.messageID, fieldNumber: 2)
+    }
+    if !self.conversationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_MessageDeleted, rhs: Parley_MessageDeleted) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.messageID != rhs.messageID {return false}
+    if lhs.conversationID != rhs.conversationID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_ReceiptsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReceiptsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}conversation_id\0\u{3}message_ids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.messageIds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conversationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 1)
+    }
+    if !self.messageIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.messageIds, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_ReceiptsRequest, rhs: Parley_ReceiptsRequest) -> Bool {
+    if lhs.conversationID != rhs.conversationID {return false}
+    if lhs.messageIds != rhs.messageIds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_Receipts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Receipts"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}read_by\0\u{1}markers\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt32>.self, value: &self.readBy) }()
+      case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.markers) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.readBy.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt32>.self, value: self.readBy, fieldNumber: 1)
+    }
+    if !self.markers.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.markers, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_Receipts, rhs: Parley_Receipts) -> Bool {
+    if lhs.readBy != rhs.readBy {return false}
+    if lhs.markers != rhs.markers {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_Typing: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Typing"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}conversation_id\0\u{1}typing\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.typing) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conversationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 1)
+    }
+    if self.typing != false {
+      try visitor.visitSingularBoolField(value: self.typing, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_Typing, rhs: Parley_Typing) -> Bool {
+    if lhs.conversationID != rhs.conversationID {return false}
+    if lhs.typing != rhs.typing {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_TypingNotice: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TypingNotice"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}conversation_id\0\u{3}user_id\0\u{1}typing\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.typing) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conversationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 1)
+    }
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 2)
+    }
+    if self.typing != false {
+      try visitor.visitSingularBoolField(value: self.typing, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_TypingNotice, rhs: Parley_TypingNotice) -> Bool {
+    if lhs.conversationID != rhs.conversationID {return false}
+    if lhs.userID != rhs.userID {return false}
+    if lhs.typing != rhs.typing {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_ConversationsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConversationsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_ConversationsRequest, rhs: Parley_ConversationsRequest) -> Bool {
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_ConversationSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConversationSummary"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}conversation_id\0\u{1}name\0\u{3}last_message\0\u{3}last_activity\0\u{1}unread\0\u{1}pinned\0\u{1}muted\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._lastMessage) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.lastActivity) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.unread) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.pinned) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.muted) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.conversationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    try { if let v = self._lastMessage {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.lastActivity != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastActivity, fieldNumber: 4)
+    }
+    if self.unread != 0 {
+      try visitor.visitSingularUInt64Field(value: self.unread, fieldNumber: 5)
+    }
+    if self.pinned != false {
+      try visitor.visitSingularBoolField(value: self.pinned, fieldNumber: 6)
+    }
+    if self.muted != false {
+      try visitor.visitSingularBoolField(value: self.muted, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_ConversationSummary, rhs: Parley_ConversationSummary) -> Bool {
+    if lhs.conversationID != rhs.conversationID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs._lastMessage != rhs._lastMessage {return false}
+    if lhs.lastActivity != rhs.lastActivity {return false}
+    if lhs.unread != rhs.unread {return false}
+    if lhs.pinned != rhs.pinned {return false}
+    if lhs.muted != rhs.muted {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_ConversationList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConversationList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}conversations\0\u{1}more\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.conversations) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.more) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conversations.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.conversations, fieldNumber: 1)
+    }
+    if self.more != false {
+      try visitor.visitSingularBoolField(value: self.more, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_ConversationList, rhs: Parley_ConversationList) -> Bool {
+    if lhs.conversations != rhs.conversations {return false}
+    if lhs.more != rhs.more {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_PinConversation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PinConversation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}conversation_id\0\u{1}pinned\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.pinned) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conversationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 1)
+    }
+    if self.pinned != false {
+      try visitor.visitSingularBoolField(value: self.pinned, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_PinConversation, rhs: Parley_PinConversation) -> Bool {
+    if lhs.conversationID != rhs.conversationID {return false}
+    if lhs.pinned != rhs.pinned {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_ConversationPinned: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConversationPinned"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}conversation_id\0\u{1}pinned\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.pinned) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.conversationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 2)
+    }
+    if self.pinned != false {
+      try visitor.visitSingularBoolField(value: self.pinned, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_ConversationPinned, rhs: Parley_ConversationPinned) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.conversationID != rhs.conversationID {return false}
+    if lhs.pinned != rhs.pinned {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -13,8 +13,26 @@ public struct SnapshotKeys: Sendable {
     public var posts: [PostKey] = []
     public var messages: Set<MessageID> = []
     public var readers: [ReaderKey] = []
+    /// (conversation, subject) pairs whose registers, and membership stamp
+    /// when the subject is a member, the planner checks. A named
+    /// conversation's own registers (subject "") come without asking.
+    public var subjects: Set<RegisterOwner> = []
+    /// A named message and who acts on it: names (its conversation, the actor)
+    /// like `subjects`, the conversation being known only once stored.
+    public var messageActors: [(message: MessageID, actor: String)] = []
 
     public init() {}
+}
+
+/// The registers of one conversation that concern one subject ("" for the conversation itself).
+public struct RegisterOwner: Hashable, Sendable {
+    public var conversation: String
+    public var subject: String
+
+    public init(conversation: String, subject: String) {
+        self.conversation = conversation
+        self.subject = subject
+    }
 }
 
 /// Stored state as the keys found it; conversations include those of the
@@ -30,6 +48,11 @@ public struct CommitSnapshot: Sendable {
     public var storedPosts: [PostKey: Parley_Event] = [:]
     public var messages: [MessageID: StoredMessage] = [:]
     public var readMarkers: [ReaderKey: ConversationOrder] = [:]
+    /// Registers of the named conversations and subjects, with their stamps.
+    public var registers: [RegisterKey: (value: String, stamp: Stamp)] = [:]
+    /// The stamp of the membership register of each named subject that has
+    /// one (present or not): when they were last added or removed.
+    public var membershipStamps: [RegisterOwner: Stamp] = [:]
     /// This origin's counter of each user the snapshot looked at (the named
     /// users and the members found); a user looked at with no row is at 0.
     var counters: [String: UInt64] = [:]
@@ -58,16 +81,20 @@ extension RegionStore {
     /// Loads, in one set-based query, the rows `keys` name.
     static func loadSnapshot(_ keys: SnapshotKeys, origin: String, _ tx: DatabaseConnection, _ logger: Logger) async throws -> CommitSnapshot {
         let ids = Array(keys.messages)
+        let subjects = Array(keys.subjects)
         let statement = SnapshotStatement(
             users: Array(keys.users), conversations: Array(keys.conversations),
             postSenders: keys.posts.map(\.sender), postClientIDs: keys.posts.map(\.clientMsgID),
             messageOrigins: ids.map(\.origin), messageSeqs: ids.map { Int64($0.seq) },
-            readerConversations: keys.readers.map(\.conversationID), readerUsers: keys.readers.map(\.userID), origin: origin
+            readerConversations: keys.readers.map(\.conversationID), readerUsers: keys.readers.map(\.userID), origin: origin,
+            subjectConversations: subjects.map(\.conversation), subjects: subjects.map(\.subject),
+            actorOrigins: keys.messageActors.map(\.message.origin), actorSeqs: keys.messageActors.map { Int64($0.message.seq) },
+            actors: keys.messageActors.map(\.actor)
         )
         let rows = try await tx.execute(statement, logger: logger)
         var snapshot = CommitSnapshot()
         snapshot.countersLookedAt = keys.users
-        for try await (kind, a, b, c, payload, n, h, recalled) in rows {
+        for try await (kind, a, b, c, payload, n, h, flag, value, o) in rows {
             switch kind {
             case 1: snapshot.knownUsers.insert(a)
             case 2:
@@ -81,13 +108,17 @@ extension RegionStore {
             case 5:
                 let order = ConversationOrder(hlc: HLC(rawValue: UInt64(h)), origin: a, seq: UInt64(n))
                 snapshot.messages[MessageID(origin: a, seq: UInt64(n))] = StoredMessage(
-                    conversationID: b, order: order, sender: c, recalled: recalled
+                    conversationID: b, order: order, sender: c, recalled: flag
                 )
             case 6:
                 snapshot.readMarkers[ReaderKey(conversationID: a, userID: b)] =
                     ConversationOrder(hlc: HLC(rawValue: UInt64(h)), origin: c, seq: UInt64(n))
             case 7: snapshot.counters[a] = UInt64(n)
-            default: snapshot.heads[a] = (UInt64(n), UInt64(h))
+            case 8: snapshot.heads[a] = (UInt64(n), UInt64(h))
+            case 9:
+                snapshot.registers[RegisterKey(conversation: a, subject: b, name: c)] = (value, Stamp(hlc: HLC(rawValue: UInt64(h)), origin: o))
+            default:
+                snapshot.membershipStamps[RegisterOwner(conversation: a, subject: b)] = Stamp(hlc: HLC(rawValue: UInt64(h)), origin: o)
             }
         }
         return snapshot

@@ -25,7 +25,16 @@ enum Digests {
     static let bucketShift = LogBucket.shift
 
     /// Derived tables digested per conversation, with the hash of a row.
-    static let derivedTables: [(table: String, rowHash: String)] = [
+    static var derivedTables: [(table: String, rowHash: String)] { firstTables + [registers, hiddenMessages] }
+
+    /// Conversation registers (migration 9): group settings, roles, friendships, blocks.
+    static let registers = (table: "registers", rowHash: "parley_h64(concat_ws('|', 'register', r.subject, r.name, r.value, r.hlc, r.origin))")
+
+    /// Messages deleted for one user (migration 10).
+    static let hiddenMessages = (table: "hidden_messages", rowHash: "parley_h64(concat_ws('|', 'hidden', r.user_id, r.origin, r.seq))")
+
+    /// The tables digested from the start (migration 3).
+    private static let firstTables: [(table: String, rowHash: String)] = [
         ("messages", "parley_h64(concat_ws('|', 'msg', r.origin, r.seq, r.hlc, r.sender, r.body, r.client_msg_id, r.recalled, r.edit_hlc, r.edit_origin))"),
         ("read_markers", "parley_h64(concat_ws('|', 'read', r.user_id, r.hlc, r.origin, r.seq))"),
         ("members", "parley_h64(concat_ws('|', 'member', r.user_id, r.present, r.hlc, r.origin))"),
@@ -72,7 +81,7 @@ enum Digests {
             SELECT r.conversation_id, bit_xor(\(eventHash)), count(*) FROM events r WHERE r.conversation_id <> '' GROUP BY 1
             """,
         ]
-        for (table, rowHash) in derivedTables {
+        for (table, rowHash) in firstTables {
             sql.append("""
                 INSERT INTO conversation_digests AS d (conversation_id, state_digest)
                 SELECT r.conversation_id, bit_xor(\(rowHash)) FROM \(table) r GROUP BY 1
@@ -89,16 +98,19 @@ enum Digests {
             ON CONFLICT (conversation_id) DO UPDATE SET log_digest = d.log_digest # excluded.log_digest, log_events = d.log_events + excluded.log_events;
             """
         })
-        for (table, rowHash) in derivedTables {
-            sql += trigger(on: table, body: { rows, _ in
-                """
-                INSERT INTO conversation_digests AS d (conversation_id, state_digest)
-                SELECT r.conversation_id, bit_xor(\(rowHash)) FROM \(rows) r GROUP BY 1 ORDER BY 1
-                ON CONFLICT (conversation_id) DO UPDATE SET state_digest = d.state_digest # excluded.state_digest;
-                """
-            })
-        }
+        for table in firstTables { sql += stateTriggers(for: table) }
         return sql
+    }
+
+    /// The triggers that fold a derived table's rows into its conversations' state digests.
+    static func stateTriggers(for derived: (table: String, rowHash: String)) -> [String] {
+        trigger(on: derived.table, body: { rows, _ in
+            """
+            INSERT INTO conversation_digests AS d (conversation_id, state_digest)
+            SELECT r.conversation_id, bit_xor(\(derived.rowHash)) FROM \(rows) r GROUP BY 1 ORDER BY 1
+            ON CONFLICT (conversation_id) DO UPDATE SET state_digest = d.state_digest # excluded.state_digest;
+            """
+        })
     }
 
     /// One function and three statement triggers keeping digests of `table`:

@@ -103,6 +103,13 @@ private struct DerivedRows: PostgresPreparedStatement {
     // user_settings
     var settingUser: [String] = [], settingKey: [String] = [], settingValue: [String] = [], settingHLC: [Int64] = [],
         settingOrigin: [String] = []
+    // registers (conversation settings, roles, friendships, blocks)
+    var regConv: [String] = [], regSubject: [String] = [], regName: [String] = [], regValue: [String] = [], regHLC: [Int64] = [],
+        regOrigin: [String] = []
+    // hidden_messages (deleted for one user)
+    var hiddenUser: [String] = [], hiddenOrigin: [String] = [], hiddenSeq: [Int64] = [], hiddenConv: [String] = []
+    // conversation_activity (each conversation's newest message)
+    var activityConv: [String] = [], activityHLC: [Int64] = [], activityOrigin: [String] = [], activitySeq: [Int64] = []
     // read_markers
     var markConv: [String] = [], markUser: [String] = [], markHLC: [Int64] = [], markOrigin: [String] = [], markSeq: [Int64] = []
     // origins
@@ -162,6 +169,18 @@ private struct DerivedRows: PostgresPreparedStatement {
             settingUser.append(key.owner); settingKey.append(key.name); settingValue.append(setting.value)
             settingHLC.append(Int64(setting.stamp.hlc.rawValue)); settingOrigin.append(setting.stamp.origin)
         }
+        for (key, register) in batch.registers {
+            regConv.append(key.conversation); regSubject.append(key.subject); regName.append(key.name); regValue.append(register.value)
+            regHLC.append(Int64(register.stamp.hlc.rawValue)); regOrigin.append(register.stamp.origin)
+        }
+        for hidden in batch.hiddenFor {
+            hiddenUser.append(hidden.user); hiddenOrigin.append(hidden.message.origin); hiddenSeq.append(Int64(hidden.message.seq))
+            hiddenConv.append(hidden.conversation)
+        }
+        for (conversation, order) in batch.activity {
+            activityConv.append(conversation); activityHLC.append(Int64(order.hlc.rawValue)); activityOrigin.append(order.origin)
+            activitySeq.append(Int64(order.seq))
+        }
     }
 
     private mutating func addLog(_ event: Parley_Event) {
@@ -213,7 +232,7 @@ private struct DerivedRows: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 70)
+        var b = PostgresBindings(capacity: 84)
         b.append(logOrigin); b.append(logSeq); b.append(logHLC); b.append(logKind); b.append(logPayload)  // 1-5
         b.append(inboxUser); b.append(inboxOrigin); b.append(inboxUserSeq); b.append(inboxEventSeq)  // 6-9
         b.append(userID); b.append(userOrigin); b.append(userSeq)  // 10-12
@@ -233,11 +252,14 @@ private struct DerivedRows: PostgresPreparedStatement {
         b.append(convHLC); b.append(convOrigin)  // 63-64
         b.append(expectedHead)  // 65
         b.append(settingUser); b.append(settingKey); b.append(settingValue); b.append(settingHLC); b.append(settingOrigin)  // 66-70
+        b.append(regConv); b.append(regSubject); b.append(regName); b.append(regValue); b.append(regHLC); b.append(regOrigin)  // 71-76
+        b.append(hiddenUser); b.append(hiddenOrigin); b.append(hiddenSeq); b.append(hiddenConv)  // 77-80
+        b.append(activityConv); b.append(activityHLC); b.append(activityOrigin); b.append(activitySeq)  // 81-84
         return b
     }
 
     /// Each table's write is a CTE; empty arrays write nothing. Registers
-    /// (read markers, membership, edits, profiles, settings, client-id winners, group
+    /// (read markers, membership, edits, profiles, settings, registers, client-id winners, group
     /// rows, origin heads) only move to a winning stamp, so replays change
     /// nothing: the guards are `ConvergentState.absorb`'s, one per table.
     /// The heads move first: an optimistic commit's head must still be at
@@ -304,7 +326,20 @@ private struct DerivedRows: PostgresPreparedStatement {
                  SELECT * FROM unnest($66::text[], $67::text[], $68::text[], $69::bigint[], $70::text[]) WHERE (SELECT ok FROM ok)
                  ON CONFLICT (user_id, key) DO UPDATE
                    SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin
-                   WHERE (user_settings.hlc, user_settings.origin) < (excluded.hlc, excluded.origin))
+                   WHERE (user_settings.hlc, user_settings.origin) < (excluded.hlc, excluded.origin)),
+          rg AS (INSERT INTO registers (conversation_id, subject, name, value, hlc, origin)
+                 SELECT * FROM unnest($71::text[], $72::text[], $73::text[], $74::text[], $75::bigint[], $76::text[]) WHERE (SELECT ok FROM ok)
+                 ON CONFLICT (conversation_id, subject, name) DO UPDATE
+                   SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin
+                   WHERE (registers.hlc, registers.origin) < (excluded.hlc, excluded.origin)),
+          hm AS (INSERT INTO hidden_messages (user_id, origin, seq, conversation_id)
+                 SELECT * FROM unnest($77::text[], $78::text[], $79::bigint[], $80::text[]) WHERE (SELECT ok FROM ok)
+                 ON CONFLICT DO NOTHING),
+          ac AS (INSERT INTO conversation_activity (conversation_id, hlc, origin, seq)
+                 SELECT * FROM unnest($81::text[], $82::bigint[], $83::text[], $84::bigint[]) WHERE (SELECT ok FROM ok)
+                 ON CONFLICT (conversation_id) DO UPDATE SET hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq
+                   WHERE (conversation_activity.hlc, conversation_activity.origin, conversation_activity.seq)
+                       < (excluded.hlc, excluded.origin, excluded.seq))
         -- Wakes the sync's log watcher at commit (notifications of one transaction are merged).
         SELECT ok FROM ok, pg_notify('\(RegionStore.logChannel)', '')
         """
@@ -343,6 +378,25 @@ extension Parley_Event {
             body = .settingSet(
                 user: mute.userID, key: UserSetting.muted(conversation: mute.conversationID).key, value: UserSetting.muteValue(mute.muted)
             )
+        case .remarkSet(let remark):
+            body = .settingSet(user: remark.userID, key: UserSetting.remark(peer: remark.peer).key, value: remark.remark)
+        case .friendshipChanged(let change):
+            body = .registerSet(.friendship(change.userID, change.peer), value: change.resultingFriendship.registerValue)
+        case .userBlocked(let block):
+            body = .registerSet(.block(by: block.userID, of: block.peer), value: block.blocked ? "1" : "")
+        case .groupUpdated(let update):
+            guard let key = update.field.register(group: update.groupID) else { return nil }
+            body = .registerSet(key, value: update.value)
+        case .memberUpdated(let update):
+            guard let key = update.field.register(group: update.groupID, member: update.userID) else { return nil }
+            body = .registerSet(key, value: update.value)
+        case .messageDeleted(let deleted):
+            guard let target = MessageID(deleted.messageID) else { return nil }
+            body = .messageHidden(user: deleted.userID, target: target, conversation: deleted.conversationID)
+        case .conversationPinned(let pin):
+            body = .settingSet(
+                user: pin.userID, key: UserSetting.pinned(conversation: pin.conversationID).key, value: UserSetting.flagValue(pin.pinned)
+            )
         case .userRegistered, nil:
             return nil
         }
@@ -350,7 +404,8 @@ extension Parley_Event {
     }
 
     /// The `conversation_id` column: the conversation the event changes, or
-    /// "" (registrations, profiles and settings belong to none).
+    /// "" (registrations, profiles and settings belong to none). Friendships
+    /// and blocks belong to the two users' direct conversation.
     var conversationID: String {
         switch kind {
         case .messagePosted(let posted): posted.conversationID
@@ -360,7 +415,12 @@ extension Parley_Event {
         case .messageRecalled(let recall): recall.conversationID
         case .memberAdded(let added): ConversationID.group(added.groupID)
         case .memberRemoved(let removed): ConversationID.group(removed.groupID)
-        case .userRegistered, .profileSet, .pushRegistered, .conversationMuted, nil: ""
+        case .friendshipChanged(let change): ConversationID.direct(change.userID, change.peer)
+        case .userBlocked(let block): ConversationID.direct(block.userID, block.peer)
+        case .groupUpdated(let update): ConversationID.group(update.groupID)
+        case .memberUpdated(let update): ConversationID.group(update.groupID)
+        case .messageDeleted(let deleted): deleted.conversationID
+        case .userRegistered, .profileSet, .pushRegistered, .conversationMuted, .remarkSet, .conversationPinned, nil: ""
         }
     }
 
@@ -378,7 +438,53 @@ extension Parley_Event {
         case .profileSet: 9
         case .pushRegistered: 10
         case .conversationMuted: 11
+        case .friendshipChanged: 12
+        case .userBlocked: 13
+        case .remarkSet: 14
+        case .groupUpdated: 15
+        case .memberUpdated: 16
+        case .conversationPinned: 17
+        case .messageDeleted: 18
         case nil: 0
+        }
+    }
+}
+
+extension Parley_FriendshipChanged {
+    /// The friendship this change leaves between the two users.
+    public var resultingFriendship: Friendship {
+        switch action {
+        case .friendRequested: .requested(by: userID, greeting: greeting)
+        case .friendAccepted: .friends
+        case .friendDeclined, .friendRemoved, .unspecified, .UNRECOGNIZED: .none
+        }
+    }
+}
+
+extension Parley_GroupField {
+    /// The group's register this field sets; nil for an unknown field.
+    public func register(group: String) -> RegisterKey? {
+        switch self {
+        case .groupName: .groupName(group)
+        case .groupAnnouncement: .announcement(group)
+        case .groupOwner: .owner(group)
+        case .groupJoin: .joinPolicy(group)
+        case .groupInvite: .invitePolicy(group)
+        case .groupMuteAll: .muteAll(group)
+        case .groupDissolved: .dissolved(group)
+        case .unspecified, .UNRECOGNIZED: nil
+        }
+    }
+}
+
+extension Parley_MemberField {
+    /// The member's register this field sets; nil for an unknown field.
+    public func register(group: String, member: String) -> RegisterKey? {
+        switch self {
+        case .memberRole: .role(group, member)
+        case .memberNickname: .nickname(group, member)
+        case .memberMutedUntil: .mutedUntil(group, member)
+        case .unspecified, .UNRECOGNIZED: nil
         }
     }
 }

@@ -216,6 +216,52 @@ public enum Migrations {
             // A region's own users (first signed in there), in order, for broadcasts to the region.
             "CREATE INDEX users_by_origin ON users (origin, user_id)",
         ]),
+        // Conversation registers, last writer wins by (hlc, origin): a group's
+        // settings and its members' roles, a friendship and the blocks between
+        // two users (ParleyCore's RegisterKey). Digested with their conversation.
+        (9, [
+            """
+            CREATE TABLE registers (
+                conversation_id text NOT NULL,
+                subject text NOT NULL,
+                name text NOT NULL,
+                value text NOT NULL,
+                hlc bigint NOT NULL,
+                origin text NOT NULL,
+                PRIMARY KEY (conversation_id, subject, name)
+            )
+            """,
+            // A user's friendships and blocks, whichever side of `d:<a>:<b>` they are.
+            "CREATE INDEX registers_by_first_user ON registers (split_part(conversation_id, ':', 2)) WHERE conversation_id LIKE 'd:%'",
+            "CREATE INDEX registers_by_second_user ON registers (split_part(conversation_id, ':', 3)) WHERE conversation_id LIKE 'd:%'",
+        ] + Digests.stateTriggers(for: Digests.registers)),
+        // Messages deleted for one user (a union, digested with their
+        // conversation), and each conversation's newest message for the
+        // conversation list (a max, derived from messages).
+        (10, [
+            """
+            CREATE TABLE hidden_messages (
+                user_id text NOT NULL,
+                origin text NOT NULL,
+                seq bigint NOT NULL,
+                conversation_id text NOT NULL,
+                PRIMARY KEY (user_id, origin, seq)
+            )
+            """,
+            """
+            CREATE TABLE conversation_activity (
+                conversation_id text PRIMARY KEY,
+                hlc bigint NOT NULL,
+                origin text NOT NULL,
+                seq bigint NOT NULL
+            )
+            """,
+            """
+            INSERT INTO conversation_activity
+            SELECT DISTINCT ON (conversation_id) conversation_id, hlc, origin, seq FROM messages
+            ORDER BY conversation_id, hlc DESC, origin DESC, seq DESC
+            """,
+        ] + Digests.stateTriggers(for: Digests.hiddenMessages)),
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.

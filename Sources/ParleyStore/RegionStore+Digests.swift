@@ -125,6 +125,7 @@ extension RegionStore {
     public func stateRows(conversation: String) async throws -> [StateRow] {
         let keys = [
             "messages": "concat_ws('-', r.origin, r.seq)", "read_markers": "r.user_id", "members": "r.user_id", "conversations": "r.conversation_id",
+            "registers": "concat_ws('/', r.subject, r.name)", "hidden_messages": "concat_ws('/', r.user_id, r.origin, r.seq)",
         ]
         let selects = Digests.derivedTables.map { table, rowHash in
             "SELECT '\(table)', \(keys[table] ?? "''"), \(rowHash), row_to_json(r)::text FROM \(table) r WHERE r.conversation_id = $1"

@@ -65,8 +65,9 @@ extension RegionStore {
     /// Messages of a conversation, newest first, before `before` (exclusive);
     /// nil when `before` is not a message of that conversation. Who may read
     /// it is logic's to decide (`access`).
+    /// Messages `reader` deleted for themselves are left out.
     public func history(
-        conversationID: String, before: MessageID?, limit: Int
+        conversationID: String, before: MessageID?, limit: Int, reader: String = ""
     ) async throws -> (messages: [Parley_Event], more: Bool)? {
         var bound = (hlc: Int64.max, origin: "", seq: Int64.max)
         if let before {
@@ -86,6 +87,7 @@ extension RegionStore {
               AND c.origin = m.origin AND c.seq = m.seq
             WHERE m.conversation_id = \(conversationID)
               AND (m.hlc, m.origin, m.seq) < (\(bound.hlc), \(bound.origin), \(bound.seq))
+              AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = \(reader) AND h.origin = m.origin AND h.seq = m.seq)
             ORDER BY m.hlc DESC, m.origin DESC, m.seq DESC LIMIT \(limit + 1)
             """,
             logger: logger
@@ -100,7 +102,8 @@ extension RegionStore {
         return (Array(messages.prefix(limit)), more)
     }
 
-    /// Per conversation of the user, the messages from others after their read marker.
+    /// Per conversation of the user, the messages from others after their
+    /// read marker (recalled, hidden and deleted-for-them ones left out).
     public func unreadCounts(userID: String) async throws -> [String: UInt64] {
         let rows = try await database.query(
             """
@@ -111,6 +114,7 @@ extension RegionStore {
             LEFT JOIN read_markers r ON r.conversation_id = mb.conversation_id AND r.user_id = mb.user_id
             WHERE mb.user_id = \(userID) AND mb.present
               AND (r.hlc IS NULL OR (m.hlc, m.origin, m.seq) > (r.hlc, r.origin, r.seq))
+              AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = mb.user_id AND h.origin = m.origin AND h.seq = m.seq)
             GROUP BY mb.conversation_id
             """,
             logger: logger

@@ -17,9 +17,11 @@ public struct SplitMix64: RandomNumberGenerator {
 
 /// Three regions creating events against what they have seen, with random
 /// exchanges in between: concurrent edits, recalls, reads, membership changes,
-/// profile writes, group creations and cross-region duplicates of one client
-/// message id. The property tests of the convergence rules (core model and
-/// real store) replay the same histories.
+/// profile writes, settings, group settings and roles, friendships, blocks,
+/// deletions for one user,
+/// group creations and cross-region duplicates of one client message id. The
+/// property tests of the convergence rules (core model and real store) replay
+/// the same histories.
 public struct RandomHistory: Sendable {
     public static let origins = ["eu", "us", "ap"]
     public static let users = ["ann", "bob", "cat"]
@@ -59,7 +61,7 @@ public struct RandomHistory: Sendable {
             let user = users.randomElement(using: &rng)!
             let group = "g\(Int.random(in: 0..<2, using: &rng))"
             let body: ReplicatedEvent.Body
-            switch Int.random(in: 0..<9, using: &rng) {
+            switch Int.random(in: 0..<12, using: &rng) {
             case 0: body = .groupCreated(group: group, name: "n\(log.count)", owner: user, members: [users.randomElement(using: &rng)!])
             case 1: body = .memberAdded(group: group, member: user)
             case 2: body = .memberRemoved(group: group, member: user)
@@ -74,6 +76,22 @@ public struct RandomHistory: Sendable {
             case 7:
                 let muted = Bool.random(using: &rng)
                 body = .settingSet(user: user, key: UserSetting.muted(conversation: "g:\(group)").key, value: UserSetting.muteValue(muted))
+            case 9:
+                // Group settings and member roles: registers of the group.
+                let key = Bool.random(using: &rng) ? RegisterKey.groupName(group) : RegisterKey.role(group, user)
+                body = .registerSet(key, value: key.name == "role" ? ["admin", "member"].randomElement(using: &rng)! : "n\(log.count)")
+            case 10:
+                // Friendships and blocks: registers of a direct conversation.
+                let peer = users.filter { $0 != user }.randomElement(using: &rng)!
+                if Bool.random(using: &rng) {
+                    let states: [Friendship] = [.none, .friends, .requested(by: user, greeting: "hi\(log.count)")]
+                    body = .registerSet(.friendship(user, peer), value: states.randomElement(using: &rng)!.registerValue)
+                } else {
+                    body = .registerSet(.block(by: user, of: peer), value: Bool.random(using: &rng) ? "1" : "")
+                }
+            case 11 where !known.isEmpty:
+                let target = known.randomElement(using: &rng)!
+                body = .messageHidden(user: user, target: target, conversation: states[r].messages[target]!.conversation)
             default:
                 // A small pool of client ids makes cross-region duplicates likely.
                 body = .messagePosted(

@@ -73,7 +73,7 @@ public struct Demo: Sendable {
 
         say("3. alice creates a group with bob and carol")
         let group = try await aliceClient.createGroup(name: "weekend", members: [bob, carol])
-        _ = try await aliceClient.send(to: .group(group.groupID), body: "Hike on Saturday?")
+        let hike = try await aliceClient.send(to: .group(group.groupID), body: "Hike on Saturday?")
         try check(await bobInbox.wait { $0.containsMessage("Hike on Saturday?") }, "bob received the group message")
         try check(await carolFirstInbox.wait { $0.containsMessage("Hike on Saturday?") }, "carol received the group message")
 
@@ -155,6 +155,27 @@ public struct Demo: Sendable {
                 )
             }
             await erinClient.disconnect()
+        }
+
+        say("10. friends, a group admin, a reply with a photo, and alice's conversation list")
+        _ = try await aliceClient.requestFriend(bob, greeting: "Hi, it's Alice")
+        _ = try await bobClient.answerFriendRequest(from: alice, accept: true)
+        try check(try await aliceClient.friends().friends.map(\.status) == [.friend], "alice and bob are friends")
+        _ = try await aliceClient.setRole(of: bob, in: group.groupID, admin: true)
+        _ = try await bobClient.renameGroup(group.groupID, to: "Saturday hike")
+        try check(try await carolAgain.groupInfo(group.groupID).name == "Saturday hike", "bob, now an admin, renamed the group")
+        let photo = Parley_Attachment.with {
+            $0.kind = .attachmentImage
+            $0.url = "https://example.com/trail.jpg"
+            $0.mimeType = "image/jpeg"
+            $0.width = 1200
+            $0.height = 800
+        }
+        _ = try await carolAgain.send(to: .group(group.groupID), body: "This trail?", attachment: photo, replyTo: hike.messageID, mentions: [alice])
+        try check(await aliceInbox.wait { events in events.contains { $0.event.messagePosted.replyTo == hike.messageID } },
+                  "alice received carol's photo reply")
+        for summary in try await aliceClient.conversations().conversations {
+            say("  \(summary.name): \(summary.unread) unread, last \"\(summary.lastMessage.messagePosted.body)\" from \(summary.lastMessage.messagePosted.sender)")
         }
 
         await aliceClient.disconnect()

@@ -23,7 +23,8 @@ extension Parley_Frame {
     /// anything else waits for the requests before it to be answered.
     public var isChange: Bool {
         switch body {
-        case .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile, .registerPush, .mute: true
+        case .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile, .registerPush, .mute,
+            .friendRequest, .friendRespond, .friendRemove, .block, .setRemark, .updateGroup, .updateMember, .joinGroup: true
         default: false
         }
     }

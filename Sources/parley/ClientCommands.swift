@@ -4,6 +4,7 @@ import ParleyAuth
 import ParleyClient
 import ParleyCore
 import ParleyDeployment
+import ParleyLogic
 import ParleyTools
 
 /// Which gate a client command talks to.
@@ -141,5 +142,31 @@ struct BenchCommand: AsyncParsableCommand {
         }
         let bench = Bench(options: options)
         print(try await bench.run())
+    }
+}
+
+struct SocialBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-social",
+        abstract: "Measure the conversation list, member-list paging and sends mixed with receipts and typing (ops/bench)."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+
+    @Option(help: "Conversations of the listing user.") var conversations = 1_000
+    @Option(help: "Listings measured per page size.") var listings = 300
+    @Flag(help: "Also page the members of the group `parley fill --group-members` made.") var bigGroup = false
+    @Option(help: "Clients of the mixed-traffic runs.") var clients = 50
+    @Option(help: "Seconds of each mixed-traffic run.") var seconds = 10
+
+    func run() async throws {
+        let (region, _) = try deployment.load()
+        var options = SocialBench.Options(gates: try region.gates.map { try GateChoice.address($0, transport: "tcp") }, tokenSecret: try deployment.tokenSecret)
+        options.conversations = conversations
+        options.listings = listings
+        options.clients = clients
+        options.seconds = seconds
+        if bigGroup { options.bigGroup = (SyntheticFill.bigGroupMember(region: region.name), SyntheticFill.bigGroupID(region: region.name)) }
+        try await SocialBench(options: options).run { print($0) }
     }
 }

@@ -22,6 +22,9 @@ struct LogicCommand: AsyncParsableCommand {
     @Option(help: "Most members a group may have, the owner included (checked at creation and on every add).")
     var maxGroupMembers = 1_000
 
+    @Option(help: "How long after sending a message its sender may still recall it (milliseconds); a group's owner and admins recall at any time.")
+    var recallWindowMs = 120_000
+
     @Option(help: "How long a device's first change or read after it moved here waits for this region to hold what it wrote or saw elsewhere (milliseconds).")
     var sessionWaitMs = 2_000
 
@@ -41,6 +44,7 @@ struct LogicCommand: AsyncParsableCommand {
         configuration.clock = deployment.clock
         configuration.limits.maxBodyBytes = maxBodyBytes
         configuration.limits.maxGroupMembers = maxGroupMembers
+        configuration.limits.recallWindowMs = UInt64(recallWindowMs)
         configuration.limits.sessionWait = .milliseconds(sessionWaitMs)
         configuration.peerSyncs = Dictionary(uniqueKeysWithValues: peers.map { ($0.name, $0.sync) })
         configuration.defaultDurability = try region.defaultDurability

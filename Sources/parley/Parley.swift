@@ -9,7 +9,7 @@ struct Parley: AsyncParsableCommand {
         abstract: "Parley: an active-active, multi-region instant-messaging backend.",
         subcommands: [
             LogicCommand.self, GateCommand.self, SyncCommand.self, TokenCommand.self,
-            ChatCommand.self, DemoCommand.self, BenchCommand.self, FillCommand.self, ProxyCommand.self, CheckCommand.self, RouteCommand.self, DrillCommand.self,
+            ChatCommand.self, DemoCommand.self, BenchCommand.self, SocialBenchCommand.self, FillCommand.self, ProxyCommand.self, CheckCommand.self, RouteCommand.self, DrillCommand.self,
             ExtCommand.self, PushSinkCommand.self,
         ]
     )

@@ -37,6 +37,12 @@ import Testing
         let owed = OfflineNotifications.owed(by: events, settings: settings, online: ["bob": ["tablet"]])
         #expect(owed.map { "\($0.seq) \($0.userID)/\($0.deviceID) \($0.token)" } == ["1 bob/phone t-bob-phone", "2 ann/phone t-ann"])
         #expect(owed[0].preview.count == OfflineNotifications.previewLength && owed[0].sender == "ann" && owed[0].messageID == "eu-1")
+
+        // A mention reaches a muted member (cat muted the group, dan everything).
+        var mention = Self.posted(4, from: "ann", in: group, to: ["ann", "bob", "cat", "dan"], "@cat @dan look")
+        mention.messagePosted.mentions = ["cat", "dan"]
+        let mentioned = OfflineNotifications.owed(by: [mention], settings: settings, online: ["bob": ["tablet"]])
+        #expect(mentioned.map { "\($0.userID)/\($0.deviceID)" } == ["bob/phone", "cat/phone", "dan/phone"])
     }
 
     /// The signature a gateway checks, against Python's hmac module:

@@ -110,6 +110,117 @@ import Testing
         }
     }
 
+    /// Friends, blocks and group administration decided concurrently in
+    /// partitioned regions: each pair resolves by its register's rule
+    /// (docs/REPLICATION.md, "Registers"), identically everywhere, and
+    /// `parley check` finds the regions consistent. One user's devices in
+    /// three regions end up showing the same.
+    @Test func concurrentSocialAndGroupDecisionsConvergeEverywhere() async throws {
+        try await LocalCluster.with { cluster in
+            let annEU = try await cluster["eu"].connect("ann")
+            let annUS = try await cluster["us"].connect("ann", device: "d2")
+            let annAP = try await cluster["ap"].connect("ann", device: "d3")
+            let bobUS = try await cluster["us"].connect("bob")
+            let bobEU = try await cluster["eu"].connect("bob", device: "d2")
+            let gus = try await cluster["eu"].connect("gus")
+            let cat = try await cluster["ap"].connect("cat")
+            let dan = try await cluster["ap"].connect("dan")
+            let eve = try await cluster["ap"].connect("eve")
+            #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "6" } },
+                    "\(cluster.syncLogs)")
+            let crew = try await annEU.client.createGroup(name: "crew", members: ["bob", "cat", "dan", "eve"]).groupID
+            let side = try await annEU.client.createGroup(name: "side", members: ["cat"]).groupID
+            _ = try await annEU.client.setRole(of: "bob", in: crew, admin: true)
+            let bobsNote = try await bobUS.client.send(to: .group(crew), body: "bob's note")
+            let annsNote = try await annEU.client.send(to: .group(crew), body: "ann's note")
+            #expect(try await converged(cluster), "\(cluster.syncLogs)")
+
+            await partition(cluster)
+            // Each pair is written first in one region, then in another: the second has the later hlc.
+            // rename vs rename: the later name stays.
+            _ = try await annEU.client.renameGroup(crew, to: "eu name")
+            _ = try await bobUS.client.renameGroup(crew, to: "us name, wins")
+            // role change vs kick: the later decision stands; a promotion never brings a member back.
+            _ = try await annEU.client.setRole(of: "cat", in: crew, admin: true)
+            _ = try await annUS.client.removeMember("cat", from: crew)
+            _ = try await annUS.client.removeMember("dan", from: crew)
+            _ = try await annEU.client.setRole(of: "dan", in: crew, admin: true)
+            // kick vs a message from the kicked member: the message was accepted where it was sent, and stays.
+            _ = try await annEU.client.removeMember("eve", from: crew)
+            _ = try await eve.client.send(to: .group(crew), body: "eve's last word")
+            // block vs message: the same.
+            _ = try await bobUS.client.block("cat")
+            _ = try await cat.client.send(to: .user("bob"), body: "cat to bob, before the block arrived")
+            // leave vs invite: bob invites gus on one device and leaves on another.
+            _ = try await bobEU.client.addMember("gus", to: crew)
+            _ = try await bobUS.client.removeMember("bob", from: crew)
+            // dissolve vs message.
+            _ = try await annEU.client.dissolveGroup(side)
+            _ = try await cat.client.send(to: .group(side), body: "into the side group")
+            // recall vs edit: the tombstone wins whatever the order.
+            _ = try await bobUS.client.recall(messageID: bobsNote.messageID)
+            _ = try await bobEU.client.edit(messageID: bobsNote.messageID, body: "edited after the recall, elsewhere")
+            // Delete for me on one device, in one region: every device of the user, everywhere, after the heal.
+            _ = try await annAP.client.delete(messageID: annsNote.messageID)
+            // Crossing friend requests: the later request is the one waiting.
+            _ = try await annEU.client.requestFriend("dan", greeting: "from eu")
+            _ = try await dan.client.requestFriend("ann", greeting: "from ap")
+            try await heal(cluster)
+
+            #expect(try await converged(cluster), "\(cluster.syncLogs)")
+            let digests = try cluster.regions.map { try $0.stateDigest }
+            #expect(Set(digests).count == 1, "the same state everywhere:\n\(digests.joined(separator: "\n"))")
+            let (status, report) = try cluster.check()
+            #expect(status == 0, "\(report)")
+
+            // What every region answers, asked through ann's device there.
+            for ann in [annEU, annUS, annAP] {
+                let info = try await ann.client.groupInfo(crew)
+                #expect(info.name == "us name, wins", "\(info)")
+                let members = try await ann.client.members(of: crew).members
+                #expect(members.map(\.userID) == ["ann", "gus"], "\(members.map(\.userID))")
+                let history = try await ann.client.history(conversationID: ConversationID.group(crew))
+                #expect(history.messages.map(\.messagePosted.body).contains("eve's last word"))
+                #expect(!history.messages.contains { $0.messagePosted.messageID == annsNote.messageID }, "deleted for ann everywhere")
+                let recalled = history.messages.first { $0.messagePosted.messageID == bobsNote.messageID }?.messagePosted
+                #expect(recalled?.recalled == true && recalled?.body == "")
+                #expect(try await ann.client.groupInfo(side).dissolved)
+                let incoming = try await ann.client.friends().friends
+                #expect(incoming.map(\.userID) == ["dan"] && incoming.first?.status == .friendIncoming && incoming.first?.greeting == "from ap")
+            }
+            // The decisions hold for new requests, in the regions that had not seen them.
+            #expect(await refusal { try await eve.client.send(to: .group(crew), body: "again") } == .notMember)
+            #expect(await refusal { try await cat.client.send(to: .user("bob"), body: "again") } == .blocked)
+            #expect(await refusal { try await cat.client.send(to: .group(side), body: "again") } == .groupDissolved)
+            let bobsView = try await bobUS.client.history(conversationID: ConversationID.direct("bob", "cat"))
+            #expect(bobsView.messages.map(\.messagePosted.body) == ["cat to bob, before the block arrived"])
+            // dan, promoted after being removed, comes back a plain member.
+            _ = try await annAP.client.addMember("dan", to: crew)
+            #expect(try await eventually { try await annEU.client.members(of: crew).members.first { $0.userID == "dan" }?.role == "member" })
+            _ = try await annUS.client.answerFriendRequest(from: "dan", accept: true)
+            #expect(try await eventually { try await dan.client.friends().friends.first?.status == .friend })
+
+            // One user, three regions: a read on one device clears the unread count everywhere.
+            let last = try await dan.client.send(to: .user("ann"), body: "read me anywhere")
+            for ann in [annEU, annUS, annAP] { #expect(await ann.inbox.wait { $0.containsMessage("read me anywhere") }) }
+            let direct = ConversationID.direct("ann", "dan")
+            #expect(try await annEU.client.unreadCounts()[direct] == 1)
+            _ = try await annUS.client.markRead(conversationID: direct, messageID: last.messageID)
+            for ann in [annEU, annAP] {
+                #expect(await ann.inbox.wait { events in
+                    events.contains { if case .readMoved(let read) = $0.event.kind { read.messageID == last.messageID } else { false } }
+                })
+                #expect(try await eventually { try await ann.client.unreadCounts()[direct, default: 0] == 0 })
+            }
+            #expect(try await converged(cluster), "\(cluster.syncLogs)")
+            #expect(try cluster.check().status == 0)
+            #expect(await annEU.inbox.wait { $0.contains { $0.event.messageDeleted.messageID == annsNote.messageID } })
+            #expect(try await gus.client.history(conversationID: ConversationID.group(crew)).messages
+                .contains { $0.messagePosted.messageID == annsNote.messageID }, "kept for the others")
+            for user in [annEU, annUS, annAP, bobUS, bobEU, gus, cat, dan, eve] { await user.stop() }
+        }
+    }
+
     /// ap's wall clock runs five minutes behind, us's five minutes ahead:
     /// replies still sort after what they answer, and regions converge.
     @Test func skewedClocksStillConvergeAndRepliesSortAfterWhatTheyAnswer() async throws {

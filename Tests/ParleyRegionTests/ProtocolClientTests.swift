@@ -22,7 +22,8 @@ import Testing
             // It prints one JSON line when done, passed or not.
             #expect(try await eventually(.seconds(120)) { client.log.contains("\"ok\"") }, "\(client.log)")
             #expect(client.log.contains("\"ok\": true") && client.log.contains("\"noticeFrom\": \"~orders\"")
-                    && client.log.contains("\"longPoll\": \"ok\""), "\(client.log)")
+                    && client.log.contains("\"longPoll\": \"ok\"") && client.log.contains("\"socialChecked\": true")
+                    && client.log.contains("\"messagesChecked\": true"), "\(client.log)")
             await client.stop()
         }
     }

@@ -179,6 +179,9 @@ extension LocalRegion {
                   'members', md5((SELECT string_agg(concat_ws(',', conversation_id, user_id, present, hlc, origin), ';' ORDER BY conversation_id, user_id) FROM members)),
                   'markers', md5((SELECT string_agg(concat_ws(',', conversation_id, user_id, hlc, origin, seq), ';' ORDER BY conversation_id, user_id) FROM read_markers)),
                   'profiles', md5((SELECT string_agg(concat_ws(',', user_id, field, value, hlc, origin), ';' ORDER BY user_id, field) FROM profiles)),
+                  'settings', md5((SELECT string_agg(concat_ws(',', user_id, key, value, hlc, origin), ';' ORDER BY user_id, key) FROM user_settings)),
+                  'registers', md5((SELECT string_agg(concat_ws(',', conversation_id, subject, name, value, hlc, origin), ';'
+                                     ORDER BY conversation_id, subject, name) FROM registers)),
                   'users', md5((SELECT string_agg(user_id, ';' ORDER BY user_id) FROM users)))
                 """)
         }

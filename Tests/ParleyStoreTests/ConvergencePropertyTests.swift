@@ -102,6 +102,9 @@ import Testing
           UNION ALL SELECT concat_ws('|', 'profile', user_id, field, value, hlc, origin) FROM profiles
           UNION ALL SELECT concat_ws('|', 'setting', user_id, key, value, hlc, origin) FROM user_settings
           UNION ALL SELECT concat_ws('|', 'read', conversation_id, user_id, hlc, origin, seq) FROM read_markers
+          UNION ALL SELECT concat_ws('|', 'register', conversation_id, subject, name, value, hlc, origin) FROM registers
+          UNION ALL SELECT concat_ws('|', 'hidden', user_id, origin, seq, conversation_id) FROM hidden_messages
+          UNION ALL SELECT concat_ws('|', 'activity', conversation_id, hlc, origin, seq) FROM conversation_activity
         ) rows
         """
 
@@ -136,6 +139,16 @@ import Testing
         }
         for (key, r) in state.settings {
             lines.append(["setting", key.owner, key.name, r.value, "\(r.stamp.hlc.rawValue)", r.stamp.origin].joined(separator: "|"))
+        }
+        for (key, r) in state.registers {
+            lines.append(["register", key.conversation, key.subject, key.name, r.value, "\(r.stamp.hlc.rawValue)", r.stamp.origin]
+                .joined(separator: "|"))
+        }
+        for hidden in state.hiddenFor {
+            lines.append(["hidden", hidden.user, hidden.message.origin, "\(hidden.message.seq)", hidden.conversation].joined(separator: "|"))
+        }
+        for (conversation, o) in state.activity {
+            lines.append(["activity", conversation, "\(o.hlc.rawValue)", o.origin, "\(o.seq)"].joined(separator: "|"))
         }
         for (key, o) in state.readMarkers {
             lines.append(["read", key.conversationID, key.userID, "\(o.hlc.rawValue)", o.origin, "\(o.seq)"].joined(separator: "|"))
@@ -178,10 +191,45 @@ extension ReplicatedEvent {
                     event.pushRegistered = .with { $0.userID = user; $0.deviceID = device; $0.token = value }
                 case .muted(let conversation):
                     event.conversationMuted = .with { $0.userID = user; $0.conversationID = conversation; $0.muted = !value.isEmpty }
+                case .remark(let peer):
+                    event.remarkSet = .with { $0.userID = user; $0.peer = peer; $0.remark = value }
+                case .pinned(let conversation):
+                    event.conversationPinned = .with { $0.userID = user; $0.conversationID = conversation; $0.pinned = !value.isEmpty }
                 case nil:
                     preconditionFailure("not a setting key: \(key)")
                 }
+            case .registerSet(let key, let value):
+                event.setRegister(key, value)
+            case .messageHidden(let user, let target, let conversation):
+                event.messageDeleted = .with { $0.userID = user; $0.messageID = target.description; $0.conversationID = conversation }
             }
+        }
+    }
+}
+
+extension Parley_Event {
+    /// The event that writes `value` to the register `key` (RandomHistory's kinds).
+    mutating func setRegister(_ key: RegisterKey, _ value: String) {
+        let users = ConversationID.directUsers(of: key.conversation)
+        let group = ConversationID.groupID(of: key.conversation) ?? ""
+        switch key.name {
+        case "friend":
+            let (a, b) = users!
+            switch Friendship(registerValue: value) {
+            case .none: friendshipChanged = .with { $0.userID = a; $0.peer = b; $0.action = .friendRemoved }
+            case .friends: friendshipChanged = .with { $0.userID = a; $0.peer = b; $0.action = .friendAccepted }
+            case .requested(let by, let greeting):
+                friendshipChanged = .with { $0.userID = by; $0.peer = by == a ? b : a; $0.action = .friendRequested; $0.greeting = greeting }
+            }
+        case "block":
+            let (a, b) = users!
+            userBlocked = .with { $0.userID = key.subject; $0.peer = key.subject == a ? b : a; $0.blocked = value == "1" }
+        case "name":
+            groupUpdated = .with { $0.groupID = group; $0.field = .groupName; $0.value = value }
+        case "role":
+            memberUpdated = .with { $0.groupID = group; $0.userID = key.subject; $0.field = .memberRole; $0.value = value }
+        default:
+            preconditionFailure("RandomHistory writes no register \(key.name)")
         }
     }
 }

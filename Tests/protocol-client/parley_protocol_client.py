@@ -12,7 +12,10 @@ promise: sign-in answers with the request's id; sends are acknowledged and
 pushed with positions the cursor rules accept; a device that was away
 syncs exactly what it missed; pipelined requests are answered in order; a
 retried send is a duplicate; the hidden/replaces rules leave one copy
-shown; push tokens and mutes are acknowledged and bad mutes refused; bad
+shown; push tokens and mutes are acknowledged and bad mutes refused;
+friends, blocks, roles and group settings work with their refusal codes;
+attachments, typing notices, deletion for one user and the conversation
+list behave as "Messages" says; bad
 frames and bad tokens get their documented codes. With a platform API
 (docs/PLATFORM.md): a notice to bob arrives as a message from the service's
 account, cannot be answered, and the API's errors are JSON naming the field.
@@ -96,6 +99,11 @@ def text(fields, number):
 AUTH, AUTH_OK, SEND, SEND_ACK, PUSH, SYNC, SYNC_BATCH = 2, 3, 4, 5, 6, 7, 8
 HEARTBEAT, ERROR, HISTORY, HISTORY_PAGE = 11, 12, 15, 16
 CHANGE_ACK, REGISTER_PUSH, MUTE = 24, 27, 28
+CREATE_GROUP, GROUP_CREATED = 13, 14
+FRIEND_REQUEST, FRIEND_RESPOND, BLOCK, FRIENDS, FRIEND_LIST = 29, 30, 32, 34, 35
+UPDATE_GROUP, UPDATE_MEMBER, MEMBERS, MEMBER_LIST, GROUP_INFO, GROUP = 36, 37, 39, 40, 41, 42
+GROUP_NAME, GROUP_DISSOLVED, MEMBER_ROLE = 1, 7, 1  # GroupField, MemberField
+DELETE, TYPING, TYPING_NOTICE, CONVERSATIONS, CONVERSATION_LIST = 43, 46, 47, 48, 49
 MESSAGE_POSTED = 11  # Event.kind
 
 
@@ -157,6 +165,7 @@ class Device:
         self.origins = {}                   # message_id -> (sender, conversation_id)
         self.session = dict(session or {})  # origin -> newest event seq written or received
         self.gaps = 0
+        self.typing = []                    # typing notices received: (conversation, user, typing)
         self.behind = False       # a live push showed a gap: sync once the current request is answered
         answer = self.request(AUTH, auth(token, device_id, self.session))
         check(answer[1] == AUTH_OK, f"auth answered {answer}")
@@ -190,6 +199,9 @@ class Device:
             request_id, number, fields = self.read()
             if request_id == 0 and number == PUSH:
                 self.accept(fields, live=True)
+                continue
+            if request_id == 0 and number == TYPING_NOTICE:     # ephemeral, outside the cursor
+                self.typing.append((text(fields, 1), text(fields, 2), one(fields, 3, 0)))
                 continue
             check(request_id == ids[len(answers)],
                   f"answer {request_id} ({number}: {fields}) out of order, expected {ids[len(answers)]}")
@@ -239,6 +251,9 @@ class Device:
         self.sock.settimeout(15)
         while not any(b == body for _, b in self.shown):
             request_id, number, fields = self.read()
+            if request_id == 0 and number == TYPING_NOTICE:
+                self.typing.append((text(fields, 1), text(fields, 2), one(fields, 3, 0)))
+                continue
             check(request_id == 0 and number == PUSH, f"unexpected frame {number}")
             self.accept(fields, live=True)
             if self.behind:
@@ -247,6 +262,84 @@ class Device:
 
     def close(self):
         self.sock.close()
+
+
+def check_messages(alice, bob, report):
+    """Media by reference, typing, delete for me and the conversation list ("Messages")."""
+    photo = field_varint(1, 1) + field_bytes(2, "https://cdn.example/a.jpg") + field_varint(3, 1000) + field_bytes(4, "image/jpeg")
+    _, number, ack = alice.request(SEND, send("photo-1", "bob", "") + field_bytes(6, photo))
+    check(number == SEND_ACK, f"a photo send answered {number}")
+    photo_id = text(ack, 2)
+    bad = field_varint(1, 1) + field_bytes(2, "ftp://cdn.example/a.jpg") + field_bytes(4, "image/jpeg")
+    check(refused(alice, SEND, send("photo-2", "bob", "") + field_bytes(6, bad)) == 23, "an ftp url: 23")
+    conversation = "d:alice:bob"
+    _, number, _ = bob.request(TYPING, field_bytes(1, conversation) + field_varint(2, 1))
+    check(number == CHANGE_ACK, f"typing answered {number}")
+    check(refused(bob, TYPING, field_bytes(1, conversation) + field_varint(2, 1)) == 35, "typing again at once: 35")
+    alice.request(HEARTBEAT, field_varint(1, 1))     # reads what was pushed meanwhile
+    check(("d:alice:bob", "bob", 1) in alice.typing, f"alice saw bob typing: {alice.typing}")
+    _, number, _ = alice.request(DELETE, field_bytes(1, photo_id))
+    check(number == CHANGE_ACK, f"delete for me answered {number}")
+    _, number, page = alice.request(HISTORY, field_bytes(1, conversation) + field_varint(3, 200))
+    ids = [text(decode(one(decode(m), MESSAGE_POSTED, b"")), 1) for m in page.get(1, [])]
+    check(number == HISTORY_PAGE and photo_id not in ids, "deleted for alice: not in her history")
+    _, number, page = bob.request(HISTORY, field_bytes(1, conversation) + field_varint(3, 200))
+    ids = [text(decode(one(decode(m), MESSAGE_POSTED, b"")), 1) for m in page.get(1, [])]
+    check(photo_id in ids, "kept for bob")
+    _, number, listed = bob.request(CONVERSATIONS, b"")
+    names = [text(decode(c), 1) for c in listed.get(1, [])]
+    check(number == CONVERSATION_LIST and conversation in names, f"bob's conversations: {names}")
+    report["messagesChecked"] = True
+
+
+def refused(device, number, body):
+    """The error code a request is answered with (0 when it is not refused)."""
+    _, answer, fields = device.request(number, body)
+    return one(fields, 1, 0) if answer == ERROR else 0
+
+
+def check_social(alice, bob, report):
+    """Friends, blocks and groups as docs/PROTOCOL.md's "Friends" and "Groups" describe them."""
+    friend = lambda user, greeting="": field_bytes(1, user) + field_bytes(2, greeting)
+    check(refused(alice, FRIEND_REQUEST, friend("alice")) == 23, "a friend request to yourself: 23")
+    check(refused(alice, FRIEND_REQUEST, friend("nobody.py")) == 20, "a friend request to nobody: 20")
+    _, number, ack = alice.request(FRIEND_REQUEST, friend("bob", "hello from python"))
+    check(number == CHANGE_ACK and one(ack, 1) is not None, f"friend_request answered {number} {ack}")
+    _, number, _ = bob.request(FRIEND_RESPOND, field_bytes(1, "alice") + field_varint(2, 1))
+    check(number == CHANGE_ACK, f"friend_respond answered {number}")
+    check(refused(bob, FRIEND_RESPOND, field_bytes(1, "alice") + field_varint(2, 1)) == 28, "no request waits any more: 28")
+    _, number, friends = bob.request(FRIENDS, b"")
+    listed = [decode(f) for f in friends.get(1, [])]
+    check(number == FRIEND_LIST and [(text(f, 1), one(f, 2, 0)) for f in listed] == [("alice", 1)], f"bob's friends: {listed}")
+    # A block: the blocked user's send is refused with 27, then allowed again.
+    bob.request(BLOCK, field_bytes(1, "alice") + field_varint(2, 1))
+    check(refused(alice, SEND, send("blocked-1", "bob", "blocked?")) == 27, "a send to someone who blocked you: 27")
+    bob.request(BLOCK, field_bytes(1, "alice") + field_varint(2, 0))
+    _, number, _ = alice.request(SEND, send("blocked-2", "bob", "unblocked"))
+    check(number == SEND_ACK, f"after the unblock the send is answered {number}")
+
+    # A group: a member may not rename it; an admin may; dissolved, it takes no messages.
+    _, number, created = alice.request(CREATE_GROUP, field_bytes(1, "py group") + field_bytes(2, "bob"))
+    check(number == GROUP_CREATED, f"create_group answered {number}")
+    group = text(created, 1)
+    rename = lambda name: field_bytes(1, group) + field_varint(2, GROUP_NAME) + field_bytes(3, name)
+    check(refused(bob, UPDATE_GROUP, rename("bob's")) == 25, "a plain member renames: 25")
+    check(refused(bob, UPDATE_GROUP, field_bytes(1, group) + field_varint(2, 99) + field_bytes(3, "x")) == 23, "an unknown field: 23")
+    _, number, _ = alice.request(UPDATE_MEMBER, field_bytes(1, group) + field_bytes(2, "bob") + field_varint(3, MEMBER_ROLE) + field_bytes(4, "admin"))
+    check(number == CHANGE_ACK, f"update_member answered {number}")
+    _, number, _ = bob.request(UPDATE_GROUP, rename("renamed by an admin"))
+    check(number == CHANGE_ACK, f"an admin's rename answered {number}")
+    _, number, info = bob.request(GROUP_INFO, field_bytes(1, group))
+    check(number == GROUP and text(info, 2) == "renamed by an admin" and text(info, 3) == "alice", f"group_info: {info}")
+    _, number, members = bob.request(MEMBERS, field_bytes(1, group))
+    roles = [(text(decode(m), 1), text(decode(m), 2)) for m in members.get(1, [])]
+    check(number == MEMBER_LIST and roles == [("alice", "owner"), ("bob", "admin")], f"members: {roles}")
+    check(refused(bob, UPDATE_GROUP, field_bytes(1, group) + field_varint(2, GROUP_DISSOLVED) + field_bytes(3, "1")) == 25,
+          "an admin dissolves: 25")
+    alice.request(UPDATE_GROUP, field_bytes(1, group) + field_varint(2, GROUP_DISSOLVED) + field_bytes(3, "1"))
+    group_send = field_bytes(1, "in-dissolved") + field_bytes(3, group) + field_bytes(4, "anyone?")
+    check(refused(bob, SEND, group_send) == 29, "a send to a dissolved group: 29")
+    report["socialChecked"] = True
 
 
 def error_code_on(host, port, payload):
@@ -400,6 +493,9 @@ def main():
     for conversation, code in [("not-a-conversation", 23), ("g:no-such-group", 22), ("d:alice:carol", 21)]:
         _, number, error = bob.request(MUTE, field_bytes(1, conversation) + field_varint(2, 1))
         check(number == ERROR and one(error, 1, 0) == code, f"mute {conversation}: {number} {error}")
+
+    check_social(alice, bob, report)
+    check_messages(alice, bob, report)
 
     if len(sys.argv) > 6:
         check_notices(sys.argv[5], sys.argv[6], alice, bob, report)

@@ -12,10 +12,12 @@
 /// - read markers only move forward (max by conversation order);
 /// - recall/delete is a tombstone: it wins over the message and every edit,
 ///   and leaves neither body nor edit stamp;
-/// - edits, profile fields, settings, group membership: last writer wins by
+/// - edits, profile fields, settings, registers, group membership: last writer wins by
 ///   `(hlc, origin)`, so a concurrent add and remove resolve to the later;
 /// - one `(sender, client_msg_id)` accepted by two regions, or one group id
-///   created by two: the lower `(hlc, origin)` wins.
+///   created by two: the lower `(hlc, origin)` wins;
+/// - a message deleted for one user stays deleted for them (a union);
+/// - a conversation's last activity is its newest message (a max).
 public struct ConvergentBatch: Sendable {
     /// A message row: as posted, with the edits and recall that won folded in.
     public struct Message: Equatable, Sendable {
@@ -79,6 +81,10 @@ public struct ConvergentBatch: Sendable {
     public private(set) var profiles: [FieldKey: LastWriterWins<String>] = [:]
     /// Private setting registers: (user, `UserSetting.key`) → value.
     public private(set) var settings: [FieldKey: LastWriterWins<String>] = [:]
+    /// Conversation registers (`RegisterKey`): group settings, roles, friendships, blocks.
+    public private(set) var registers: [RegisterKey: LastWriterWins<String>] = [:]
+    /// Messages deleted for one user (delete for me).
+    public private(set) var hiddenFor: Set<HiddenMessage> = []
     /// The messages each reader's read moves in the batch name.
     public private(set) var reads: [ReaderKey: Set<EventID>] = [:]
 
@@ -130,11 +136,22 @@ public struct ConvergentBatch: Sendable {
         case .settingSet(let user, let name, let value):
             let key = FieldKey(owner: user, name: name)
             settings[key, default: LastWriterWins(value, at: stamp)].offer(value, at: stamp)
+        case .registerSet(let key, let value):
+            registers[key, default: LastWriterWins(value, at: stamp)].offer(value, at: stamp)
+        case .messageHidden(let user, let target, let conversation):
+            hiddenFor.insert(HiddenMessage(user: user, message: target, conversation: conversation))
         }
     }
 
     private mutating func offerMember(_ conversation: String, _ member: String, _ present: Bool, _ stamp: Stamp) {
         membership[FieldKey(owner: conversation, name: member), default: LastWriterWins(present, at: stamp)].offer(present, at: stamp)
+    }
+
+    /// Each conversation's newest message posted in the batch.
+    public var activity: [String: ConversationOrder] {
+        messages.values.reduce(into: [:]) { newest, message in
+            newest[message.conversation] = max(newest[message.conversation] ?? message.order, message.order)
+        }
     }
 
     /// Messages the batch's reads name that it did not post: their order
@@ -179,6 +196,19 @@ public struct PostKey: Hashable, Sendable {
     public init(sender: String, clientMsgID: String) {
         self.sender = sender
         self.clientMsgID = clientMsgID
+    }
+}
+
+/// A message one user deleted for themselves.
+public struct HiddenMessage: Hashable, Sendable {
+    public var user: String
+    public var message: EventID
+    public var conversation: String
+
+    public init(user: String, message: EventID, conversation: String) {
+        self.user = user
+        self.message = message
+        self.conversation = conversation
     }
 }
 

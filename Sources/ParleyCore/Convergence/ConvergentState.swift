@@ -15,6 +15,10 @@ public struct ConvergentState: Equatable, Sendable {
     public private(set) var membership: [ConvergentBatch.FieldKey: LastWriterWins<Bool>] = [:]
     public private(set) var profiles: [ConvergentBatch.FieldKey: LastWriterWins<String>] = [:]
     public private(set) var settings: [ConvergentBatch.FieldKey: LastWriterWins<String>] = [:]
+    public private(set) var registers: [RegisterKey: LastWriterWins<String>] = [:]
+    public private(set) var hiddenFor: Set<HiddenMessage> = []
+    /// Each conversation's newest message.
+    public private(set) var activity: [String: ConversationOrder] = [:]
 
     public init() {}
 
@@ -42,6 +46,10 @@ public struct ConvergentState: Equatable, Sendable {
         membership.merge(batch.membership) { stored, new in var kept = stored; kept.offer(new); return kept }
         profiles.merge(batch.profiles) { stored, new in var kept = stored; kept.offer(new); return kept }
         settings.merge(batch.settings) { stored, new in var kept = stored; kept.offer(new); return kept }
+        registers.merge(batch.registers) { stored, new in var kept = stored; kept.offer(new); return kept }
+        // Deletions for one user: a union. Activity: the newest.
+        hiddenFor.formUnion(batch.hiddenFor)
+        activity.merge(batch.activity) { stored, new in max(stored, new) }
         // Read markers: the higher order stays.
         let markers = batch.readMarkers { messages[$0]?.order }
         readMarkers.merge(markers) { stored, new in max(stored, new) }
@@ -72,6 +80,8 @@ public struct ConvergentState: Equatable, Sendable {
     public func profile(of user: String, field: String) -> String? {
         profiles[ConvergentBatch.FieldKey(owner: user, name: field)]?.value
     }
+
+    public func register(_ key: RegisterKey) -> String? { registers[key]?.value }
 
     public func setting(of user: String, _ setting: UserSetting) -> String? {
         settings[ConvergentBatch.FieldKey(owner: user, name: setting.key)]?.value

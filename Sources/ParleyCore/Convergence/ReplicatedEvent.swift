@@ -31,6 +31,11 @@ public struct ReplicatedEvent: Hashable, Sendable {
         case profileSet(user: String, field: String, value: String)
         /// One of a user's private settings (`UserSetting`): a push token, a mute.
         case settingSet(user: String, key: String, value: String)
+        /// A register of a conversation (`RegisterKey`): a group setting, a
+        /// member's role, a friendship, a block.
+        case registerSet(RegisterKey, value: String)
+        /// A message deleted for one user's devices only.
+        case messageHidden(user: String, target: EventID, conversation: String)
     }
 
     public let id: EventID
