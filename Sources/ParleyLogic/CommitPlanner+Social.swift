@@ -83,6 +83,18 @@ extension CommitPlanner {
         return nil
     }
 
+    /// A group setting as it stands: its register once written, else what
+    /// the creation or the default says.
+    func effectiveSetting(_ field: Parley_GroupField, of groupID: String) -> String {
+        switch field {
+        case .groupOwner: return owner(of: groupID)
+        case .groupName: return snapshot.registers[.groupName(groupID)]?.value ?? snapshot.groupNames[ConversationID.group(groupID)] ?? ""
+        case .groupJoin: return snapshot.registers[.joinPolicy(groupID)]?.value ?? "invite"
+        case .groupInvite: return snapshot.registers[.invitePolicy(groupID)]?.value ?? "members"
+        default: return field.register(group: groupID).map(register) ?? ""
+        }
+    }
+
     /// Records a register write in the snapshot, for the batch's later commands.
     mutating func wrote(_ key: RegisterKey, _ value: String, by event: Parley_Event) {
         snapshot.registers[key] = (value, Stamp(hlc: HLC(rawValue: event.hlc), origin: event.origin))
@@ -223,7 +235,7 @@ extension CommitPlanner {
         case .unspecified, .UNRECOGNIZED:
             return .rejected(ClientError(.invalidRequest, "unknown group field"))
         }
-        guard register(key) != value || (field == .groupName && snapshot.registers[key] == nil) else { return .unchanged }
+        guard effectiveSetting(field, of: groupID) != value else { return .unchanged }
         let conversation = ConversationID.group(groupID)
         let event = append(audience: conversationAudience(conversation, including: by)) { event in
             event.groupUpdated = .with {

@@ -42,6 +42,8 @@ public struct CommitSnapshot: Sendable {
     public var conversations: Set<String> = []
     /// Group conversation → its owner.
     public var owners: [String: String] = [:]
+    /// Group conversation → the name its creation gave it.
+    public var groupNames: [String: String] = [:]
     /// Present members by conversation.
     public var members: [String: Set<String>] = [:]
     /// Events of posts already stored, by (sender, client_msg_id).
@@ -100,6 +102,7 @@ extension RegionStore {
             case 2:
                 snapshot.conversations.insert(a)
                 snapshot.owners[a] = b
+                snapshot.groupNames[a] = c
             case 3:
                 snapshot.members[a, default: []].insert(b)
                 snapshot.countersLookedAt.insert(b)

@@ -45,7 +45,7 @@ struct SnapshotStatement: PostgresPreparedStatement {
                          JOIN unnest($12::text[], $13::bigint[], $14::text[]) AS a(origin, seq, actor) USING (origin, seq))
         SELECT 1 AS k, user_id AS a, '' AS b, '' AS c, NULL::bytea AS p, 0::bigint AS n, 0::bigint AS h, false AS r, '' AS v, '' AS o
           FROM users WHERE user_id = ANY($1::text[])
-        UNION ALL SELECT 2, conversation_id, owner, '', NULL, 0, 0, false, '', ''
+        UNION ALL SELECT 2, conversation_id, owner, name, NULL, 0, 0, false, '', ''
           FROM conversations WHERE conversation_id IN (SELECT conversation_id FROM wanted)
         UNION ALL SELECT 3, conversation_id, user_id, '', NULL, 0, 0, false, '', '' FROM present
         UNION ALL SELECT 4, c.sender, c.client_msg_id, '', e.payload, 0, 0, false, '', ''

@@ -121,6 +121,10 @@ extension Array where Element == ReceivedEvent {
             let fay = try await region.connect("fay")
             let group = try await ann.client.createGroup(name: "crew", members: ["bob", "cat"]).groupID
 
+            // A setting set to what it already is changes nothing, defaults included.
+            #expect(try await ann.client.renameGroup(group, to: "crew").hasEvent == false)
+            #expect(try await ann.client.updateGroup(group, .groupJoin, to: "invite").hasEvent == false)
+            #expect(try await ann.client.updateGroup(group, .groupInvite, to: "members").hasEvent == false)
             // Settings: the owner and admins only.
             #expect(await refusal { try await bob.client.renameGroup(group, to: "bob's") } == .notPermitted)
             #expect(await refusal { try await bob.client.setRole(of: "cat", in: group, admin: true) } == .notPermitted)
