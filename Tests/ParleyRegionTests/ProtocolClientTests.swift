@@ -8,7 +8,8 @@ import Testing
     @Test func aClientWrittenFromTheProtocolPageAloneGetsWhatThePagePromises() async throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../protocol-client/parley_protocol_client.py").standardized.path
-        try await LocalRegion.with { region in
+        // A short recall window, so the client sees its error (34) in a moment.
+        try await LocalRegion.with(logicArguments: ["--recall-window-ms=1000"]) { region in
             try await region.startExt(0)
             let log = "\(region.directory)/protocol-client.log"
             let client = try ChildProcess(

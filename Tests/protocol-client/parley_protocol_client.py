@@ -26,6 +26,7 @@ import json
 import socket
 import struct
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -104,6 +105,7 @@ FRIEND_REQUEST, FRIEND_RESPOND, BLOCK, FRIENDS, FRIEND_LIST = 29, 30, 32, 34, 35
 UPDATE_GROUP, UPDATE_MEMBER, MEMBERS, MEMBER_LIST, GROUP_INFO, GROUP = 36, 37, 39, 40, 41, 42
 GROUP_NAME, GROUP_DISSOLVED, MEMBER_ROLE = 1, 7, 1  # GroupField, MemberField
 DELETE, TYPING, TYPING_NOTICE, CONVERSATIONS, CONVERSATION_LIST = 43, 46, 47, 48, 49
+RECALL, MEMBER_MUTED_UNTIL = 20, 3
 MESSAGE_POSTED = 11  # Event.kind
 
 
@@ -286,6 +288,10 @@ def check_messages(alice, bob, report):
     _, number, page = bob.request(HISTORY, field_bytes(1, conversation) + field_varint(3, 200))
     ids = [text(decode(one(decode(m), MESSAGE_POSTED, b"")), 1) for m in page.get(1, [])]
     check(photo_id in ids, "kept for bob")
+    # The recall window (the test runs the region with --recall-window-ms=1000): 34 once it passed.
+    _, _, late = bob.request(SEND, send("late-1", "alice", "recalled too late"))
+    time.sleep(1.5)     # the passing of the window is what is checked
+    check(refused(bob, RECALL, field_bytes(1, text(late, 2))) == 34, "a recall after the window: 34")
     _, number, listed = bob.request(CONVERSATIONS, b"")
     names = [text(decode(c), 1) for c in listed.get(1, [])]
     check(number == CONVERSATION_LIST and conversation in names, f"bob's conversations: {names}")
@@ -325,6 +331,18 @@ def check_social(alice, bob, report):
     rename = lambda name: field_bytes(1, group) + field_varint(2, GROUP_NAME) + field_bytes(3, name)
     check(refused(bob, UPDATE_GROUP, rename("bob's")) == 25, "a plain member renames: 25")
     check(refused(bob, UPDATE_GROUP, field_bytes(1, group) + field_varint(2, 99) + field_bytes(3, "x")) == 23, "an unknown field: 23")
+    check(refused(bob, UPDATE_GROUP, field_bytes(1, "no-such-group") + field_varint(2, GROUP_NAME) + field_bytes(3, "x")) == 22,
+          "an unknown group: 22")
+    _, _, solo = alice.request(CREATE_GROUP, field_bytes(1, "alice alone"))
+    solo_send = field_bytes(1, "not-a-member") + field_bytes(3, text(solo, 1)) + field_bytes(4, "let me in")
+    check(refused(bob, SEND, solo_send) == 21, "a send to a group one is not in: 21")
+    # A muted member may not send (33) until unmuted.
+    mute = lambda until: field_bytes(1, group) + field_bytes(2, "bob") + field_varint(3, MEMBER_MUTED_UNTIL) + field_bytes(4, until)
+    alice.request(UPDATE_MEMBER, mute(str(int(time.time() * 1000) + 600_000)))
+    check(refused(bob, SEND, field_bytes(1, "muted-1") + field_bytes(3, group) + field_bytes(4, "hm")) == 33, "a muted member sends: 33")
+    alice.request(UPDATE_MEMBER, mute(""))
+    _, number, _ = bob.request(SEND, field_bytes(1, "muted-2") + field_bytes(3, group) + field_bytes(4, "unmuted"))
+    check(number == SEND_ACK, f"unmuted, the send is answered {number}")
     _, number, _ = alice.request(UPDATE_MEMBER, field_bytes(1, group) + field_bytes(2, "bob") + field_varint(3, MEMBER_ROLE) + field_bytes(4, "admin"))
     check(number == CHANGE_ACK, f"update_member answered {number}")
     _, number, _ = bob.request(UPDATE_GROUP, rename("renamed by an admin"))
