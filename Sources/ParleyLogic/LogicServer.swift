@@ -64,7 +64,7 @@ public enum LogicServer {
         let handler = RequestHandler(
             region: configuration.region, store: store, committer: committer, writer: writer, geo: geo,
             defaultDurability: configuration.defaultDurability, limits: configuration.limits,
-            typing: TypingRelay(store: store, dispatcher: dispatcher), logger: logger
+            typing: TypingRelay(store: store, dispatcher: dispatcher, interval: configuration.limits.typingInterval), logger: logger
         )
         let service = LinkService(handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout))
         // Requests are served only once the schema is migrated.

@@ -440,6 +440,8 @@ public struct LogicLimits: Sendable {
     public var maxGroupMembers = 1000
     /// How long the sender may recall a message (milliseconds).
     public var recallWindowMs: UInt64 = 120_000
+    /// A typing notice repeating its state within this is refused.
+    public var typingInterval: Duration = .seconds(1)
     public var maxProfileValueBytes = 1024
     /// APNs tokens are 32 bytes in hex, FCM's about 160 characters.
     public var maxPushTokenBytes = 4096

@@ -25,6 +25,9 @@ struct LogicCommand: AsyncParsableCommand {
     @Option(help: "How long after sending a message its sender may still recall it (milliseconds); a group's owner and admins recall at any time.")
     var recallWindowMs = 120_000
 
+    @Option(help: "A typing notice that repeats the same state within this is refused with rate_limited (milliseconds).")
+    var typingIntervalMs = 1_000
+
     @Option(help: "How long a device's first change or read after it moved here waits for this region to hold what it wrote or saw elsewhere (milliseconds).")
     var sessionWaitMs = 2_000
 
@@ -45,6 +48,7 @@ struct LogicCommand: AsyncParsableCommand {
         configuration.limits.maxBodyBytes = maxBodyBytes
         configuration.limits.maxGroupMembers = maxGroupMembers
         configuration.limits.recallWindowMs = UInt64(recallWindowMs)
+        configuration.limits.typingInterval = .milliseconds(typingIntervalMs)
         configuration.limits.sessionWait = .milliseconds(sessionWaitMs)
         configuration.peerSyncs = Dictionary(uniqueKeysWithValues: peers.map { ($0.name, $0.sync) })
         configuration.defaultDurability = try region.defaultDurability

@@ -8,8 +8,9 @@ import Testing
     @Test func aClientWrittenFromTheProtocolPageAloneGetsWhatThePagePromises() async throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../protocol-client/parley_protocol_client.py").standardized.path
-        // A short recall window, so the client sees its error (34) in a moment.
-        try await LocalRegion.with(logicArguments: ["--recall-window-ms=1000"]) { region in
+        // A short recall window, so the client sees its error (34) in a moment; a typing
+        // interval long enough that its repeated notice is refused (35) however loaded the machine.
+        try await LocalRegion.with(logicArguments: ["--recall-window-ms=1000", "--typing-interval-ms=60000"]) { region in
             try await region.startExt(0)
             let log = "\(region.directory)/protocol-client.log"
             let client = try ChildProcess(

@@ -225,7 +225,8 @@ extension Array where Element == ReceivedEvent {
     /// replies, mentions, the recall window, edits, deletion for one user and
     /// for everyone, receipts, typing, unread totals and the conversation list.
     @Test func messageFeaturesWithEveryRefusal() async throws {
-        try await LocalRegion.with(logicArguments: ["--recall-window-ms=1000"]) { region in
+        // A window long enough for a quick recall on a loaded machine; a typing interval no test outlasts.
+        try await LocalRegion.with(logicArguments: ["--recall-window-ms=3000", "--typing-interval-ms=60000"]) { region in
             let ann = try await region.connect("ann")
             let bob = try await region.connect("bob")
             let cat = try await region.connect("cat")
@@ -275,7 +276,7 @@ extension Array where Element == ReceivedEvent {
             let quick = try await bob.client.send(to: .group(group), body: "oops")
             _ = try await bob.client.recall(messageID: quick.messageID)
             let slow = try await bob.client.send(to: .group(group), body: "too late to take back")
-            try await Task.sleep(for: .milliseconds(1_500))  // the window itself is what is tested
+            try await Task.sleep(for: .milliseconds(3_500))  // the window itself is what is tested
             #expect(await refusal { try await bob.client.recall(messageID: slow.messageID) } == .recallWindowPassed)
             #expect(await refusal { try await bob.client.delete(messageID: slow.messageID, forEveryone: true) } == .recallWindowPassed)
             _ = try await ann.client.delete(messageID: slow.messageID, forEveryone: true)
@@ -307,7 +308,7 @@ extension Array where Element == ReceivedEvent {
             #expect(direct.markers["bob"] == elsewhere.messageID && direct.readBy[elsewhere.messageID] == 1)
             #expect(await refusal { try await dan.client.receipts(in: conversation, for: []) } == .notMember)
 
-            // Typing: pushed to the others, never stored, one per second per state.
+            // Typing: pushed to the others, never stored, one per interval per state.
             let eventsBefore = try region.postgres.psql("SELECT count(*) FROM events")
             try await cat.client.typing(in: conversation)
             var typists = ann.client.typingNotices.makeAsyncIterator()
