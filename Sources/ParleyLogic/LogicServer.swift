@@ -61,10 +61,11 @@ public enum LogicServer {
         let writer = WriterHandoff(links: configuration.instancesAhead.map {
             LogicLink(address: $0.description, timeout: configuration.handoffTimeout, node: nil, pool: pool, logger: logger)
         }, logger: logger)
+        let forwarder = TypingForwarder(region: configuration.region, peers: configuration.peerSyncs, pool: pool, logger: logger)
+        let typing = TypingRelay(store: store, dispatcher: dispatcher, forwarder: forwarder, interval: configuration.limits.typingInterval)
         let handler = RequestHandler(
             region: configuration.region, store: store, committer: committer, writer: writer, geo: geo,
-            defaultDurability: configuration.defaultDurability, limits: configuration.limits,
-            typing: TypingRelay(store: store, dispatcher: dispatcher, interval: configuration.limits.typingInterval), logger: logger
+            defaultDurability: configuration.defaultDurability, limits: configuration.limits, typing: typing, logger: logger
         )
         let service = LinkService(handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout))
         // Requests are served only once the schema is migrated.
@@ -79,7 +80,8 @@ public enum LogicServer {
                     .init(service: pool),
                     .init(service: dispatcher),
                     .init(service: followUps),
-                    .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, logger: logger)),
+                    .init(service: forwarder),
+                    .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, typing: typing, logger: logger)),
                     .init(service: committer),
                 ] + writer.links.map { .init(service: $0) } + [
                     .init(service: server),

@@ -6,8 +6,10 @@ import Synchronization
 
 /// Typing notices: ephemeral, so never stored and never an event. A member's
 /// notice goes to the conversation's other members connected to this region
-/// (through presence, like a push); one that repeats the same state within
-/// `interval` is refused with `rate_limited` (docs/PROTOCOL.md, "Messages").
+/// (through presence, like a push) and, through `TypingForwarder`, to every
+/// peer region, which pushes it to the members connected there
+/// (`deliverRelayed`). One that repeats the same state within `interval` is
+/// refused with `rate_limited` (docs/PROTOCOL.md, "Messages").
 final class TypingRelay: Sendable {
     private struct Key: Hashable {
         var user: String
@@ -16,12 +18,14 @@ final class TypingRelay: Sendable {
 
     private let store: RegionStore
     private let dispatcher: PushDispatcher
+    private let forwarder: TypingForwarder
     private let interval: Duration
     private let lastPassed = Mutex<[Key: (typing: Bool, at: ContinuousClock.Instant)]>([:])
 
-    init(store: RegionStore, dispatcher: PushDispatcher, interval: Duration = .seconds(1)) {
+    init(store: RegionStore, dispatcher: PushDispatcher, forwarder: TypingForwarder, interval: Duration = .seconds(1)) {
         self.store = store
         self.dispatcher = dispatcher
+        self.forwarder = forwarder
         self.interval = interval
     }
 
@@ -43,7 +47,22 @@ final class TypingRelay: Sendable {
             $0.userID = user
             $0.typing = typing
         }
+        forwarder.forward(notice)
         await dispatcher.deliver(notice, to: members.filter { $0 != user && !ServiceAccount.isService($0) })
+    }
+
+    /// A notice a peer region admitted: to the conversation's other members
+    /// connected here. Membership is this region's view of it, which may lag
+    /// the sender's region by the replication delay.
+    func deliverRelayed(_ notice: Parley_TypingNotice) async {
+        let members: [String]
+        if let (a, b) = ConversationID.directUsers(of: notice.conversationID) {
+            members = [a, b]
+        } else {
+            guard let present = try? await store.presentMembers(of: notice.conversationID) else { return }
+            members = present
+        }
+        await dispatcher.deliver(notice, to: members.filter { $0 != notice.userID && !ServiceAccount.isService($0) })
     }
 
     /// A change of state always passes; the same state again only after `interval`.

@@ -50,10 +50,24 @@ public enum Parley_Sync: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RelayTyping" metadata.
+        public enum RelayTyping: Sendable {
+            /// Request type for "RelayTyping".
+            public typealias Input = Parley_RelayTypingRequest
+            /// Response type for "RelayTyping".
+            public typealias Output = Parley_RelayTypingResponse
+            /// Descriptor for "RelayTyping".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "parley.Sync"),
+                method: "RelayTyping",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "parley.Sync" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Pull.descriptor,
-            AwaitStored.descriptor
+            AwaitStored.descriptor,
+            RelayTyping.descriptor
         ]
     }
 }
@@ -118,6 +132,26 @@ extension Parley_Sync {
             request: GRPCCore.StreamingServerRequest<Parley_AwaitStoredRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Parley_AwaitStoredResponse>
+
+        /// Handle the "RelayTyping" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Typing notices of the calling region's users, for this region's
+        /// > connected members: ephemeral, never stored, best effort (a notice lost
+        /// > with a link is not resent).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Parley_RelayTypingRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Parley_RelayTypingResponse` messages.
+        func relayTyping(
+            request: GRPCCore.StreamingServerRequest<Parley_RelayTypingRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Parley_RelayTypingResponse>
     }
 
     /// Service protocol for the "parley.Sync" service.
@@ -166,6 +200,26 @@ extension Parley_Sync {
             request: GRPCCore.ServerRequest<Parley_AwaitStoredRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Parley_AwaitStoredResponse>
+
+        /// Handle the "RelayTyping" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Typing notices of the calling region's users, for this region's
+        /// > connected members: ephemeral, never stored, best effort (a notice lost
+        /// > with a link is not resent).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Parley_RelayTypingRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Parley_RelayTypingResponse` message.
+        func relayTyping(
+            request: GRPCCore.ServerRequest<Parley_RelayTypingRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Parley_RelayTypingResponse>
     }
 
     /// Simple service protocol for the "parley.Sync" service.
@@ -213,6 +267,26 @@ extension Parley_Sync {
             request: Parley_AwaitStoredRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Parley_AwaitStoredResponse
+
+        /// Handle the "RelayTyping" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Typing notices of the calling region's users, for this region's
+        /// > connected members: ephemeral, never stored, best effort (a notice lost
+        /// > with a link is not resent).
+        ///
+        /// - Parameters:
+        ///   - request: A `Parley_RelayTypingRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Parley_RelayTypingResponse` to respond with.
+        func relayTyping(
+            request: Parley_RelayTypingRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Parley_RelayTypingResponse
     }
 }
 
@@ -242,6 +316,17 @@ extension Parley_Sync.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Parley_Sync.Method.RelayTyping.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_RelayTypingRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_RelayTypingResponse>(),
+            handler: { request, context in
+                try await self.relayTyping(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -264,6 +349,17 @@ extension Parley_Sync.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Parley_AwaitStoredResponse> {
         let response = try await self.awaitStored(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func relayTyping(
+        request: GRPCCore.StreamingServerRequest<Parley_RelayTypingRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Parley_RelayTypingResponse> {
+        let response = try await self.relayTyping(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -297,6 +393,19 @@ extension Parley_Sync.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Parley_AwaitStoredResponse> {
         return GRPCCore.ServerResponse<Parley_AwaitStoredResponse>(
             message: try await self.awaitStored(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func relayTyping(
+        request: GRPCCore.ServerRequest<Parley_RelayTypingRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Parley_RelayTypingResponse> {
+        return GRPCCore.ServerResponse<Parley_RelayTypingResponse>(
+            message: try await self.relayTyping(
                 request: request.message,
                 context: context
             ),
@@ -361,6 +470,31 @@ extension Parley_Sync {
             deserializer: some GRPCCore.MessageDeserializer<Parley_AwaitStoredResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_AwaitStoredResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RelayTyping" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Typing notices of the calling region's users, for this region's
+        /// > connected members: ephemeral, never stored, best effort (a notice lost
+        /// > with a link is not resent).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Parley_RelayTypingRequest` message.
+        ///   - serializer: A serializer for `Parley_RelayTypingRequest` messages.
+        ///   - deserializer: A deserializer for `Parley_RelayTypingResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func relayTyping<Result>(
+            request: GRPCCore.ClientRequest<Parley_RelayTypingRequest>,
+            serializer: some GRPCCore.MessageSerializer<Parley_RelayTypingRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_RelayTypingResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_RelayTypingResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -448,6 +582,42 @@ extension Parley_Sync {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "RelayTyping" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Typing notices of the calling region's users, for this region's
+        /// > connected members: ephemeral, never stored, best effort (a notice lost
+        /// > with a link is not resent).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Parley_RelayTypingRequest` message.
+        ///   - serializer: A serializer for `Parley_RelayTypingRequest` messages.
+        ///   - deserializer: A deserializer for `Parley_RelayTypingResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func relayTyping<Result>(
+            request: GRPCCore.ClientRequest<Parley_RelayTypingRequest>,
+            serializer: some GRPCCore.MessageSerializer<Parley_RelayTypingRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Parley_RelayTypingResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_RelayTypingResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Parley_Sync.Method.RelayTyping.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -508,6 +678,37 @@ extension Parley_Sync.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Parley_AwaitStoredRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_AwaitStoredResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RelayTyping" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Typing notices of the calling region's users, for this region's
+    /// > connected members: ephemeral, never stored, best effort (a notice lost
+    /// > with a link is not resent).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Parley_RelayTypingRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func relayTyping<Result>(
+        request: GRPCCore.ClientRequest<Parley_RelayTypingRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_RelayTypingResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.relayTyping(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Parley_RelayTypingRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Parley_RelayTypingResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -578,6 +779,41 @@ extension Parley_Sync.ClientProtocol {
             metadata: metadata
         )
         return try await self.awaitStored(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RelayTyping" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Typing notices of the calling region's users, for this region's
+    /// > connected members: ephemeral, never stored, best effort (a notice lost
+    /// > with a link is not resent).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func relayTyping<Result>(
+        _ message: Parley_RelayTypingRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Parley_RelayTypingResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Parley_RelayTypingRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.relayTyping(
             request: request,
             options: options,
             onResponse: handleResponse

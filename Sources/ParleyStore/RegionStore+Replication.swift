@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ParleyCore
 import ParleyProto
@@ -16,6 +17,19 @@ extension RegionStore {
     /// Any commit that appends to the log notifies this channel (no payload).
     static let logChannel = "parley_log"
 
+    /// Typing notices relayed from other regions, for this region's pushing
+    /// logic instance: payload one base64 `TypingNotice`. Not transactional,
+    /// as nothing is stored (docs/ARCHITECTURE.md, "Typing across regions").
+    static let typingChannel = "parley_typing"
+
+    /// Hands typing notices relayed by a peer region to the logic instance
+    /// that pushes replicated events here (`listenForReplicated`'s `typing`).
+    public func notifyTyping(_ notices: [Parley_TypingNotice]) async throws {
+        let payloads = try notices.map { try $0.serializedBytes() as [UInt8] }.map { Data($0).base64EncodedString() }
+        guard !payloads.isEmpty else { return }
+        try await database.query("SELECT pg_notify(\(Self.typingChannel), p) FROM unnest(\(payloads)::text[]) AS p", logger: logger)
+    }
+
     /// Calls `changed` whenever a commit has appended to this region's log
     /// (any origin), until cancelled. Holds one pooled connection.
     public func listenForLogChanges(_ changed: @Sendable () -> Void) async throws {
@@ -31,8 +45,12 @@ extension RegionStore {
     /// (`hidden`, `replaces`) as it stands once applied. Holds one pooled connection. With
     /// `asLeader`, first waits (polling once a second) for the region's
     /// replicated-push lock, held by that connection's session, so one
-    /// listener per region handles each batch.
-    public func listenForReplicated(asLeader: Bool = false, _ handle: @Sendable ([Parley_Event]) async -> Void) async throws {
+    /// listener per region handles each batch. `typing` hears the typing
+    /// notices peer regions relayed (`notifyTyping`) on the same connection.
+    public func listenForReplicated(
+        asLeader: Bool = false, typing: @escaping @Sendable (Parley_TypingNotice) async -> Void = { _ in },
+        _ handle: @Sendable ([Parley_Event]) async -> Void
+    ) async throws {
         try await database.withConnection { connection in
             while asLeader {
                 // One lock id for "pshr" (replicated pushes).
@@ -43,13 +61,26 @@ extension RegionStore {
                 try await Task.sleep(for: .seconds(1))
             }
             do {
-                try await connection.listen(on: Self.replicatedChannel) { notifications in
-                    for try await notification in notifications {
-                        for range in notification.payload.split(separator: ",") {
-                            let parts = range.split(separator: ":")
-                            guard parts.count == 3, let first = UInt64(parts[1]), let last = UInt64(parts[2]), last >= first else { continue }
-                            let events = try await events(origin: String(parts[0]), after: first - 1, limit: Int(last - first + 1))
-                            await handle(try await withDuplicateState(events))
+                try await connection.listen(on: Self.typingChannel) { relayed in
+                    try await connection.listen(on: Self.replicatedChannel) { notifications in
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            group.addTask {
+                                for try await notification in relayed {
+                                    guard let bytes = Data(base64Encoded: notification.payload),
+                                        let notice = try? Parley_TypingNotice(serializedBytes: bytes)
+                                    else { continue }
+                                    await typing(notice)
+                                }
+                            }
+                            for try await notification in notifications {
+                                for range in notification.payload.split(separator: ",") {
+                                    let parts = range.split(separator: ":")
+                                    guard parts.count == 3, let first = UInt64(parts[1]), let last = UInt64(parts[2]), last >= first else { continue }
+                                    let events = try await events(origin: String(parts[0]), after: first - 1, limit: Int(last - first + 1))
+                                    await handle(try await withDuplicateState(events))
+                                }
+                            }
+                            group.cancelAll()
                         }
                     }
                 }

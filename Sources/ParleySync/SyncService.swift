@@ -76,4 +76,14 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
         }
         return .with { $0.stored = stored }
     }
+
+    /// Typing notices from a peer region's users go to this region's pushing
+    /// logic instance through PostgreSQL (`RegionStore.notifyTyping`).
+    func relayTyping(request: Parley_RelayTypingRequest, context: ServerContext) async throws -> Parley_RelayTypingResponse {
+        try await store.notifyTyping(Array(request.notices.prefix(Self.maxRelayedNotices)))
+        return Parley_RelayTypingResponse()
+    }
+
+    /// Notices taken from one relay call, at most.
+    static let maxRelayedNotices = 1_000
 }

@@ -190,3 +190,24 @@ public func eventually(_ timeout: Duration = .seconds(30), _ condition: () async
     }
     return try await condition()
 }
+
+/// The first element of `stream` that `matches`, or nil if none comes within
+/// `timeout`. The stream's iteration ends with this call (an `AsyncStream`
+/// finishes when its waiting consumer is cancelled): use it last.
+public func first<Element: Sendable>(
+    of stream: AsyncStream<Element>, within timeout: Duration = .seconds(30), where matches: @escaping @Sendable (Element) -> Bool
+) async -> Element? {
+    await withTaskGroup(of: Element?.self) { group in
+        group.addTask {
+            for await element in stream where matches(element) { return element }
+            return nil
+        }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first
+    }
+}

@@ -165,6 +165,10 @@ import Testing
             // Crossing friend requests: the later request is the one waiting.
             _ = try await annEU.client.requestFriend("dan", greeting: "from eu")
             _ = try await dan.client.requestFriend("ann", greeting: "from ap")
+            // With every peer's sync down, typing is still answered and reaches the members in the region.
+            try await cat.client.typing(in: ConversationID.direct("cat", "eve"))
+            let local = await first(of: eve.client.typingNotices) { $0.userID == "cat" }
+            #expect(local?.conversationID == ConversationID.direct("cat", "eve"), "typing within a cut-off region")
             try await heal(cluster)
 
             #expect(try await converged(cluster), "\(cluster.syncLogs)")
@@ -217,6 +221,19 @@ import Testing
             #expect(await annEU.inbox.wait { $0.contains { $0.event.messageDeleted.messageID == annsNote.messageID } })
             #expect(try await gus.client.history(conversationID: ConversationID.group(crew)).messages
                 .contains { $0.messagePosted.messageID == annsNote.messageID }, "kept for the others")
+
+            // Typing crosses regions: dan types in ap, and ann's devices in all three regions are told;
+            // so is each region's member of a group when gus types in eu. Never an event anywhere.
+            let eventsBefore = try cluster.regions.map { try $0.postgres.psql("SELECT count(*) FROM events") }
+            try await dan.client.typing(in: direct)
+            for (region, ann) in [("eu", annEU), ("us", annUS), ("ap", annAP)] {
+                let notice = await first(of: ann.client.typingNotices) { $0.conversationID == direct }
+                #expect(notice?.userID == "dan" && notice?.typing == true, "ann's device in \(region) hears dan typing")
+            }
+            try await gus.client.typing(in: ConversationID.group(crew))
+            let notice = await first(of: dan.client.typingNotices) { $0.conversationID == ConversationID.group(crew) }
+            #expect(notice?.userID == "gus", "a group's member in another region (dan, ap) hears gus (eu)")
+            #expect(try cluster.regions.map { try $0.postgres.psql("SELECT count(*) FROM events") } == eventsBefore, "typing is not an event")
             for user in [annEU, annUS, annAP, bobUS, bobEU, gus, cat, dan, eve] { await user.stop() }
         }
     }

@@ -9,8 +9,10 @@ import Testing
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../protocol-client/parley_protocol_client.py").standardized.path
         // A short recall window, so the client sees its error (34) in a moment; a typing
-        // interval long enough that its repeated notice is refused (35) however loaded the machine.
-        try await LocalRegion.with(logicArguments: ["--recall-window-ms=1000", "--typing-interval-ms=60000"]) { region in
+        // interval long enough that its repeated notice is refused (35) however loaded the machine;
+        // groups of at most 3, so it sees group_full (26) with the two users it has.
+        let limits = ["--recall-window-ms=1000", "--typing-interval-ms=60000", "--max-group-members=3"]
+        try await LocalRegion.with(logicArguments: limits) { region in
             try await region.startExt(0)
             let log = "\(region.directory)/protocol-client.log"
             let client = try ChildProcess(

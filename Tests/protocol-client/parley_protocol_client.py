@@ -333,6 +333,10 @@ def check_social(alice, bob, report):
     check(refused(bob, UPDATE_GROUP, field_bytes(1, group) + field_varint(2, 99) + field_bytes(3, "x")) == 23, "an unknown field: 23")
     check(refused(bob, UPDATE_GROUP, field_bytes(1, "no-such-group") + field_varint(2, GROUP_NAME) + field_bytes(3, "x")) == 22,
           "an unknown group: 22")
+    # Its region allows groups of at most 3 (--max-group-members=3): a fourth member is refused (26)
+    # before the names are even looked up.
+    too_many = field_bytes(1, "crowd") + b"".join(field_bytes(2, name) for name in ["bob", "x1", "x2", "x3"])
+    check(refused(alice, CREATE_GROUP, too_many) == 26, "a group over its maximum size: 26")
     _, _, solo = alice.request(CREATE_GROUP, field_bytes(1, "alice alone"))
     solo_send = field_bytes(1, "not-a-member") + field_bytes(3, text(solo, 1)) + field_bytes(4, "let me in")
     check(refused(bob, SEND, solo_send) == 21, "a send to a group one is not in: 21")
