@@ -43,11 +43,11 @@ public struct TokenAuthority: Sendable {
         return try await keys.sign(claims)
     }
 
-    /// The user a token names, or why it is refused.
-    public func verify(_ token: String) async throws(TokenRejection) -> String {
+    /// The user a token names and when it expires, or why it is refused.
+    public func verify(_ token: String) async throws(TokenRejection) -> VerifiedToken {
         do {
             let claims = try await keys.verify(token, as: ParleyClaims.self)
-            return claims.sub.value
+            return VerifiedToken(userID: claims.sub.value, expiresAtMilliseconds: UInt64(max(0, claims.exp.value.timeIntervalSince1970 * 1000)))
         } catch let error as JWTError where error.errorType == .claimVerificationFailure {
             throw .expired
         } catch {
@@ -62,6 +62,13 @@ public enum TokenAuthorityError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         "the token secret must be at least \(TokenAuthority.minimumSecretBytes) bytes"
     }
+}
+
+/// What a valid token says.
+public struct VerifiedToken: Sendable, Equatable {
+    public var userID: String
+    /// Wall clock, milliseconds since 1970.
+    public var expiresAtMilliseconds: UInt64
 }
 
 /// Why a token was refused.

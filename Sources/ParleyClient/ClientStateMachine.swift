@@ -190,6 +190,8 @@ struct ClientStateMachine: Sendable {
         case checkGapAfter(Duration)
         /// Another member's typing notice: ephemeral, outside the cursor.
         case typing(Parley_TypingNotice)
+        /// The connection's token expired: present a fresh one before the deadline.
+        case reauthRequired
         /// Nothing to do (a duplicate, a heartbeat echo, a connection-level error recorded).
         case none
     }
@@ -201,6 +203,7 @@ struct ClientStateMachine: Sendable {
         switch frame.body {
         case .push(let push): return accept(push, live: true)
         case .typingNotice(let notice): return .typing(notice)
+        case .reauthRequired: return .reauthRequired
         case .error(let error): lastServerError = ClientError(error)
         default: break  // heartbeat echoes and answers to abandoned requests
         }

@@ -50,6 +50,11 @@ public actor ParleyClient {
         public var livenessTimeout: Duration?
         /// A region (or fixed gate) whose connection was lost is tried last for this long.
         public var avoidLostRegionFor: Duration = .seconds(30)
+        /// Where a fresh token comes from: asked when the gate says the
+        /// connection's token expired (`reauth_required`, docs/PROTOCOL.md,
+        /// "Sessions and tokens") and before signing in again with an expired
+        /// one. Nil: a connection ends when its token expires.
+        public var freshToken: (@Sendable () async throws -> String)?
         /// Reconnect (and re-sync) on its own after the connection drops.
         public var reconnects = true
         public var syncPageSize: UInt32 = 500
@@ -111,6 +116,9 @@ public actor ParleyClient {
     private var pending: [UInt64: CheckedContinuation<Parley_Frame, any Error>] = [:]
     private let directory: RegionDirectory
     private var lastRouteAnswer: [RegionDirectory.Candidate]?
+    /// The token signed in with, and when it expires (0: unknown).
+    private var token: String
+    private var tokenExpiresAtMs: UInt64 = 0
 
     private struct Connection {
         let id: UInt64
@@ -121,6 +129,7 @@ public actor ParleyClient {
 
     public init(configuration: Configuration, cursor: SyncCursor = SyncCursor()) {
         self.configuration = configuration
+        self.token = configuration.token
         machine = ClientStateMachine(
             settings: .init(
                 avoidLostRegionFor: configuration.avoidLostRegionFor, livenessTimeout: configuration.livenessTimeout,
@@ -376,9 +385,12 @@ public actor ParleyClient {
         machine.opened(id, to: candidate, now: .now)
         let answer: Parley_Frame
         do {
+            if let freshToken = configuration.freshToken, tokenExpiresAtMs != 0, WallClock.milliseconds() >= tokenExpiresAtMs {
+                token = try await freshToken()
+            }
             answer = try await exchange(.with {
                 $0.auth = .with {
-                    $0.token = configuration.token
+                    $0.token = token
                     $0.deviceID = configuration.deviceID
                     $0.session = session.origins.map { origin in .with { $0.origin = origin; $0.seq = session[origin] } }
                 }
@@ -396,8 +408,30 @@ public actor ParleyClient {
             throw ClientConnectionError.closed("lost while signing in")
         }
         userID = ok.userID
+        tokenExpiresAtMs = ok.tokenExpiresAtMs
         connection?.keepAlive = Task { await self.keepAlive(id, tick: tick) }
         return ok
+    }
+
+    /// The gate asked for a fresh token: signs the open connection in again
+    /// with one, or lets it end (with `token_expired`) when there is none.
+    private func reauthenticate() async {
+        guard let freshToken = configuration.freshToken else {
+            configuration.logger.warning("the token expired and no freshToken is configured: the gate will close the connection")
+            return
+        }
+        do {
+            token = try await freshToken()
+            let answer = try await request(.with {
+                $0.auth = .with {
+                    $0.token = token
+                    $0.deviceID = configuration.deviceID
+                }
+            })
+            tokenExpiresAtMs = answer.authOk.tokenExpiresAtMs
+        } catch {
+            configuration.logger.warning("re-authentication failed", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Ticks the machine's keep-alive for connection `id`: heartbeats, and
@@ -433,6 +467,7 @@ public actor ParleyClient {
         case .deliver(let events): for event in events { emit.yield(event) }
         case .checkGapAfter(let wait): Task { await self.pullIfGapStillOpen(after: wait) }
         case .typing(let notice): emitTyping.yield(notice)
+        case .reauthRequired: Task { await self.reauthenticate() }
         case .none: break
         }
     }

@@ -77,9 +77,9 @@ struct ClientSession: Sendable {
     }
 
     private func authenticate(_ auth: Parley_Auth, requestID: UInt64) async -> Bool {
-        let userID: String
+        let token: VerifiedToken
         do {
-            userID = try await gate.tokens.verify(auth.token)
+            token = try await gate.tokens.verify(auth.token)
         } catch .expired {
             connection.close(with: ClientError(.tokenExpired, "token expired"), requestID: requestID)
             return false
@@ -87,6 +87,7 @@ struct ClientSession: Sendable {
             connection.close(with: ClientError(.tokenInvalid, "token is not valid"), requestID: requestID)
             return false
         }
+        let userID = token.userID
         guard Naming.isValid(userID), Naming.isValid(auth.deviceID) else {
             connection.close(with: ClientError(.tokenInvalid, "user and device ids must be 1...64 of [A-Za-z0-9_.]"), requestID: requestID)
             return false
@@ -104,6 +105,7 @@ struct ClientSession: Sendable {
             connection.close(with: ClientError(.unavailable, "sign-in failed; try again"), requestID: requestID)
             return false
         }
+        connection.tokenValid(until: token.expiresAtMilliseconds)
         if let replaced = gate.registry.bind(connection, to: identity) {
             replaced.close(with: ClientError(.authRequired, "this device connected again elsewhere"))
         }
@@ -114,8 +116,36 @@ struct ClientSession: Sendable {
         }
         // Heartbeats are the gate's concern: often enough to beat its idle timeout.
         answer.authOk.heartbeatIntervalMs = UInt32(gate.heartbeatIntervalMilliseconds)
+        answer.authOk.tokenExpiresAtMs = token.expiresAtMilliseconds
         connection.send(answer)
         return true
+    }
+
+    /// `auth` on a signed-in connection: a fresh token for the same user and
+    /// device extends it (docs/PROTOCOL.md, "Sessions and tokens"). A token
+    /// that is not one changes nothing: the connection keeps the one it has.
+    fileprivate func reauthenticate(_ auth: Parley_Auth, as identity: GateConnection.Identity, requestID: UInt64) async -> Parley_Frame {
+        let token: VerifiedToken
+        do {
+            token = try await gate.tokens.verify(auth.token)
+        } catch .expired {
+            return .error(.tokenExpired, "this token expired too", requestID: requestID)
+        } catch {
+            return .error(.tokenInvalid, "token is not valid", requestID: requestID)
+        }
+        guard token.userID == identity.userID, auth.deviceID.isEmpty || auth.deviceID == identity.deviceID else {
+            return .error(.tokenInvalid, "a fresh token must name the user and device this connection signed in as", requestID: requestID)
+        }
+        connection.tokenValid(until: token.expiresAtMilliseconds)
+        return .with {
+            $0.requestID = requestID
+            $0.authOk = .with {
+                $0.userID = identity.userID
+                $0.region = gate.region
+                $0.heartbeatIntervalMs = UInt32(gate.heartbeatIntervalMilliseconds)
+                $0.tokenExpiresAtMs = token.expiresAtMilliseconds
+            }
+        }
     }
 
     /// The call logic answers for a request of the signed-in device, with
@@ -144,8 +174,8 @@ struct ClientSession: Sendable {
             try? await gate.presence.register(userID: identity.userID, deviceID: identity.deviceID, gateNode: gate.node)
             return frame
         }
-        if case .auth = frame.body {
-            return .error(.invalidRequest, "already authenticated", requestID: frame.requestID)
+        if case .auth(let auth) = frame.body {
+            return await reauthenticate(auth, as: identity, requestID: frame.requestID)
         }
         do {
             if let sent {
@@ -253,6 +283,7 @@ private struct RequestPipeline {
 
 /// What every session of a gate shares.
 struct GateContext: Sendable {
+    let region: String
     let node: String
     let tokens: TokenAuthority
     let presence: Presence

@@ -94,6 +94,11 @@ final class ConnectionRegistry: Sendable {
         state.withLock { state in state.all.values.filter { $0.silentFor(now: now) > limit } }
     }
 
+    /// The signed-in connections.
+    func authenticated() -> [GateConnection] {
+        state.withLock { state in Array(state.byDevice.values) }
+    }
+
     /// Connections open for longer than `limit` milliseconds without signing in.
     func unauthenticated(now: UInt64, limit: UInt64) -> [GateConnection] {
         state.withLock { state in

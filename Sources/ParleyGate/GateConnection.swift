@@ -20,6 +20,10 @@ final class GateConnection: Sendable {
     let outbox = BatchQueue<Parley_Frame>(maxBatch: 256)
     private let lastHeard: Atomic<UInt64>
     private let identityState = Mutex<Identity?>(nil)
+    /// When the token it signed in (or last re-authenticated) with expires,
+    /// and once told so, the deadline for a fresh one (0: not told);
+    /// wall-clock milliseconds.
+    private let token = Mutex<(expiresAt: UInt64, deadline: UInt64)>((0, 0))
 
     init(id: UInt64, now: UInt64) {
         self.id = id
@@ -34,6 +38,26 @@ final class GateConnection: Sendable {
     }
 
     func heard(at now: UInt64) { lastHeard.store(now, ordering: .relaxed) }
+
+    /// A valid token was presented: it holds until `expiresAt`.
+    func tokenValid(until expiresAt: UInt64) {
+        token.withLock { $0 = (expiresAt, 0) }
+    }
+
+    /// What the token's clock asks of this connection at `now`: to be told
+    /// (once) that a fresh token is due by `deadline`, or to be closed.
+    enum TokenDue { case none, reauth(deadline: UInt64), expired }
+
+    func tokenDue(now: UInt64, grace: UInt64) -> TokenDue {
+        token.withLock { token in
+            guard token.expiresAt > 0, now >= token.expiresAt else { return .none }
+            if token.deadline == 0 {
+                token.deadline = now + grace
+                return .reauth(deadline: token.deadline)
+            }
+            return now >= token.deadline ? .expired : .none
+        }
+    }
 
     func silentFor(now: UInt64) -> UInt64 {
         let last = lastHeard.load(ordering: .relaxed)

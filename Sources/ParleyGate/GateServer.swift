@@ -21,6 +21,9 @@ public struct GateConfiguration: Sendable {
     public var idleTimeoutMilliseconds: UInt64 = 45_000
     /// A connection that has not signed in by then is closed with `auth_timeout`.
     public var authTimeoutMilliseconds: UInt64 = 10_000
+    /// How long a connection whose token expired may take to present a fresh
+    /// one (`reauth_required`) before it is closed with `token_expired`.
+    public var reauthGraceMilliseconds: UInt64 = 30_000
     /// A request logic has not answered by then gets `timeout` (32).
     public var logicTimeout: Duration = .seconds(10)
     public var presenceTTLMilliseconds: UInt64 = 45_000
@@ -69,6 +72,7 @@ public enum GateServer {
             }
         }
         let context = GateContext(
+            region: configuration.region,
             node: configuration.node,
             tokens: try await TokenAuthority(secret: configuration.tokenSecret),
             presence: Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds),
@@ -84,7 +88,8 @@ public enum GateServer {
                 ] + links.map { .init(service: $0) } + [
                     .init(service: IdleSweeper(
                         registry: registry, idleTimeoutMilliseconds: configuration.idleTimeoutMilliseconds,
-                        authTimeoutMilliseconds: configuration.authTimeoutMilliseconds
+                        authTimeoutMilliseconds: configuration.authTimeoutMilliseconds,
+                        reauthGraceMilliseconds: configuration.reauthGraceMilliseconds
                     )),
                     .init(service: TCPListener(listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize, gate: context)),
                     .init(service: WebSocketListener(

@@ -269,7 +269,7 @@ struct RequestHandler: Sendable {
             .friendRequest, .friendRespond, .friendRemove, .block, .setRemark, .updateGroup, .updateMember, .joinGroup, .delete, .pin:
             throw ClientError(.internalError, "a change reached the read path")
         case .authOk, .sendAck, .push, .syncBatch, .readAck, .error, .groupCreated, .historyPage, .unreadCounts,
-            .changeAck, .profile, .friendList, .memberList, .group, .receiptsAnswer, .typingNotice, .conversationList:
+            .changeAck, .profile, .friendList, .memberList, .group, .receiptsAnswer, .typingNotice, .conversationList, .reauthRequired:
             throw ClientError(.invalidRequest, "a device cannot send this frame type")
         case nil:
             throw ClientError(.unknownFrameType, "frame carries no known body type")

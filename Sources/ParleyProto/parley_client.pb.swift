@@ -737,6 +737,15 @@ public nonisolated struct Parley_Frame: Sendable {
     set {body = .pin(newValue)}
   }
 
+  /// Sessions (docs/PROTOCOL.md, "Sessions and tokens").
+  public var reauthRequired: Parley_ReauthRequired {
+    get {
+      if case .reauthRequired(let v)? = body {return v}
+      return Parley_ReauthRequired()
+    }
+    set {body = .reauthRequired(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -792,6 +801,8 @@ public nonisolated struct Parley_Frame: Sendable {
     case conversations(Parley_ConversationsRequest)
     case conversationList(Parley_ConversationList)
     case pin(Parley_PinConversation)
+    /// Sessions (docs/PROTOCOL.md, "Sessions and tokens").
+    case reauthRequired(Parley_ReauthRequired)
 
   }
 
@@ -820,6 +831,21 @@ public nonisolated struct Parley_Auth: Sendable {
   public init() {}
 }
 
+/// Pushed (request id 0) when the connection's token expires: send `auth`
+/// with a fresh token for the same user and device before `deadline_ms`
+/// (wall clock, ms since 1970), or the connection closes with token_expired.
+public nonisolated struct Parley_ReauthRequired: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deadlineMs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Parley_AuthOk: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -830,6 +856,10 @@ public nonisolated struct Parley_AuthOk: Sendable {
   public var region: String = String()
 
   public var heartbeatIntervalMs: UInt32 = 0
+
+  /// When the token this connection signed in with expires (wall clock, ms
+  /// since 1970); `reauth_required` comes then.
+  public var tokenExpiresAtMs: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2397,7 +2427,7 @@ nonisolated extension Parley_MemberField: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Frame"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0\u{3}register_push\0\u{1}mute\0\u{3}friend_request\0\u{3}friend_respond\0\u{3}friend_remove\0\u{1}block\0\u{3}set_remark\0\u{1}friends\0\u{3}friend_list\0\u{3}update_group\0\u{3}update_member\0\u{3}join_group\0\u{1}members\0\u{3}member_list\0\u{3}group_info\0\u{1}group\0\u{1}delete\0\u{1}receipts\0\u{3}receipts_answer\0\u{1}typing\0\u{3}typing_notice\0\u{1}conversations\0\u{3}conversation_list\0\u{1}pin\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0\u{3}register_push\0\u{1}mute\0\u{3}friend_request\0\u{3}friend_respond\0\u{3}friend_remove\0\u{1}block\0\u{3}set_remark\0\u{1}friends\0\u{3}friend_list\0\u{3}update_group\0\u{3}update_member\0\u{3}join_group\0\u{1}members\0\u{3}member_list\0\u{3}group_info\0\u{1}group\0\u{1}delete\0\u{1}receipts\0\u{3}receipts_answer\0\u{1}typing\0\u{3}typing_notice\0\u{1}conversations\0\u{3}conversation_list\0\u{1}pin\0\u{3}reauth_required\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3043,6 +3073,19 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
           self.body = .pin(v)
         }
       }()
+      case 51: try {
+        var v: Parley_ReauthRequired?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .reauthRequired(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .reauthRequired(v)
+        }
+      }()
       default: break
       }
     }
@@ -3253,6 +3296,10 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
       guard case .pin(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
     }()
+    case .reauthRequired?: try {
+      guard case .reauthRequired(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 51)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -3306,9 +3353,39 @@ nonisolated extension Parley_Auth: SwiftProtobuf.Message, SwiftProtobuf._Message
   }
 }
 
+nonisolated extension Parley_ReauthRequired: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReauthRequired"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}deadline_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.deadlineMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.deadlineMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.deadlineMs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_ReauthRequired, rhs: Parley_ReauthRequired) -> Bool {
+    if lhs.deadlineMs != rhs.deadlineMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Parley_AuthOk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuthOk"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}region\0\u{3}heartbeat_interval_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}region\0\u{3}heartbeat_interval_ms\0\u{3}token_expires_at_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3319,6 +3396,7 @@ nonisolated extension Parley_AuthOk: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.region) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.heartbeatIntervalMs) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.tokenExpiresAtMs) }()
       default: break
       }
     }
@@ -3334,6 +3412,9 @@ nonisolated extension Parley_AuthOk: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.heartbeatIntervalMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.heartbeatIntervalMs, fieldNumber: 3)
     }
+    if self.tokenExpiresAtMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.tokenExpiresAtMs, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3341,6 +3422,7 @@ nonisolated extension Parley_AuthOk: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.userID != rhs.userID {return false}
     if lhs.region != rhs.region {return false}
     if lhs.heartbeatIntervalMs != rhs.heartbeatIntervalMs {return false}
+    if lhs.tokenExpiresAtMs != rhs.tokenExpiresAtMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

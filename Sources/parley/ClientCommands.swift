@@ -91,8 +91,13 @@ struct ChatCommand: AsyncParsableCommand {
         case (nil, let group?): recipient = .group(group)
         default: throw ValidationError("give exactly one of --to and --group")
         }
-        let token = try await TokenAuthority(secret: try deployment.tokenSecret).issue(userID: user, lifetime: 86_400)
-        let client = ParleyClient(configuration: .init(gates: [try choice.address(in: region)], token: token, deviceID: device))
+        let authority = try await TokenAuthority(secret: try deployment.tokenSecret)
+        var configuration = ParleyClient.Configuration(
+            gates: [try choice.address(in: region)], token: try await authority.issue(userID: user, lifetime: 86_400), deviceID: device
+        )
+        // A chat left open for a day signs itself in again rather than being closed.
+        configuration.freshToken = { [user] in try await authority.issue(userID: user, lifetime: 86_400) }
+        let client = ParleyClient(configuration: configuration)
         let (lines, input) = AsyncStream<String>.makeStream()
         let reader = Thread {
             while let line = readLine() { input.yield(line) }

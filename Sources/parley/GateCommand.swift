@@ -22,6 +22,9 @@ struct GateCommand: AsyncParsableCommand {
     @Option(help: "Close a connection that has not signed in (a valid auth) within this many milliseconds.")
     var authTimeoutMs: UInt64 = 10_000
 
+    @Option(help: "Once a connection's token expires, close it if no fresh token (an `auth` on the connection) comes within this many milliseconds.")
+    var reauthGraceMs: UInt64 = 30_000
+
     @Option(help: "Answer a request with `timeout` (32) when logic has not answered it within this many milliseconds.")
     var logicTimeoutMs = 10_000
 
@@ -46,6 +49,7 @@ struct GateCommand: AsyncParsableCommand {
         configuration.maxFrameSize = maxFrameSize
         configuration.idleTimeoutMilliseconds = idleTimeoutMs
         configuration.authTimeoutMilliseconds = authTimeoutMs
+        configuration.reauthGraceMilliseconds = reauthGraceMs
         configuration.logicTimeout = .milliseconds(logicTimeoutMs)
         guard longPollHoldMs > 0 else { throw ValidationError("--long-poll-hold-ms must be positive") }
         // A held poll must end well within the idle timeout, or the session would die holding it.

@@ -28,8 +28,12 @@ private let sharedSecret = "0123456789abcdef0123456789abcdef-shared"
     @Test func aTokenNamesItsUserInEveryRegionSharingTheSecret() async throws {
         let issuer = try await TokenAuthority(secret: sharedSecret)
         let otherRegion = try await TokenAuthority(secret: sharedSecret)
-        let token = try await issuer.issue(userID: "alice", lifetime: 60)
-        #expect(try await otherRegion.verify(token) == "alice")
+        let now = Date()
+        let token = try await issuer.issue(userID: "alice", lifetime: 60, now: now)
+        let verified = try await otherRegion.verify(token)
+        #expect(verified.userID == "alice")
+        // JWT expiry has whole seconds.
+        #expect(verified.expiresAtMilliseconds / 1000 == UInt64((now.timeIntervalSince1970 + 60).rounded(.down)))
     }
 
     @Test func expiredForgedAndGarbageTokensAreRefusedWithTheirReason() async throws {

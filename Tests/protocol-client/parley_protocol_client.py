@@ -8,7 +8,8 @@ real region's gate (ProtocolClientTests does):
     parley_protocol_client.py HOST PORT ALICE_TOKEN BOB_TOKEN [PLATFORM_URL SERVICE_TOKEN [LONG_POLL_URL]]
 
 and walks through what the page promises, exiting 1 on the first broken
-promise: sign-in answers with the request's id; sends are acknowledged and
+promise: sign-in answers with the request's id; a fresh token on the open
+connection is taken and a forged one refused; sends are acknowledged and
 pushed with positions the cursor rules accept; a device that was away
 syncs exactly what it missed; pipelined requests are answered in order; a
 retried send is a duplicate; the hidden/replaces rules leave one copy
@@ -476,6 +477,11 @@ def main():
     alice = Device(host, port, alice_token, "py")
     bob = Device(host, port, bob_token, "py")
     check(alice.user == "alice" and bob.user == "bob", "auth_ok names the token's user")
+    # A fresh token on the open connection is answered auth_ok with its expiry; a forged one is
+    # refused (11) and the connection keeps the token it has ("Sessions and tokens").
+    _, number, ok = alice.request(AUTH, field_bytes(1, alice_token))
+    check(number == AUTH_OK and one(ok, 4, 0) > time.time() * 1000, f"a fresh token on the connection: {number} {ok}")
+    check(refused(alice, AUTH, field_bytes(1, alice_token[:-4] + "AAAA")) == 11, "a forged token on the connection: 11")
     report["region"] = alice.region
 
     # Sends, acknowledged, pushed live to bob in order.
