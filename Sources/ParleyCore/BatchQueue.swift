@@ -29,6 +29,35 @@ public final class BatchQueue<Element: Sendable>: Sendable {
         return accepted
     }
 
+    /// Adds an item unless `limit` items already wait: false when full (the
+    /// item is not added) or closed.
+    public func push(_ item: Element, ifFewerThan limit: Int) -> Bool {
+        let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard !state.closed, state.items.count < limit else { return (false, nil) }
+            state.items.append(item)
+            defer { state.waiter = nil }
+            return (true, state.waiter)
+        }
+        waiter?.resume()
+        return accepted
+    }
+
+    /// Drops what is queued, queues `last` alone and closes: the consumer's
+    /// next batch is `last`, then nil. False (and nothing changes) when the
+    /// queue was already closed.
+    @discardableResult
+    public func replaceAndClose(with last: Element) -> Bool {
+        let (replaced, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard !state.closed else { return (false, nil) }
+            state.items = [last]
+            state.closed = true
+            defer { state.waiter = nil }
+            return (true, state.waiter)
+        }
+        waiter?.resume()
+        return replaced
+    }
+
     /// Refuses new items; `next()` still drains what is queued, then returns nil.
     public func close() {
         let waiter = state.withLock { state in

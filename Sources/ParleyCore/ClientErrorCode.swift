@@ -21,6 +21,9 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let goingAway = ClientErrorCode(rawValue: 14)
     /// No valid `auth` within the gate's sign-in deadline.
     public static let authTimeout = ClientErrorCode(rawValue: 15)
+    /// The peer read too slowly: the frames waiting for it reached the gate's
+    /// limit. Reconnect and sync from the cursor.
+    public static let slowConsumer = ClientErrorCode(rawValue: 16)
     // Requests: the connection stays open.
     public static let unknownUser = ClientErrorCode(rawValue: 20)
     public static let notMember = ClientErrorCode(rawValue: 21)
@@ -63,6 +66,7 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
         case .idleTimeout: "idle_timeout"
         case .goingAway: "going_away"
         case .authTimeout: "auth_timeout"
+        case .slowConsumer: "slow_consumer"
         case .unknownUser: "unknown_user"
         case .notMember: "not_member"
         case .unknownConversation: "unknown_conversation"

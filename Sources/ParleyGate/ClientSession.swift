@@ -25,6 +25,13 @@ struct ClientSession: Sendable {
         write: @escaping @Sendable ([ByteBuffer]) async throws -> Void,
         closeTransport: @escaping @Sendable () async -> Void
     ) async where Inbound.Element == ByteBuffer {
+        // An evicted peer gets a second to take its last frame, then the transport ends.
+        connection.onEviction {
+            Task {
+                try? await Task.sleep(for: .seconds(1))
+                await closeTransport()
+            }
+        }
         await withDiscardingTaskGroup { group in
             group.addTask {
                 // The only writer: responses, pushes and a last error leave in

@@ -16,11 +16,17 @@ final class ConnectionRegistry: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Frames a connection may leave unread before it is evicted.
+    let maxOutbox: Int
+
+    init(maxOutbox: Int = 4_096) {
+        self.maxOutbox = maxOutbox
+    }
 
     /// A new connection; while the gate is draining it is born closed.
     func open(now: UInt64) -> GateConnection {
         let (connection, draining) = state.withLock { state in
-            let connection = GateConnection(id: state.nextID, now: now)
+            let connection = GateConnection(id: state.nextID, now: now, maxOutbox: maxOutbox)
             state.nextID += 1
             state.all[connection.id] = connection
             return (connection, state.refusesNew)

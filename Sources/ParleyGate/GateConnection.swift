@@ -18,6 +18,10 @@ final class GateConnection: Sendable {
     let openedAt: UInt64
     /// Frames waiting for the socket; the writer takes them in batches.
     let outbox = BatchQueue<Parley_Frame>(maxBatch: 256)
+    /// Frames that may wait: a peer that lets more pile up is evicted.
+    let maxOutbox: Int
+    /// Ends the transport at once, for a peer too slow to be told politely.
+    private let abortTransport = Mutex<(@Sendable () -> Void)?>(nil)
     private let lastHeard: Atomic<UInt64>
     private let identityState = Mutex<Identity?>(nil)
     /// When the token it signed in (or last re-authenticated) with expires,
@@ -25,9 +29,10 @@ final class GateConnection: Sendable {
     /// wall-clock milliseconds.
     private let token = Mutex<(expiresAt: UInt64, deadline: UInt64)>((0, 0))
 
-    init(id: UInt64, now: UInt64) {
+    init(id: UInt64, now: UInt64, maxOutbox: Int) {
         self.id = id
         self.openedAt = now
+        self.maxOutbox = maxOutbox
         self.lastHeard = Atomic(now)
     }
 
@@ -64,7 +69,26 @@ final class GateConnection: Sendable {
         return now > last ? now - last : 0
     }
 
-    func send(_ frame: Parley_Frame) { outbox.push(frame) }
+    /// Queues a frame for the socket; a peer with `maxOutbox` frames still
+    /// unread is evicted instead (docs/PROTOCOL.md, code 16): its pushes
+    /// would otherwise pile up in the gate's memory without bound.
+    func send(_ frame: Parley_Frame) {
+        if !outbox.push(frame, ifFewerThan: maxOutbox) { evict() }
+    }
+
+    /// How the transport is ended when the peer must be evicted.
+    func onEviction(_ abort: @escaping @Sendable () -> Void) {
+        abortTransport.withLock { $0 = abort }
+    }
+
+    /// The peer reads too slowly: what waits for it is dropped, `slow_consumer`
+    /// is the last frame offered, and the transport ends shortly after even if
+    /// the peer never reads it. The device reconnects and syncs what it missed.
+    private func evict() {
+        let error = ClientError(.slowConsumer, "more than \(maxOutbox) frames unread: reconnect and sync")
+        guard outbox.replaceAndClose(with: .error(error, requestID: 0)) else { return }
+        abortTransport.withLock { $0 }?()
+    }
 
     /// Sends a last error (answering `requestID`, or unprompted with 0) and
     /// ends the connection once it is written.

@@ -21,6 +21,9 @@ public struct GateConfiguration: Sendable {
     public var idleTimeoutMilliseconds: UInt64 = 45_000
     /// A connection that has not signed in by then is closed with `auth_timeout`.
     public var authTimeoutMilliseconds: UInt64 = 10_000
+    /// Frames a connection may leave unread (its peer reading too slowly)
+    /// before it is evicted with `slow_consumer`.
+    public var maxOutboxFrames = 4_096
     /// How long a connection whose token expired may take to present a fresh
     /// one (`reauth_required`) before it is closed with `token_expired`.
     public var reauthGraceMilliseconds: UInt64 = 30_000
@@ -62,7 +65,7 @@ public enum GateServer {
         }
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
         let pool = RPCClientPool()
-        let registry = ConnectionRegistry()
+        let registry = ConnectionRegistry(maxOutbox: configuration.maxOutboxFrames)
         let links = configuration.logic.map {
             LogicLink(address: $0.description, timeout: configuration.logicTimeout, node: configuration.node, pool: pool, logger: logger) { delivery in
                 let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)

@@ -22,6 +22,9 @@ struct GateCommand: AsyncParsableCommand {
     @Option(help: "Close a connection that has not signed in (a valid auth) within this many milliseconds.")
     var authTimeoutMs: UInt64 = 10_000
 
+    @Option(help: "Frames a connection may leave unread before it is evicted with slow_consumer (16).")
+    var maxOutboxFrames = 4_096
+
     @Option(help: "Once a connection's token expires, close it if no fresh token (an `auth` on the connection) comes within this many milliseconds.")
     var reauthGraceMs: UInt64 = 30_000
 
@@ -50,6 +53,7 @@ struct GateCommand: AsyncParsableCommand {
         configuration.idleTimeoutMilliseconds = idleTimeoutMs
         configuration.authTimeoutMilliseconds = authTimeoutMs
         configuration.reauthGraceMilliseconds = reauthGraceMs
+        configuration.maxOutboxFrames = maxOutboxFrames
         configuration.logicTimeout = .milliseconds(logicTimeoutMs)
         guard longPollHoldMs > 0 else { throw ValidationError("--long-poll-hold-ms must be positive") }
         // A held poll must end well within the idle timeout, or the session would die holding it.
