@@ -57,10 +57,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        // Signed, expiring tokens valid in every region.
+        // Signed, expiring tokens valid in every region; the admin credential.
         .target(
             name: "ParleyAuth",
-            dependencies: [.product(name: "JWTKit", package: "jwt-kit")]
+            dependencies: [
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
         ),
         .systemLibrary(
             name: "CHiredis",
@@ -141,7 +145,7 @@ let package = Package(
         .target(
             name: "ParleySync",
             dependencies: [
-                "ParleyCore", "ParleyProto", "ParleyStore", "ParleyRPC", "ParleyProbe",
+                "ParleyCore", "ParleyProto", "ParleyStore", "ParleyRPC", "ParleyProbe", "ParleyAuth",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -153,7 +157,7 @@ let package = Package(
         .target(
             name: "ParleyRoute",
             dependencies: [
-                "ParleyCore", "ParleyDeployment", "ParleyRPC", "ParleyProbe",
+                "ParleyCore", "ParleyDeployment", "ParleyRPC", "ParleyProbe", "ParleyAuth",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -166,7 +170,7 @@ let package = Package(
         .target(
             name: "ParleyFault",
             dependencies: [
-                "ParleyProbe",
+                "ParleyProbe", "ParleyAuth",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -266,7 +270,7 @@ let package = Package(
         .testTarget(
             name: "ParleyFaultTests",
             dependencies: [
-                "ParleyFault",
+                "ParleyFault", "ParleyAuth", "ParleyProbe", "ParleyTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

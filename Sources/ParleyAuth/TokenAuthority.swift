@@ -18,9 +18,7 @@ public struct TokenAuthority: Sendable {
     /// while listening on any address but loopback (`hosts`): nil otherwise.
     public static func developmentSecretWarning(secret: String, listeningOn hosts: [String]) -> String? {
         guard secret == developmentSecret else { return nil }
-        let exposed = hosts.filter { host in
-            !(host == "localhost" || host == "::1" || host.hasPrefix("127."))
-        }
+        let exposed = hosts.filter { !isLoopback($0) }
         guard !exposed.isEmpty else { return nil }
         return "THE DEVELOPMENT TOKEN SECRET IS IN USE on \(exposed.joined(separator: ", ")): anyone can sign a token for any user. "
             + "Set PARLEY_TOKEN_SECRET (or tokenSecret in cluster.json) to a secret of your own; the committed one is for ops/up only."
@@ -87,4 +85,9 @@ struct ParleyClaims: JWTPayload {
     func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
     }
+}
+
+/// Whether `host` (a listening address) reaches only this machine.
+func isLoopback(_ host: String) -> Bool {
+    host == "localhost" || host == "::1" || host.hasPrefix("127.")
 }

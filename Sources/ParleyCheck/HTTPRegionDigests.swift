@@ -5,15 +5,18 @@ import FoundationNetworking
 import ParleyCore
 import ParleyProbe
 
-/// A region's digests over its sync's HTTP listener (`syncStatus` in the region file).
+/// A region's digests over its sync's HTTP listener (`syncStatus` in the
+/// region file), with the admin token.
 public struct HTTPRegionDigests: RegionDigestSource {
     public let name: String
     let address: String
+    let adminToken: String
     let timeout: TimeInterval
 
-    public init(name: String, address: String, timeout: TimeInterval = 10) {
+    public init(name: String, address: String, adminToken: String, timeout: TimeInterval = 10) {
         self.name = name
         self.address = address
+        self.adminToken = adminToken
         self.timeout = timeout
     }
 
@@ -46,6 +49,7 @@ public struct HTTPRegionDigests: RegionDigestSource {
         guard let url = components.url else { throw PeerError(.badAddress, peer: "\(name) at \(address)") }
         var request = URLRequest(url: url)
         request.timeoutInterval = timeout
+        request.setValue("Bearer \(adminToken)", forHTTPHeaderField: "Authorization")
         let (data, response): (Data, URLResponse)
         do {
             (data, response) = try await URLSession.shared.data(for: request)

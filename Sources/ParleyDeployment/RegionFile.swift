@@ -124,6 +124,10 @@ public struct ClusterFile: Codable, Sendable {
     /// Signs client tokens; shared by every region so tokens are valid everywhere.
     /// Overridden by the PARLEY_TOKEN_SECRET environment variable.
     public var tokenSecret: String
+    /// The operator's bearer token for admin surfaces (drain, the proxy's
+    /// admin API, sync's status and digests). Overridden by the
+    /// PARLEY_ADMIN_TOKEN environment variable.
+    public var adminToken: String?
     /// How `parley route` decides a region is down or up; defaults when absent.
     public var route: RouteSettings?
 
@@ -166,9 +170,23 @@ public struct ClusterFile: Codable, Sendable {
         }
     }
 
-    public init(regions: [String], tokenSecret: String) {
+    public init(regions: [String], tokenSecret: String, adminToken: String? = nil) {
         self.regions = regions
         self.tokenSecret = tokenSecret
+        self.adminToken = adminToken
+    }
+
+    /// The admin token in force: PARLEY_ADMIN_TOKEN, else `adminToken`.
+    public func resolvedAdminToken(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        guard let token = environment["PARLEY_ADMIN_TOKEN"] ?? adminToken else {
+            throw RegionFileError("no admin token: set PARLEY_ADMIN_TOKEN or adminToken in cluster.json")
+        }
+        return token
+    }
+
+    /// The token secret in force: PARLEY_TOKEN_SECRET, else `tokenSecret`.
+    public func resolvedTokenSecret(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        environment["PARLEY_TOKEN_SECRET"] ?? tokenSecret
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> ClusterFile {

@@ -171,11 +171,11 @@ public struct Drill: Sendable {
         // A drained or slowed region is not failed: nothing of it is at risk.
         var heldElsewhere = UInt64.max
         let failed = options.scenario.routeState == "down"
-        if failed { heldElsewhere = try await held(elsewhere: survivors) }
+        if failed { heldElsewhere = try await held(elsewhere: survivors, adminToken: topology.adminToken) }
         if let recovered { try await Task.sleep(until: max(recovered, faultAt + options.outage)) }
         // Asked again at the end of the outage: a `geo` send acknowledged
         // during it was confirmed by a survivor, which must hold it by now.
-        if failed { heldElsewhere = max(heldElsewhere, try await held(elsewhere: survivors)) }
+        if failed { heldElsewhere = max(heldElsewhere, try await held(elsewhere: survivors, adminToken: topology.adminToken)) }
 
         log("heal: \(options.region)")
         let restartAt = ContinuousClock.now
@@ -191,7 +191,7 @@ public struct Drill: Sendable {
         await loadTask.value
         log("load stopped; waiting for the regions to converge")
 
-        let sources = topology.regions.map { HTTPRegionDigests(name: $0.name, address: $0.syncStatus ?? "") }
+        let sources = topology.regions.map { HTTPRegionDigests(name: $0.name, address: $0.syncStatus ?? "", adminToken: topology.adminToken) }
         var lastCheck: ConsistencyReport?
         let converged = await Self.poll(limit: options.limit, every: .milliseconds(250)) {
             let report = await ConsistencyCheck.run(sources)
@@ -224,10 +224,10 @@ public struct Drill: Sendable {
     /// The highest event of the failed region that any survivor holds. Every
     /// survivor must answer: one left out (a slow answer on a loaded machine)
     /// would hide the events only it holds.
-    private func held(elsewhere survivors: [RegionFile]) async throws -> UInt64 {
+    private func held(elsewhere survivors: [RegionFile], adminToken: String) async throws -> UInt64 {
         var highest: UInt64 = 0
         for survivor in survivors {
-            let source = HTTPRegionDigests(name: survivor.name, address: survivor.syncStatus ?? "")
+            let source = HTTPRegionDigests(name: survivor.name, address: survivor.syncStatus ?? "", adminToken: adminToken)
             var held: UInt64?
             _ = await Self.poll(limit: .seconds(30), every: .milliseconds(200)) {
                 guard let status = try? await source.status() else { return false }
@@ -269,7 +269,7 @@ public struct Drill: Sendable {
         for instance in topology.regions {
             guard let route = instance.route else { continue }
             do {
-                try await RouteAdmin(address: route).setDraining(region, draining)
+                try await RouteAdmin(address: route, adminToken: topology.adminToken).setDraining(region, draining)
             } catch {
                 throw DrillError("route \(instance.name) at \(route) did not take the \(draining ? "drain" : "undrain") of \(region): \(error)")
             }

@@ -9,13 +9,15 @@ import Synchronization
 struct Topology {
     let regions: [RegionFile]
     let tokenSecret: String
+    let adminToken: String
 
     init(directory: String) throws {
         let cluster = try ClusterFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: "\(directory)/cluster.json"))))
         regions = try cluster.regions.map { name in
             try JSONDecoder().decode(RegionFile.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name).json")))
         }
-        tokenSecret = ProcessInfo.processInfo.environment["PARLEY_TOKEN_SECRET"] ?? cluster.tokenSecret
+        tokenSecret = cluster.resolvedTokenSecret()
+        adminToken = try cluster.resolvedAdminToken()
     }
 
     /// Every region's TCP gates, `home`'s first: what a client uses when no route answers.

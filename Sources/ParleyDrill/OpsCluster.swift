@@ -114,7 +114,7 @@ public final class OpsCluster: DrillCluster {
         for peer in cluster.regions where peer != region {
             for link in ["\(region)-\(peer)", "\(peer)-\(region)"] {
                 do {
-                    try await ProxyAdmin(address: proxyAdmin).set(link, faults)
+                    try await ProxyAdmin(address: proxyAdmin, adminToken: try cluster.resolvedAdminToken()).set(link, faults)
                 } catch {
                     throw DrillError("link proxy at \(proxyAdmin) refused link \(link): \(error)")
                 }

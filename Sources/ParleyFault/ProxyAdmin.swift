@@ -4,15 +4,17 @@ import FoundationNetworking
 #endif
 import Hummingbird
 import Logging
+import ParleyAuth
 import ParleyProbe
 
 /// The fault proxies' admin API over HTTP: `GET /links` reports every link,
-/// `PUT /links/<name>` (a `LinkFaults` JSON body) sets what one link does.
-/// `ProxyAdmin` is its client.
+/// `PUT /links/<name>` (a `LinkFaults` JSON body) sets what one link does;
+/// both with the admin token. `ProxyAdmin` is its client.
 public enum ProxyAdminServer {
     /// Serves `links` on `host:port` until cancelled.
-    public static func run(links: [String: FaultProxy], host: String, port: Int) async throws {
+    public static func run(links: [String: FaultProxy], host: String, port: Int, admin: AdminCredential) async throws {
         let router = Router()
+        router.add(middleware: AdminOnly(admin))
         router.get("/links") { _, _ -> Response in
             try json(links.mapValues(LinkReport.init))
         }
@@ -57,8 +59,12 @@ public struct LinkReport: Codable, Sendable {
 public struct ProxyAdmin: Sendable {
     /// `host:port` of the admin API.
     public let address: String
+    public let adminToken: String
 
-    public init(address: String) { self.address = address }
+    public init(address: String, adminToken: String) {
+        self.address = address
+        self.adminToken = adminToken
+    }
 
     /// Sets what link `name` (FROM-TO) does; returns the link as it now is (JSON).
     @discardableResult
@@ -85,6 +91,7 @@ public struct ProxyAdmin: Sendable {
     private func send(_ request: URLRequest) async throws -> String {
         var request = request
         request.timeoutInterval = 2
+        request.setValue("Bearer \(adminToken)", forHTTPHeaderField: "Authorization")
         let (data, response): (Data, URLResponse)
         do {
             (data, response) = try await URLSession.shared.data(for: request)

@@ -3,13 +3,16 @@ import ParleyProbe
 
 /// The client of one route instance's admin surface (`GET /status`,
 /// `POST /drain/<region>`, `POST /undrain/<region>`; see `RouteServer`): the
-/// one place that speaks it, for `parley route` and the drill.
+/// one place that speaks it, for `parley route` and the drill. Draining needs
+/// the admin token; status is public.
 public struct RouteAdmin: Sendable {
     public let address: String
+    public let adminToken: String?
     public let timeout: Duration
 
-    public init(address: String, timeout: Duration = .seconds(2)) {
+    public init(address: String, adminToken: String? = nil, timeout: Duration = .seconds(2)) {
         self.address = address
+        self.adminToken = adminToken
         self.timeout = timeout
     }
 
@@ -24,7 +27,7 @@ public struct RouteAdmin: Sendable {
 
     /// Drains `region` (its gates move their clients away over the drain
     /// window) or lets it take clients again. A region the instance does not
-    /// know is `PeerError.refused(status: 404)`.
+    /// know is `PeerError.refused(status: 404)`; without the admin token, 401.
     public func setDraining(_ region: String, _ draining: Bool) async throws {
         let (code, _) = try await exchange("POST", "/\(draining ? "drain" : "undrain")/\(region)")
         guard code == 200 else { throw PeerError(.refused(status: code), peer: peer, "\(draining ? "drain" : "undrain") \(region)") }
@@ -34,7 +37,8 @@ public struct RouteAdmin: Sendable {
 
     private func exchange(_ method: String, _ path: String) async throws -> (status: Int, body: String) {
         do {
-            return try await TCPProbe.http(method, address, path: path, timeout: timeout)
+            let headers = adminToken.map { ["Authorization": "Bearer \($0)"] } ?? [:]
+            return try await TCPProbe.http(method, address, path: path, headers: headers.map { ($0.key, $0.value) }, timeout: timeout)
         } catch let error as PeerError {
             throw error
         } catch {

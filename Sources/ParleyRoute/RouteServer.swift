@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ParleyAuth
 import ParleyCore
 import ParleyDeployment
 import ServiceLifecycle
@@ -13,10 +14,14 @@ import ServiceLifecycle
 ///   with their gates; `addr` defaults to the caller's address;
 /// - `GET /status`: every region's health, drain flag and state changes;
 /// - `GET /metrics`: the same in Prometheus text format;
-/// - `POST /drain/<region>`, `POST /undrain/<region>`.
+/// - `POST /drain/<region>`, `POST /undrain/<region>`, with the admin token.
+///
+/// Status and metrics are public: they say which regions are up and drained,
+/// no more than the order of `/route`'s answer shows (docs/THREAT_MODEL.md).
 public enum RouteServer {
     public static func run(
-        listen: (host: String, port: Int), regions: [RegionFile], settings: ClusterFile.RouteSettings, logger: Logger
+        listen: (host: String, port: Int), regions: [RegionFile], settings: ClusterFile.RouteSettings, admin: AdminCredential,
+        logger: Logger
     ) async throws {
         let table = RouteTable(regions: regions, settings: settings, logger: logger)
         let router = Router(context: RouteRequestContext.self)
@@ -36,11 +41,12 @@ public enum RouteServer {
         router.get("/metrics") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: table.prometheus)))
         }
-        router.post("/drain/:region") { _, context -> Response in
+        let adminOnly = router.group().add(middleware: AdminOnly(admin))
+        adminOnly.post("/drain/:region") { _, context -> Response in
             guard let region = context.parameters.get("region"), table.setDraining(region, true) else { throw HTTPError(.notFound, message: "no such region") }
             return try json(table.status)
         }
-        router.post("/undrain/:region") { _, context -> Response in
+        adminOnly.post("/undrain/:region") { _, context -> Response in
             guard let region = context.parameters.get("region"), table.setDraining(region, false) else { throw HTTPError(.notFound, message: "no such region") }
             return try json(table.status)
         }

@@ -1,15 +1,18 @@
 import Foundation
 import Hummingbird
 import Logging
+import ParleyAuth
 import ParleyCore
 import ParleyRPC
 import ParleyStore
 import ServiceLifecycle
 
 /// `GET /status` (JSON), `GET /health` (the region's, for route: 200 or 503
-/// with a `RegionHealthReport`) and `GET /metrics` (Prometheus) for a region's sync.
+/// with a `RegionHealthReport`) and `GET /metrics` (Prometheus) for a region's
+/// sync. Health is public; status and metrics need the admin token unless the
+/// listener opens them; the digests always need it.
 struct StatusServer: Service {
-    let listen: Endpoint
+    let listener: StatusListener
     let monitor: ReplicationMonitor
     let watcher: LogWatcher
     let store: RegionStore
@@ -20,7 +23,9 @@ struct StatusServer: Service {
         let monitor = self.monitor
         let watcher = self.watcher
         let router = Router()
-        router.get("/status") { _, _ -> Response in
+        let adminOnly = router.group().add(middleware: AdminOnly(listener.admin))
+        let readOnly = listener.openStatus ? router.group() : adminOnly
+        readOnly.get("/status") { _, _ -> Response in
             let body = try JSONEncoder().encode(monitor.status(local: watcher.current))
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
@@ -33,16 +38,16 @@ struct StatusServer: Service {
                 body: .init(byteBuffer: ByteBuffer(bytes: body))
             )
         }
-        router.get("/metrics") { _, _ -> Response in
+        readOnly.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: monitor.prometheus(local: watcher.current)))
             )
         }
-        addDigestRoutes(to: router)
+        addDigestRoutes(to: adminOnly)
         let app = Application(
             router: router,
-            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "parley-sync"),
+            configuration: .init(address: .hostname(listener.endpoint.host, port: listener.endpoint.port), serverName: "parley-sync"),
             logger: logger
         )
         try await app.run()
@@ -59,7 +64,7 @@ struct StatusServer: Service {
 /// - `GET /digest/conversations?bucket=7`: one bucket's conversations, their log and state digests;
 /// - `GET /digest/state?conversation=ID`: one conversation's state rows.
 extension StatusServer {
-    private func addDigestRoutes(to router: Router<BasicRequestContext>) {
+    private func addDigestRoutes(to router: RouterGroup<BasicRequestContext>) {
         let store = self.store
         router.get("/digest/log") { request, _ -> Response in
             guard let vector = VersionVector(compact: request.uri.queryParameters.get("at") ?? "") else {

@@ -1,4 +1,5 @@
 import Logging
+import ParleyAuth
 import ParleyCore
 import ParleyRPC
 import ParleyStore
@@ -17,8 +18,9 @@ public struct SyncConfiguration: Sendable {
     /// covers a lost notification connection.
     public var pollInterval: Duration = .milliseconds(250)
     public var clock = HybridLogicalClock()
-    /// Where to serve `GET /status`, `GET /health` and `GET /metrics`, if anywhere.
-    public var status: Endpoint?
+    /// Where to serve `GET /health`, and with the admin token `GET /status`,
+    /// `GET /metrics` and the digests, if anywhere.
+    public var status: StatusListener?
     /// How long `GET /health` waits for this sync's PostgreSQL.
     public var healthTimeout: Duration = .milliseconds(500)
 
@@ -27,6 +29,23 @@ public struct SyncConfiguration: Sendable {
         self.listen = listen
         self.postgres = postgres
         self.peers = peers
+    }
+}
+
+/// Sync's HTTP listener: health for route, status and digests for operators.
+public struct StatusListener: Sendable {
+    public var endpoint: Endpoint
+    /// Guards status, metrics and the digests.
+    public var admin: AdminCredential
+    /// `GET /status` and `GET /metrics` answer without the token (read-only;
+    /// the digests never do): for a deployment whose network already keeps
+    /// strangers out.
+    public var openStatus: Bool
+
+    public init(endpoint: Endpoint, admin: AdminCredential, openStatus: Bool = false) {
+        self.endpoint = endpoint
+        self.admin = admin
+        self.openStatus = openStatus
     }
 }
 
@@ -60,7 +79,7 @@ public enum SyncServer {
                         let health = RegionHealthCheck(
                             region: configuration.region, store: store, monitor: monitor, watcher: watcher, timeout: configuration.healthTimeout
                         )
-                        return [.init(service: StatusServer(listen: listen, monitor: monitor, watcher: watcher, store: store, health: health, logger: logger))]
+                        return [.init(service: StatusServer(listener: listen, monitor: monitor, watcher: watcher, store: store, health: health, logger: logger))]
                     } ?? [])
                     + [.init(service: ready)],
                 gracefulShutdownSignals: [.sigterm, .sigint],

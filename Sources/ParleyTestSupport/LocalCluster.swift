@@ -35,7 +35,7 @@ public final class LocalCluster: Sendable {
     ) async throws -> T {
         let directory = try TestRun.scratch("cluster")
         let secret = "test-secret-\(UUID().uuidString)"
-        var clusterFile = ClusterFile(regions: names, tokenSecret: secret)
+        var clusterFile = ClusterFile(regions: names, tokenSecret: secret, adminToken: "test-admin-\(UUID().uuidString)")
         clusterFile.route = route
         try JSONEncoder().encode(clusterFile).write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
         var started: [LocalRegion] = []

@@ -58,7 +58,7 @@ public final class LocalRegion: @unchecked Sendable {
     public static func start(name: String, gateArguments: [String] = [], logicArguments: [String] = []) async throws -> LocalRegion {
         let directory = try TestRun.scratch("\(name)-region")
         let secret = "test-secret-\(UUID().uuidString)"
-        try JSONEncoder().encode(ClusterFile(regions: [name], tokenSecret: secret))
+        try JSONEncoder().encode(ClusterFile(regions: [name], tokenSecret: secret, adminToken: "test-admin-\(UUID().uuidString)"))
             .write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
         let region = try await prepare(
             name: name, directory: directory, tokenSecret: secret, gateArguments: gateArguments, logicArguments: logicArguments
@@ -229,12 +229,23 @@ public final class LocalRegion: @unchecked Sendable {
         try await launch(withSync: true)
     }
 
-    /// The body of `GET <path>` on the sync's status listener (`/status` or `/metrics`).
+    /// The deployment's admin token (its cluster.json's).
+    public var adminToken: String {
+        get throws {
+            let cluster = try ClusterFile.decode(Array(Data(contentsOf: URL(fileURLWithPath: "\(directory)/cluster.json"))))
+            return try cluster.resolvedAdminToken(environment: [:])
+        }
+    }
+
+    /// The body of `GET <path>` on the sync's status listener (`/status` or
+    /// `/metrics`), asked with the admin token.
     public func syncHTTP(_ path: String) async throws -> String {
         guard let address = file.syncStatus, let url = URL(string: "http://\(address)\(path)") else {
             throw TestSupportError("no sync status listener")
         }
-        let (data, response) = try await URLSession.shared.data(from: url)
+        var request = URLRequest(url: url)
+        request.setValue("Bearer \(try adminToken)", forHTTPHeaderField: "Authorization")
+        let (data, response) = try await URLSession.shared.data(for: request)
         guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw TestSupportError("GET \(url): \(response)") }
         return String(decoding: data, as: UTF8.self)
     }

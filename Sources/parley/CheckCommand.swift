@@ -59,6 +59,7 @@ struct CheckCommand: AsyncParsableCommand {
     private func regionSources() throws -> [any RegionDigestSource] {
         let options = try DeploymentOptions.parse(["--regions", regions])
         let names = try options.load().cluster.regions
+        let token = try options.adminToken
         var overrides: [String: String] = [:]
         for entry in address {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
@@ -70,7 +71,7 @@ struct CheckCommand: AsyncParsableCommand {
             guard let status = overrides[name] ?? file.syncStatus else {
                 throw ValidationError("region \(name) has no syncStatus address: set it in \(name).json or pass --address \(name)=HOST:PORT")
             }
-            return HTTPRegionDigests(name: name, address: status)
+            return HTTPRegionDigests(name: name, address: status, adminToken: token)
         }
     }
 

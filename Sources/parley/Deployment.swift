@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ParleyAuth
 import ParleyCore
 import ParleyDeployment
 import ParleyStore
@@ -61,10 +62,20 @@ struct DeploymentOptions: ParsableArguments {
     }
 
     var tokenSecret: String {
-        get throws {
-            if let secret = ProcessInfo.processInfo.environment["PARLEY_TOKEN_SECRET"] { return secret }
-            return try load().cluster.tokenSecret
-        }
+        get throws { try load().cluster.resolvedTokenSecret() }
+    }
+
+    /// The operator's admin token: PARLEY_ADMIN_TOKEN, else cluster.json's `adminToken`.
+    var adminToken: String {
+        get throws { try load().cluster.resolvedAdminToken() }
+    }
+
+    /// The credential guarding this process's admin surfaces, with the loud
+    /// warning when the development token guards a non-loopback listener.
+    func adminCredential(listeningOn hosts: [String], logger: Logger) throws -> AdminCredential {
+        let token = try adminToken
+        if let warning = AdminCredential.developmentTokenWarning(token: token, listeningOn: hosts) { logger.critical("\(warning)") }
+        return try AdminCredential(token: token)
     }
 
     func logger(_ label: String) -> Logger {

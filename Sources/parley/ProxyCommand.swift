@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import ParleyCore
 import ParleyFault
 import ParleyRPC
@@ -41,6 +42,11 @@ struct ProxyCommand: AsyncParsableCommand {
     struct Admin: ParsableArguments {
         @Option(help: "Where the proxy answers GET /links and PUT /links/<name>.")
         var admin = "127.0.0.1:7590"
+
+        /// The deployment's admin token, which guards the proxy's admin API.
+        func token(_ layout: Layout) throws -> String {
+            try DeploymentOptions.parse(["--regions", layout.regions]).adminToken
+        }
     }
 
     struct Run: AsyncParsableCommand {
@@ -57,8 +63,10 @@ struct ProxyCommand: AsyncParsableCommand {
                 )
             }
             let endpoint = try Endpoint(admin.admin)
+            let credential = try DeploymentOptions.parse(["--regions", layout.regions])
+                .adminCredential(listeningOn: [endpoint.host], logger: Logger(label: "parley.proxy"))
             print("proxy: \(proxies.count) links, admin on http://\(endpoint)/links")
-            try await ProxyAdminServer.run(links: proxies, host: endpoint.host, port: endpoint.port)
+            try await ProxyAdminServer.run(links: proxies, host: endpoint.host, port: endpoint.port, admin: credential)
             for proxy in proxies.values { await proxy.stop() }
         }
     }
@@ -80,6 +88,7 @@ struct ProxyCommand: AsyncParsableCommand {
             abstract: "Set what a running proxy does to one link, or to both directions between two regions.",
             discussion: "Example: parley proxy set eu-us --delay-ms 50 --both   (50 ms each way between eu and us)"
         )
+        @OptionGroup var layout: Layout
         @OptionGroup var admin: Admin
         @Argument(help: "Link name, FROM-TO (GET /links lists them).")
         var link: String
@@ -104,16 +113,18 @@ struct ProxyCommand: AsyncParsableCommand {
                 guard parts.count == 2 else { throw ValidationError("--both wants a link named FROM-TO") }
                 names.append("\(parts[1])-\(parts[0])")
             }
-            for name in names { print(try await ProxyAdmin(address: admin.admin).set(name, faults)) }
+            let proxy = ProxyAdmin(address: admin.admin, adminToken: try admin.token(layout))
+            for name in names { print(try await proxy.set(name, faults)) }
         }
     }
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every link of a running proxy: its faults and connection counts.")
+        @OptionGroup var layout: Layout
         @OptionGroup var admin: Admin
 
         func run() async throws {
-            print(try await ProxyAdmin(address: admin.admin).links())
+            print(try await ProxyAdmin(address: admin.admin, adminToken: try admin.token(layout)).links())
         }
     }
 }

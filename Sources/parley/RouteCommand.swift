@@ -52,9 +52,10 @@ struct RouteCommand: AsyncParsableCommand {
                 throw ValidationError("probe interval, probe timeout, down-after and up-after must be positive")
             }
             let regions = try [region] + deployment.peers()
+            let logger = deployment.logger("parley.route")
             try await RouteServer.run(
                 listen: (endpoint.host, endpoint.port), regions: cluster.regions.compactMap { name in regions.first { $0.name == name } },
-                settings: settings, logger: deployment.logger("parley.route")
+                settings: settings, admin: deployment.adminCredential(listeningOn: [endpoint.host], logger: logger), logger: logger
             )
         }
     }
@@ -63,6 +64,11 @@ struct RouteCommand: AsyncParsableCommand {
     struct Instances: ParsableArguments {
         @Option(help: "Folder holding cluster.json and the region files.")
         var regions = "regions"
+
+        /// The admin token, for draining.
+        var adminToken: String {
+            get throws { try DeploymentOptions.parse(["--regions", regions]).adminToken }
+        }
 
         func all() throws -> [(region: String, address: String)] {
             let options = try DeploymentOptions.parse(["--regions", regions])
@@ -145,12 +151,15 @@ struct RouteCommand: AsyncParsableCommand {
 /// (exit 1): it would keep answering with the old state until told again.
 private func setDraining(_ region: String, _ draining: Bool, _ instances: RouteCommand.Instances) async throws {
     var missed: [String] = []
+    let token = try instances.adminToken
     for (name, address) in try instances.all() {
         do {
-            try await RouteAdmin(address: address).setDraining(region, draining)
+            try await RouteAdmin(address: address, adminToken: token).setDraining(region, draining)
             print("route \(name): \(region) \(draining ? "draining" : "undrained")")
         } catch let error as PeerError where error.kind == .refused(status: 404) {
             throw ValidationError("no region \(region) in the cluster")
+        } catch let error as PeerError where error.kind == .refused(status: 401) {
+            throw ValidationError("route \(name) refused the admin token: set PARLEY_ADMIN_TOKEN to the deployment's")
         } catch {
             print("route \(name) (\(address)): no answer")
             missed.append(name)

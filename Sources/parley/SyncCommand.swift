@@ -10,6 +10,9 @@ struct SyncCommand: AsyncParsableCommand {
 
     @OptionGroup var deployment: DeploymentOptions
 
+    @Flag(help: "Serve GET /status and GET /metrics without the admin token (the digests still need it).")
+    var openStatus = false
+
     @Option(help: "Do not pull from this peer region (repeatable): cuts the direct link, for tests and drills.")
     var withoutPeer: [String] = []
 
@@ -20,7 +23,13 @@ struct SyncCommand: AsyncParsableCommand {
         var configuration = SyncConfiguration(region: region.name, listen: try Endpoint(region.sync), postgres: postgres, peers: peers)
         configuration.clock = deployment.clock
         configuration.origins = Set(try deployment.peers().map(\.name))
-        configuration.status = try region.syncStatus.map { try Endpoint($0) }
-        try await SyncServer.run(configuration, logger: deployment.logger("parley.sync"))
+        let logger = deployment.logger("parley.sync")
+        configuration.status = try region.syncStatus.map { address in
+            let endpoint = try Endpoint(address)
+            return StatusListener(
+                endpoint: endpoint, admin: try deployment.adminCredential(listeningOn: [endpoint.host], logger: logger), openStatus: openStatus
+            )
+        }
+        try await SyncServer.run(configuration, logger: logger)
     }
 }

@@ -32,9 +32,10 @@ import Testing
         var replicating: Bool?
     }
 
-    private func http(_ port: Int, _ method: String, _ path: String) async throws -> (Int, Data) {
+    private func http(_ port: Int, _ method: String, _ path: String, token: String? = nil) async throws -> (Int, Data) {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
     }
@@ -73,7 +74,7 @@ import Testing
     }
 
     @Test func answersNearestHealthyFirstDropsARegionAfterFFailedProbesAndTakesItBackAfterS() async throws {
-        try await LocalCluster.with { cluster in
+        try await LocalCluster.with(syncArguments: ["ap": ["--open-status"]]) { cluster in
             let port = try FreePort.next()
             let route = try ChildProcess(
                 name: "eu-route", executable: LocalRegion.binary,
@@ -107,13 +108,37 @@ import Testing
             #expect(try await eventually(.seconds(10)) { try await regions("hint=us") == ["us", "eu", "ap"] })
             #expect(try await status()["us"]?.cameUp == 1)
 
+            // Draining needs the admin token: without it, or with another, 401 and nothing changes.
+            let admin = try cluster["eu"].adminToken
+            #expect(try await http(port, "POST", "/drain/ap").0 == 401)
+            #expect(try await http(port, "POST", "/drain/ap", token: "not-the-admin-token-of-this-cluster").0 == 401)
+            #expect(try await status()["ap"]?.draining == false)
+
             // A drained region leaves the answers at once and comes back when undrained.
-            #expect(try await http(port, "POST", "/drain/ap").0 == 200)
+            #expect(try await http(port, "POST", "/drain/ap", token: admin).0 == 200)
             #expect(try await regions("hint=ap") == ["eu", "us"])
             #expect(try await status()["ap"]?.draining == true)
-            #expect(try await http(port, "POST", "/undrain/ap").0 == 200)
+            #expect(try await http(port, "POST", "/undrain/ap").0 == 401)
+            #expect(try await status()["ap"]?.draining == true)
+            #expect(try await http(port, "POST", "/undrain/ap", token: admin).0 == 200)
             #expect(try await regions("hint=ap") == ["ap", "eu", "us"])
-            #expect(try await http(port, "POST", "/drain/mars").0 == 404)
+            #expect(try await http(port, "POST", "/drain/mars", token: admin).0 == 404)
+
+            // Sync: health is public (route probes it); status, metrics and the digests need the
+            // admin token, unless --open-status opens status and metrics (ap's); digests never open.
+            func syncCode(_ region: String, _ path: String, token: String? = nil) async throws -> Int {
+                let headers = token.map { [("Authorization", "Bearer \($0)")] } ?? []
+                return try await TCPProbe.http("GET", cluster[region].file.syncStatus ?? "", path: path, headers: headers, timeout: .seconds(5)).status
+            }
+            #expect(try await syncCode("eu", "/health") == 200)
+            for path in ["/status", "/metrics", "/digest/integrity", "/digest/conversations/buckets"] {
+                #expect(try await syncCode("eu", path) == 401, "\(path)")
+                #expect(try await syncCode("eu", path, token: "not-the-admin-token-of-this-cluster") == 401, "\(path)")
+                #expect(try await syncCode("eu", path, token: admin) == 200, "\(path)")
+            }
+            #expect(try await syncCode("ap", "/status") == 200)
+            #expect(try await syncCode("ap", "/metrics") == 200)
+            #expect(try await syncCode("ap", "/digest/integrity") == 401)
             #expect(try await status().values.allSatisfy { $0.wentDown <= 1 }, "no flapping")
             await route.stop()
         }
