@@ -307,6 +307,9 @@ struct ClientStateMachine: Sendable {
     /// connection, a timeout, `unavailable` are not. A send keeps its
     /// client_msg_id, so a retry is stored once.
     func retryRequest(after error: any Error, attempt: Int) -> Retry {
+        if let wait = Self.rateLimitWait(error) {
+            return attempt < settings.requestAttempts && !stopped ? .after(wait) : .giveUp
+        }
         guard triesNextGate(after: error) else { return .giveUp }
         guard attempt < settings.requestAttempts, !stopped else { return .giveUp }
         return .after(Backoff.client.delay(afterFailures: attempt))
@@ -317,9 +320,21 @@ struct ClientStateMachine: Sendable {
 
     /// Whether reconnecting goes on after its `failures`-th failed attempt.
     func retryReconnect(after error: any Error, failures: Int) -> Retry {
+        if let wait = Self.rateLimitWait(error) {
+            return wantsReconnect ? .after(max(wait, Backoff.client.delay(afterFailures: failures))) : .giveUp
+        }
         guard triesNextGate(after: error) else { return .giveUp }
         guard wantsReconnect else { return .giveUp }
         return .after(Backoff.client.delay(afterFailures: failures))
+    }
+}
+
+extension ClientStateMachine {
+    /// A gate's request limit refused: the wait it named before the same
+    /// request may pass (a typing notice refused for repeating names none).
+    static func rateLimitWait(_ error: any Error) -> Duration? {
+        guard let error = error as? ClientError, error.code == .rateLimited, let wait = error.retryAfterMilliseconds, wait > 0 else { return nil }
+        return .milliseconds(Int64(min(wait, 60_000)))
     }
 }
 
@@ -331,7 +346,7 @@ extension ClientErrorCode {
 extension ClientError {
     /// An `Error` frame from the server: the same type the server threw.
     init(_ error: Parley_Error) {
-        self.init(ClientErrorCode(rawValue: error.code), error.message)
+        self.init(ClientErrorCode(rawValue: error.code), error.message, retryAfterMilliseconds: error.retryAfterMs > 0 ? error.retryAfterMs : nil)
     }
 }
 

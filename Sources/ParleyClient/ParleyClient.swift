@@ -149,7 +149,7 @@ public actor ParleyClient {
     public func connect() async throws -> Parley_AuthOk {
         machine.startConnecting()
         if let connecting { return try await connecting.value }
-        let task = Task { try await self.openConnection() }
+        let task = Task { try await self.openConnectionWaitingOutLimits() }
         connecting = task
         defer { connecting = nil }
         let ok = try await task.value
@@ -348,6 +348,23 @@ public actor ParleyClient {
     }
 
     // MARK: - Connection
+
+    /// `openConnection`, again after the wait a gate names when its limit on
+    /// sign-ins from this address refused (`rate_limited`).
+    private func openConnectionWaitingOutLimits() async throws -> Parley_AuthOk {
+        var attempt = 0
+        while true {
+            do {
+                return try await openConnection()
+            } catch {
+                attempt += 1
+                guard ClientStateMachine.rateLimitWait(error) != nil, case .after(let wait) = machine.retryRequest(after: error, attempt: attempt) else {
+                    throw error
+                }
+                try await Task.sleep(for: wait)
+            }
+        }
+    }
 
     private func openConnection() async throws -> Parley_AuthOk {
         drop(reason: "reconnecting")

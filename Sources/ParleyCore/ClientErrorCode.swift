@@ -24,6 +24,8 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     /// The peer read too slowly: the frames waiting for it reached the gate's
     /// limit. Reconnect and sync from the cursor.
     public static let slowConsumer = ClientErrorCode(rawValue: 16)
+    /// The client's address already holds the gate's cap of open connections.
+    public static let tooManyConnections = ClientErrorCode(rawValue: 17)
     // Requests: the connection stays open.
     public static let unknownUser = ClientErrorCode(rawValue: 20)
     public static let notMember = ClientErrorCode(rawValue: 21)
@@ -45,7 +47,8 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let muted = ClientErrorCode(rawValue: 33)
     /// The sender's recall window for this message has passed.
     public static let recallWindowPassed = ClientErrorCode(rawValue: 34)
-    /// Too many of these requests at once (typing notices); the next may pass.
+    /// Too many requests: a request limit of the gate (with the wait before
+    /// the next may pass), or the same typing notice within a second.
     public static let rateLimited = ClientErrorCode(rawValue: 35)
     public static let unavailable = ClientErrorCode(rawValue: 30)
     /// A `geo` send committed here but too few other regions confirmed it in time.
@@ -67,6 +70,7 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
         case .goingAway: "going_away"
         case .authTimeout: "auth_timeout"
         case .slowConsumer: "slow_consumer"
+        case .tooManyConnections: "too_many_connections"
         case .unknownUser: "unknown_user"
         case .notMember: "not_member"
         case .unknownConversation: "unknown_conversation"
@@ -100,11 +104,14 @@ public struct ClientError: Error, Sendable, CustomStringConvertible, CustomDebug
     public let message: String
     /// For logs only: what went wrong underneath.
     public let detail: String?
+    /// `rate_limited` by a request limit: when the same request may pass.
+    public let retryAfterMilliseconds: UInt64?
 
-    public init(_ code: ClientErrorCode, _ message: String, detail: String? = nil) {
+    public init(_ code: ClientErrorCode, _ message: String, detail: String? = nil, retryAfterMilliseconds: UInt64? = nil) {
         self.code = code
         self.message = message
         self.detail = detail
+        self.retryAfterMilliseconds = retryAfterMilliseconds
     }
 
     /// What a device may be told about `error`: itself when it is a

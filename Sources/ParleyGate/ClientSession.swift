@@ -67,6 +67,13 @@ struct ClientSession: Sendable {
                     guard case .auth(let auth) = frame.body else {
                         return connection.close(with: ClientError(.authRequired, "the first frame must be auth"), requestID: frame.requestID)
                     }
+                    // Sign-ins are limited per client address, failed ones too; a refused
+                    // one leaves the connection open for another `auth` after the wait.
+                    if let address = connection.address,
+                        let wait = await gate.limiter.admit([("ip:\(address)", gate.limits.signInsPerAddress)]) {
+                        connection.send(.error(Self.rateLimited(wait, "sign-ins from this address"), requestID: frame.requestID))
+                        continue
+                    }
                     guard await authenticate(auth, requestID: frame.requestID) else { return }
                     pipeline.deviceSession = Dictionary(auth.session.map { ($0.origin, $0.seq) }, uniquingKeysWith: max)
                 } else {
@@ -81,6 +88,23 @@ struct ClientSession: Sendable {
             // The transport failed or closed; nothing can be written any more.
             await pipeline.drain()
         }
+    }
+
+    /// The refusal of a request limit, with when the request may pass.
+    static func rateLimited(_ wait: UInt64, _ what: String) -> ClientError {
+        ClientError(.rateLimited, "too many \(what): retry after \(wait) ms", retryAfterMilliseconds: wait)
+    }
+
+    /// Whether the signed-in device may make one more request now: nil, or
+    /// the refusal. Heartbeats pass free: they keep a limited device connected.
+    fileprivate func admit(_ frame: Parley_Frame) async -> ClientError? {
+        guard let identity = connection.identity else { return nil }
+        if case .heartbeat = frame.body { return nil }
+        let limits = gate.limits
+        guard let wait = await gate.limiter.admit([
+            ("d:\(identity.userID):\(identity.deviceID)", limits.perDevice), ("u:\(identity.userID)", limits.perUser),
+        ]) else { return nil }
+        return Self.rateLimited(wait, "requests")
     }
 
     private func authenticate(_ auth: Parley_Auth, requestID: UInt64) async -> Bool {
@@ -246,6 +270,16 @@ private struct RequestPipeline {
     mutating func submit(_ frame: Parley_Frame) async {
         if inFlight.count >= Self.window { await inFlight.removeFirst().value }
         let previous = inFlight.last
+        if let refusal = await session.admit(frame) {
+            // Refused here, answered in its turn: answers keep the requests' order.
+            let session = self.session
+            lastSentOn = nil
+            inFlight.append(Task {
+                await previous?.value
+                session.connection.send(.error(refusal, requestID: frame.requestID))
+            })
+            return
+        }
         // The device's session goes with its first change or read that uses
         // it, alone: logic may hold that call until this region has the
         // device's earlier events, and what follows waits for it.
@@ -295,6 +329,8 @@ struct GateContext: Sendable {
     let tokens: TokenAuthority
     let presence: Presence
     let registry: ConnectionRegistry
+    let limits: GateLimits
+    let limiter: RateLimiter
     let logic: LogicRouter
     let heartbeatIntervalMilliseconds: UInt64
     let logger: Logger

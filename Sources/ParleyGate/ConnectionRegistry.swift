@@ -8,6 +8,10 @@ final class ConnectionRegistry: Sendable {
         var all: [UInt64: GateConnection] = [:]
         var byDevice: [GateConnection.Identity: GateConnection] = [:]
         var nextID: UInt64 = 1
+        /// Open connections per client address, for the per-address cap,
+        /// and the address each counted connection is counted against.
+        var perAddress: [String: Int] = [:]
+        var countedAt: [UInt64: String] = [:]
         /// The gate is shutting down, for good.
         var stopping = false
         /// The region is drained or down, until `undrain`.
@@ -18,20 +22,33 @@ final class ConnectionRegistry: Sendable {
     private let state = Mutex(State())
     /// Frames a connection may leave unread before it is evicted.
     let maxOutbox: Int
+    /// Connections one client address may hold open (0: no cap).
+    let maxPerAddress: Int
 
-    init(maxOutbox: Int = 4_096) {
+    init(maxOutbox: Int = 4_096, maxPerAddress: Int = 0) {
         self.maxOutbox = maxOutbox
+        self.maxPerAddress = maxPerAddress
     }
 
-    /// A new connection; while the gate is draining it is born closed.
-    func open(now: UInt64) -> GateConnection {
-        let (connection, draining) = state.withLock { state in
-            let connection = GateConnection(id: state.nextID, now: now, maxOutbox: maxOutbox)
+    /// A new connection from `address`; born closed while the gate is
+    /// draining, or when that address already holds its cap of connections.
+    func open(now: UInt64, address: String?) -> GateConnection {
+        let (connection, refusal) = state.withLock { state -> (GateConnection, ClientError?) in
+            let connection = GateConnection(id: state.nextID, address: address, now: now, maxOutbox: maxOutbox)
             state.nextID += 1
             state.all[connection.id] = connection
-            return (connection, state.refusesNew)
+            if state.refusesNew { return (connection, Self.goingAway) }
+            if let address {
+                let open = state.perAddress[address, default: 0]
+                if maxPerAddress > 0, open >= maxPerAddress {
+                    return (connection, ClientError(.tooManyConnections, "\(open) connections from this address already; close one first"))
+                }
+                state.perAddress[address] = open + 1
+                state.countedAt[connection.id] = address
+            }
+            return (connection, nil)
         }
-        if draining { connection.close(with: Self.goingAway) }
+        if let refusal { connection.close(with: refusal) }
         return connection
     }
 
@@ -84,7 +101,11 @@ final class ConnectionRegistry: Sendable {
     @discardableResult
     func remove(_ connection: GateConnection) -> Bool {
         state.withLock { state in
-            state.all[connection.id] = nil
+            guard state.all.removeValue(forKey: connection.id) != nil else { return false }
+            if let address = state.countedAt.removeValue(forKey: connection.id) {
+                let open = state.perAddress[address, default: 1] - 1
+                state.perAddress[address] = open > 0 ? open : nil
+            }
             guard let identity = connection.identity, state.byDevice[identity] === connection else { return false }
             state.byDevice[identity] = nil
             return true

@@ -14,6 +14,8 @@ final class GateConnection: Sendable {
     }
 
     let id: UInt64
+    /// The client's IP address, as the transport saw it (nil: unknown).
+    let address: String?
     /// When the connection was accepted (wall-clock milliseconds).
     let openedAt: UInt64
     /// Frames waiting for the socket; the writer takes them in batches.
@@ -29,8 +31,9 @@ final class GateConnection: Sendable {
     /// wall-clock milliseconds.
     private let token = Mutex<(expiresAt: UInt64, deadline: UInt64)>((0, 0))
 
-    init(id: UInt64, now: UInt64, maxOutbox: Int) {
+    init(id: UInt64, address: String?, now: UInt64, maxOutbox: Int) {
         self.id = id
+        self.address = address
         self.openedAt = now
         self.maxOutbox = maxOutbox
         self.lastHeard = Atomic(now)

@@ -24,6 +24,8 @@ public struct GateConfiguration: Sendable {
     /// Frames a connection may leave unread (its peer reading too slowly)
     /// before it is evicted with `slow_consumer`.
     public var maxOutboxFrames = 4_096
+    /// Request and sign-in rates, and connections per client address.
+    public var limits = GateLimits()
     /// How long a connection whose token expired may take to present a fresh
     /// one (`reauth_required`) before it is closed with `token_expired`.
     public var reauthGraceMilliseconds: UInt64 = 30_000
@@ -65,7 +67,9 @@ public enum GateServer {
         }
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
         let pool = RPCClientPool()
-        let registry = ConnectionRegistry(maxOutbox: configuration.maxOutboxFrames)
+        let registry = ConnectionRegistry(
+            maxOutbox: configuration.maxOutboxFrames, maxPerAddress: configuration.limits.connectionsPerAddress
+        )
         let links = configuration.logic.map {
             LogicLink(address: $0.description, timeout: configuration.logicTimeout, node: configuration.node, pool: pool, logger: logger) { delivery in
                 let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)
@@ -80,6 +84,8 @@ public enum GateServer {
             tokens: try await TokenAuthority(secret: configuration.tokenSecret),
             presence: Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds),
             registry: registry,
+            limits: configuration.limits,
+            limiter: RateLimiter(redis: redis, logger: logger),
             logic: LogicRouter(links: links, logger: logger),
             heartbeatIntervalMilliseconds: configuration.idleTimeoutMilliseconds / 3,
             logger: logger

@@ -34,8 +34,8 @@ final class LongPollSessions: Sendable {
 
     /// A new session, served until its connection ends, then forgotten
     /// once its last frames had time to be polled.
-    func open() -> LongPollSession {
-        let session = LongPollSession(connection: gate.registry.open(now: WallClock.milliseconds()))
+    func open(from address: String?) -> LongPollSession {
+        let session = LongPollSession(connection: gate.registry.open(now: WallClock.milliseconds(), address: address))
         sessions.withLock { $0[session.id] = session }
         let gate = self.gate, hold = self.hold
         Task {
@@ -54,8 +54,8 @@ final class LongPollSessions: Sendable {
     func session(_ id: String) -> LongPollSession? { sessions.withLock { $0[id] } }
 
     /// Routes on the gate's HTTP listener.
-    func register(on router: Router<BasicRequestContext>) {
-        router.post("/lp/send") { request, _ -> Response in
+    func register(on router: Router<GateHTTPContext>) {
+        router.post("/lp/send") { request, context -> Response in
             let body: ByteBuffer
             do {
                 body = try await request.body.collect(upTo: self.maxBody)
@@ -67,7 +67,7 @@ final class LongPollSessions: Sendable {
                 guard let known = self.session(id) else { return Self.over }
                 session = known
             } else {
-                session = self.open()
+                session = self.open(from: context.remoteAddress?.ipAddress)
             }
             session.connection.heard(at: WallClock.milliseconds())
             session.receive(body, maxFrameSize: self.maxFrameSize)

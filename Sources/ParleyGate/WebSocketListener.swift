@@ -21,9 +21,9 @@ struct WebSocketListener: Service {
     func run() async throws {
         let gate = self.gate
         let maxFrameSize = self.maxFrameSize
-        let router = Router(context: BasicWebSocketRequestContext.self)
+        let router = Router(context: GateWebSocketContext.self)
         // Plain HTTP requests go to `http`; `router` only decides upgrades.
-        let http = Router()
+        let http = Router(context: GateHTTPContext.self)
         let health = self.health
         http.get("/health") { _, _ -> Response in
             let (healthy, body) = await health.answer()
@@ -35,8 +35,8 @@ struct WebSocketListener: Service {
         LongPollSessions(gate: gate, maxFrameSize: maxFrameSize, hold: longPollHold).register(on: http)
         router.ws("/ws") { _, _ in
             .upgrade([:])
-        } onUpgrade: { inbound, outbound, _ in
-            let connection = gate.registry.open(now: WallClock.milliseconds())
+        } onUpgrade: { inbound, outbound, context in
+            let connection = gate.registry.open(now: WallClock.milliseconds(), address: context.requestContext.remoteAddress?.ipAddress)
             // Messages up to twice the limit are read so an oversized frame gets
             // its error code; beyond that the WebSocket layer closes with 1009.
             let frames = inbound.messages(maxSize: maxFrameSize * 2).map { message throws(FrameError) -> ByteBuffer in
@@ -63,5 +63,29 @@ struct WebSocketListener: Service {
         )
         gate.logger.info("gate accepting WebSocket and long-poll", metadata: ["listen": "\(listen)"])
         try await app.run()
+    }
+}
+
+/// A WebSocket upgrade's context, with the client's address (per-address limits).
+struct GateWebSocketContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let webSocket: WebSocketHandlerReference<Self>
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        webSocket = .init()
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
+/// A plain HTTP request's context (health, long-poll), with the client's address.
+struct GateHTTPContext: RequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
     }
 }

@@ -47,7 +47,9 @@ extension Parley_Frame {
     }
 
     public static func error(_ error: ClientError, requestID: UInt64 = 0) -> Parley_Frame {
-        .error(error.code, error.message, requestID: requestID)
+        var frame = Parley_Frame.error(error.code, error.message, requestID: requestID)
+        if let wait = error.retryAfterMilliseconds { frame.error.retryAfterMs = wait }
+        return frame
     }
 }
 

@@ -34,6 +34,41 @@ struct GateCommand: AsyncParsableCommand {
     @Option(help: "Hold a long-poll with nothing to send at most this many milliseconds (at most two thirds of the idle timeout).")
     var longPollHoldMs = 15_000
 
+    @Option(help: "Requests per second one device may make after sign-in, shared by the region's gates (0: no limit).")
+    var deviceRequestsPerSecond = 50.0
+
+    @Option(help: "Requests one device may make at once before its rate applies.")
+    var deviceRequestBurst = 200
+
+    @Option(help: "Requests per second one user may make over all its devices (0: no limit).")
+    var userRequestsPerSecond = 100.0
+
+    @Option(help: "Requests one user may make at once before its rate applies.")
+    var userRequestBurst = 400
+
+    @Option(help: "Sign-ins per second from one client address, failed ones too (0: no limit).")
+    var signInsPerAddressPerSecond = 20.0
+
+    @Option(help: "Sign-ins one client address may make at once before its rate applies.")
+    var signInBurstPerAddress = 200
+
+    @Option(help: "Connections one client address may hold open on this gate; more get too_many_connections (17) (0: no cap).")
+    var maxConnectionsPerAddress = 1_000
+
+    var limits: GateLimits {
+        get throws {
+            guard deviceRequestsPerSecond >= 0, userRequestsPerSecond >= 0, signInsPerAddressPerSecond >= 0, maxConnectionsPerAddress >= 0,
+                deviceRequestBurst > 0, userRequestBurst > 0, signInBurstPerAddress > 0
+            else { throw ValidationError("rates and caps must not be negative, bursts must be positive") }
+            var limits = GateLimits()
+            limits.perDevice = RateLimit(perSecond: deviceRequestsPerSecond, burst: deviceRequestBurst)
+            limits.perUser = RateLimit(perSecond: userRequestsPerSecond, burst: userRequestBurst)
+            limits.signInsPerAddress = RateLimit(perSecond: signInsPerAddressPerSecond, burst: signInBurstPerAddress)
+            limits.connectionsPerAddress = maxConnectionsPerAddress
+            return limits
+        }
+    }
+
     func run() async throws {
         let (region, cluster) = try deployment.load()
         guard region.gates.indices.contains(index) else {
@@ -54,6 +89,7 @@ struct GateCommand: AsyncParsableCommand {
         configuration.authTimeoutMilliseconds = authTimeoutMs
         configuration.reauthGraceMilliseconds = reauthGraceMs
         configuration.maxOutboxFrames = maxOutboxFrames
+        configuration.limits = try limits
         configuration.logicTimeout = .milliseconds(logicTimeoutMs)
         guard longPollHoldMs > 0 else { throw ValidationError("--long-poll-hold-ms must be positive") }
         // A held poll must end well within the idle timeout, or the session would die holding it.

@@ -13,7 +13,7 @@ import Testing
 /// What a gate holds every connection to: a token that expires on open
 /// connections too (docs/PROTOCOL.md, "Sessions and tokens"), and a bound on
 /// what may wait for a peer that reads too slowly.
-@Suite(.serialized, .timeLimit(.minutes(3))) struct GateLimitTests {
+@Suite(.serialized, .timeLimit(.minutes(6))) struct GateLimitTests {
     @Test func anExpiredTokenIsToldThenClosedUnlessAFreshOneComesOnTheSameConnection() async throws {
         // A 2 s grace after expiry; five-second tokens, so a loaded machine still signs in with them.
         try await LocalRegion.with(gateArguments: ["--reauth-grace-ms=2000"]) { region in
@@ -67,19 +67,9 @@ import Testing
     }
 
     @Test func aReaderTooSlowForItsPushesIsEvictedWithoutTheGateHoldingThemAndLosesNothing() async throws {
-        try await LocalRegion.with(gateArguments: ["--max-outbox-frames=64"]) { region in
-            let flooder = try await region.connect("flooder")
-            // A device that signs in, then reads nothing: a small receive buffer, and
-            // NIOAsyncChannel reads only a few frames ahead of a consumer that never comes.
-            let slow = try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
-                .channelOption(.socketOption(.so_rcvbuf), value: 4096)
-                .connect(host: "127.0.0.1", port: region.tcpPort) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 24)))
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
-            let signedIn = try await region.token(for: "slow")
+        try await LocalRegion.with(gateArguments: ["--max-outbox-frames=64", "--logic-timeout-ms=60000"]) { region in
+            // Acks wait behind 18 MiB of pushes that a debug build decodes slowly on a busy machine.
+            let flooder = try await region.connect("flooder", requestTimeout: .seconds(60))
             #expect(try await eventually {
                 try region.postgres.psql("SELECT count(*) FROM users WHERE user_id = 'flooder'") == "1"
             })
@@ -92,6 +82,18 @@ import Testing
             let gatePID = try #require(region.gate?.pid)
             let rssBefore = try Self.residentBytes(of: gatePID)
             let total = 1_500
+            // A device that signs in, then reads nothing: a small receive buffer, and
+            // NIOAsyncChannel reads only a few frames ahead of a consumer that never comes.
+            // Connected only now, so the gate's sign-in deadline cannot pass during the warm-up.
+            let slow = try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
+                .channelOption(.socketOption(.so_rcvbuf), value: 4096)
+                .connect(host: "127.0.0.1", port: region.tcpPort) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 24)))
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            let signedIn = try await region.token(for: "slow")
             try await slow.executeThenClose { inbound, outbound in
                 try await outbound.write(ByteBuffer(bytes: RawConnection.signIn(token: signedIn)))
                 #expect(try await eventually { try region.postgres.psql("SELECT count(*) FROM users WHERE user_id = 'slow'") == "1" })
@@ -121,8 +123,9 @@ import Testing
                 #expect(growth < unread / 2, "the gate grew by \(growth >> 10) KiB while \(unread >> 10) KiB went unread")
             }
             // Signed in again, the device syncs every message: nothing was lost.
-            let back = try await region.connect("slow", device: "raw")
-            #expect(await back.inbox.wait(timeout: .seconds(60)) { events in
+            // 18 MiB of sync pages, which a debug build on a busy machine decodes slowly.
+            let back = try await region.connect("slow", device: "raw", requestTimeout: .seconds(120))
+            #expect(await back.inbox.wait(timeout: .seconds(120)) { events in
                 events.filter { if case .messagePosted = $0.event.kind { true } else { false } }.count == total
             })
             await back.stop()

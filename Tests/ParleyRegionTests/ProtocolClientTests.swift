@@ -11,8 +11,11 @@ import Testing
         // A short recall window, so the client sees its error (34) in a moment; a typing
         // interval long enough that its repeated notice is refused (35) however loaded the machine;
         // groups of at most 3, so it sees group_full (26) with the two users it has.
+        // A device may make 300 requests at once, then 2 a second: the client's own devices stay
+        // within it, and its flood of 400 sends goes over it however long the machine takes.
         let limits = ["--recall-window-ms=1000", "--typing-interval-ms=60000", "--max-group-members=3"]
-        try await LocalRegion.with(logicArguments: limits) { region in
+        let gateLimits = ["--device-requests-per-second=2", "--device-request-burst=300"]
+        try await LocalRegion.with(gateArguments: gateLimits, logicArguments: limits) { region in
             try await region.startExt(0)
             let log = "\(region.directory)/protocol-client.log"
             let client = try ChildProcess(
@@ -27,7 +30,7 @@ import Testing
             #expect(try await eventually(.seconds(120)) { client.log.contains("\"ok\"") }, "\(client.log)")
             #expect(client.log.contains("\"ok\": true") && client.log.contains("\"noticeFrom\": \"~orders\"")
                     && client.log.contains("\"longPoll\": \"ok\"") && client.log.contains("\"socialChecked\": true")
-                    && client.log.contains("\"messagesChecked\": true"), "\(client.log)")
+                    && client.log.contains("\"messagesChecked\": true") && client.log.contains("\"rateLimited\": "), "\(client.log)")
             await client.stop()
         }
     }

@@ -37,8 +37,12 @@ extension LocalRegion {
         }
     }
 
-    func connect(_ user: String, via transport: Transport = .tcp, device: String = "d1", cursor: SyncCursor = SyncCursor()) async throws -> TestUser {
-        let configuration = ParleyClient.Configuration(gates: [address(transport)], token: try await token(for: user), deviceID: device)
+    func connect(
+        _ user: String, via transport: Transport = .tcp, device: String = "d1", cursor: SyncCursor = SyncCursor(),
+        requestTimeout: Duration = .seconds(10)
+    ) async throws -> TestUser {
+        var configuration = ParleyClient.Configuration(gates: [address(transport)], token: try await token(for: user), deviceID: device)
+        configuration.requestTimeout = requestTimeout
         let client = ParleyClient(configuration: configuration, cursor: cursor)
         let inbox = Inbox()
         let reader = Task { await inbox.collect(from: client) }

@@ -159,7 +159,7 @@ def check(condition, what):
 class Device:
     """One connection, with the cursor and the shown messages the page asks a device to keep."""
 
-    def __init__(self, host, port, token, device_id, cursor=None, shown=None, session=None):
+    def __init__(self, host, port, token, device_id, cursor=None, shown=None, session=None, keeps_cursor=True):
         self.sock = socket.create_connection((host, port), timeout=15)
         self.buffer = b""
         self.next_id = 1
@@ -170,6 +170,7 @@ class Device:
         self.gaps = 0
         self.typing = []                    # typing notices received: (conversation, user, typing)
         self.behind = False       # a live push showed a gap: sync once the current request is answered
+        self.keeps_cursor = keeps_cursor  # False: a device that only sends, and ignores its pushes
         answer = self.request(AUTH, auth(token, device_id, self.session))
         check(answer[1] == AUTH_OK, f"auth answered {answer}")
         self.user = text(answer[2], 1)
@@ -222,6 +223,8 @@ class Device:
 
     def accept(self, push, live):
         """The cursor rules of docs/PROTOCOL.md, then the rules for messages accepted twice."""
+        if not self.keeps_cursor:
+            return
         origin, user_seq, posted = parse_push(push)
         event = decode(one(push, 2, b""))
         self.saw(text(event, 1), one(event, 2, 0))
@@ -471,6 +474,24 @@ def check_long_poll(url, token, bob, report):
     report["longPoll"] = "ok"
 
 
+def check_limits(host, port, token, report):
+    """A device over its request limit ("Limits"): each request over it is answered in its
+    turn with rate_limited (35) and retry_after_ms; the same send passes after that wait."""
+    flood = Device(host, port, token, "flood", keeps_cursor=False)
+    answers = flood.pipeline([(SEND, send(f"flood-{i}", "bob", f"flood {i}")) for i in range(400)])
+    refusals = [(i, fields) for i, (_, number, fields) in enumerate(answers) if number == ERROR]
+    acked = sum(1 for _, number, _ in answers if number == SEND_ACK)
+    check(refusals and acked + len(refusals) == 400, f"400 sends over the limit: {acked} acknowledged, {len(refusals)} refused")
+    check(all(one(fields, 1, 0) == 35 and one(fields, 3, 0) > 0 for _, fields in refusals),
+          f"each refusal is 35 with retry_after_ms: {refusals[:2]}")
+    index, fields = refusals[-1]
+    time.sleep(one(fields, 3, 0) / 1000)
+    _, number, ack = flood.request(SEND, send(f"flood-{index}", "bob", f"flood {index}"))
+    check(number == SEND_ACK and text(ack, 1) == f"flood-{index}", f"the refused send after its wait: {number} {ack}")
+    report["rateLimited"] = len(refusals)
+    flood.close()
+
+
 def main():
     host, port, alice_token, bob_token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     report = {}
@@ -529,6 +550,8 @@ def main():
         check_notices(sys.argv[5], sys.argv[6], alice, bob, report)
     if len(sys.argv) > 7:
         check_long_poll(sys.argv[7], alice_token, bob, report)
+
+    check_limits(host, port, alice_token, report)
 
     # Bad input gets its documented code and the connection closed.
     report["garbageCode"] = error_code_on(host, port, struct.pack(">I", 3) + b"\xff\xff\xff")
