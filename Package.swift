@@ -279,7 +279,7 @@ let package = Package(
         .testTarget(
             name: "ParleyStoreTests",
             dependencies: [
-                "ParleyStore", "ParleyLogic", "ParleyCore", "ParleyProto", "ParleyTestSupport", "ParleyProbe",
+                "ParleyStore", "ParleyLogic", "ParleyCore", "ParleyProto", "ParleyTestSupport", "ParleyProbe", "ParleyFault",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

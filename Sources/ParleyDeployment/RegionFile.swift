@@ -19,10 +19,32 @@ public struct RegionFile: Codable, Sendable {
     public struct Server: Codable, Sendable {
         public var host: String
         public var port: Int
+        /// A file holding the server's password (first line), outside the
+        /// repository; relative paths are from the regions folder. None: the
+        /// server takes clients without one.
+        public var passwordFile: String?
 
-        public init(host: String, port: Int) {
+        public init(host: String, port: Int, passwordFile: String? = nil) {
             self.host = host
             self.port = port
+            self.passwordFile = passwordFile
+        }
+
+        /// The password in force: the environment variable `variable`, else
+        /// the first line of `passwordFile`, else none.
+        public func resolvedPassword(
+            environment variable: String, relativeTo regionsFolder: String,
+            environment: [String: String] = ProcessInfo.processInfo.environment
+        ) throws -> String? {
+            if let password = environment[variable] { return password }
+            guard let passwordFile else { return nil }
+            let path = passwordFile.hasPrefix("/") ? passwordFile : regionsFolder + "/" + passwordFile
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw RegionFileError("cannot read the password file \(path) (set \(variable) instead)")
+            }
+            let password = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            guard !password.isEmpty else { throw RegionFileError("the password file \(path) is empty") }
+            return password
         }
     }
 

@@ -11,6 +11,8 @@ public struct ExtConfiguration: Sendable {
     public var region: String
     public var postgres: PostgresLocation
     public var redis: Endpoint
+    /// The region's Redis `requirepass`, if it has one.
+    public var redisPassword: String?
     /// This instance's name in the consumer group: unique within the region.
     public var consumer: String
     /// Where offline devices are notified; none: nobody is.
@@ -48,8 +50,8 @@ public struct ExtConfiguration: Sendable {
 public enum ExtServer {
     public static func run(_ configuration: ExtConfiguration, logger: Logger) async throws {
         let store = RegionStore(postgres: configuration.postgres, origin: configuration.region, clock: HybridLogicalClock(), logger: logger)
-        let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
-        let stream = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
+        let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port, password: configuration.redisPassword)
+        let stream = RedisClient(host: configuration.redis.host, port: configuration.redis.port, password: configuration.redisPassword)
         let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
         // Ready once prepared and, with the platform API, once it listens.
         let ready: @Sendable () -> Void = {

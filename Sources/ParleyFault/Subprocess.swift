@@ -12,7 +12,9 @@ import Glibc
 /// in it on Swift concurrency's two threads wait for ever (seen: the unit
 /// suites hung with both threads in poll()).
 public enum Subprocess {
-    public static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    public static func run(
+        _ executable: String, _ arguments: [String], environment extra: [String: String] = [:]
+    ) throws -> (status: Int32, output: String) {
         let stem = NSTemporaryDirectory() + "parley-subprocess-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let outputPath = stem + ".out", errorPath = stem + ".err"
         defer {
@@ -27,8 +29,13 @@ public enum Subprocess {
         posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        // The caller's environment, with `extra` (a password, say: never on the command line).
+        var environment = ProcessInfo.processInfo.environment
+        for (name, value) in extra { environment[name] = value }
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in envp { free(pointer) } }
         var pid: pid_t = 0
-        let spawned = posix_spawnp(&pid, executable, &actions, nil, argv, environ)
+        let spawned = posix_spawnp(&pid, executable, &actions, nil, argv, envp)
         guard spawned == 0 else {
             throw FaultError("cannot start \(executable): \(String(cString: strerror(spawned)))")
         }

@@ -16,6 +16,8 @@ public struct GateConfiguration: Sendable {
     public var webSocket: Endpoint
     public var logic: [Endpoint]
     public var redis: Endpoint
+    /// The region's Redis `requirepass`, if it has one.
+    public var redisPassword: String?
     public var tokenSecret: String
     public var maxFrameSize = 64 * 1024
     public var idleTimeoutMilliseconds: UInt64 = 45_000
@@ -65,7 +67,7 @@ public enum GateServer {
             logger.critical("\(warning)")
             FileHandle.standardError.write(Data("parley gate: WARNING: \(warning)\n".utf8))
         }
-        let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
+        let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port, password: configuration.redisPassword)
         let pool = RPCClientPool()
         let registry = ConnectionRegistry(
             maxOutbox: configuration.maxOutboxFrames, maxPerAddress: configuration.limits.connectionsPerAddress

@@ -12,6 +12,8 @@ public struct LogicConfiguration: Sendable {
     public var listen: Endpoint
     public var postgres: PostgresLocation
     public var redis: Endpoint
+    /// The region's Redis `requirepass`, if it has one.
+    public var redisPassword: String?
     public var presenceTTLMilliseconds: UInt64 = 45_000
     public var maxBatch = 256
     public var limits = LogicLimits()
@@ -44,7 +46,7 @@ public struct LogicConfiguration: Sendable {
 public enum LogicServer {
     public static func run(_ configuration: LogicConfiguration, logger: Logger) async throws {
         let store = RegionStore(postgres: configuration.postgres, origin: configuration.region, clock: configuration.clock, logger: logger)
-        let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port)
+        let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port, password: configuration.redisPassword)
         let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
         let gates = GateLinks()
         let dispatcher = PushDispatcher(presence: presence, gates: gates, logger: logger)

@@ -15,12 +15,15 @@ import Synchronization
 public final class RedisClient: Sendable {
     public let host: String
     public let port: Int
+    /// Sent with AUTH on every new connection (`requirepass`); never logged.
+    private let password: String?
     private let group: any EventLoopGroup
     private let channel: Mutex<EventLoopFuture<any Channel>?>
 
-    public init(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    public init(host: String, port: Int, password: String? = nil, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.host = host
         self.port = port
+        self.password = password
         self.group = group
         self.channel = Mutex(nil)
     }
@@ -101,7 +104,7 @@ public final class RedisClient: Sendable {
     }
 
     private func makeConnection() -> EventLoopFuture<any Channel> {
-        ClientBootstrap(group: group)
+        let connected = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(2))
             .channelInitializer { channel in
@@ -110,5 +113,20 @@ public final class RedisClient: Sendable {
                 }
             }
             .connect(host: host, port: port)
+        guard let password else { return connected }
+        // The connection is handed out only once the server took the password.
+        return connected.flatMap { channel in
+            let reply = channel.eventLoop.makePromise(of: RESPValue.self)
+            let written = channel.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenFailure { reply.fail($0) }
+            channel.writeAndFlush(RedisCommand(arguments: [Array("AUTH".utf8), Array(password.utf8)], promise: reply), promise: written)
+            return reply.futureResult.flatMapThrowing { answer in
+                if case .error(let message) = answer {
+                    channel.close(promise: nil)
+                    throw RedisError("AUTH refused: \(message)")
+                }
+                return channel
+            }
+        }
     }
 }

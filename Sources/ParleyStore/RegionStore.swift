@@ -23,7 +23,7 @@ public final class RegionStore: Service, Sendable {
 
     public init(postgres: PostgresLocation, origin: String, clock: HybridLogicalClock, logger: Logger) {
         var configuration = PostgresClient.Configuration(
-            host: postgres.host, port: postgres.port, username: postgres.username, password: nil,
+            host: postgres.host, port: postgres.port, username: postgres.username, password: postgres.password,
             database: postgres.database, tls: .disable
         )
         configuration.options.maximumConnections = postgres.maximumConnections
@@ -222,14 +222,17 @@ public struct PostgresLocation: Sendable {
     public var port: Int
     public var database = "parley"
     public var username = "postgres"
+    /// SCRAM password; nil only for a server that trusts its clients (never logged).
+    public var password: String?
     /// Per process: a logic instance's group commit needs one or two at a
     /// time; reads, listeners and the health probe take the rest.
     public var maximumConnections = 8
 
-    public init(host: String, port: Int, database: String = "parley") {
+    public init(host: String, port: Int, database: String = "parley", password: String? = nil) {
         self.host = host
         self.port = port
         self.database = database
+        self.password = password
     }
 }
 

@@ -11,6 +11,11 @@ import Glibc
 /// (PostgreSQL refuses to run as root).
 public final class PostgresServer: Sendable {
     public let port: Int
+    /// The `postgres` user's password: the server takes TCP clients only with
+    /// it (SCRAM), as a deployment's does.
+    public let password: String
+    /// A file holding it, for region files (`passwordFile`).
+    public let passwordFile: String
     public let dataDirectory: String
     private let executable: String
     private let arguments: [String]
@@ -29,7 +34,14 @@ public final class PostgresServer: Sendable {
         try FileManager.default.createDirectory(atPath: sockets, withIntermediateDirectories: true)
         let asPostgres = getuid() == 0
         if asPostgres { try run("/bin/chown", ["-R", "postgres:postgres", root]) }
-        try run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"], asPostgres: asPostgres)
+        let password = "pg-\(UUID().uuidString)"
+        let passwordFile = root + "/password"
+        try Data((password + "\n").utf8).write(to: URL(fileURLWithPath: passwordFile))
+        if asPostgres { try run("/bin/chown", ["postgres:postgres", passwordFile]) }
+        try run(bin + "/initdb", [
+            "-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile=\(passwordFile)",
+            "-E", "UTF8", "--no-locale", "--no-sync",
+        ], asPostgres: asPostgres)
         let port = try FreePort.next()
         let arguments = [
             "-D", data, "-p", "\(port)", "-k", sockets, "-c", "listen_addresses=127.0.0.1",
@@ -41,14 +53,14 @@ public final class PostgresServer: Sendable {
             "-c", "max_connections=200",
         ]
         let server = try PostgresServer(
-            name: name, port: port, dataDirectory: data,
+            name: name, port: port, password: password, passwordFile: passwordFile, dataDirectory: data,
             executable: asPostgres ? "/usr/sbin/runuser" : bin + "/postgres",
             arguments: asPostgres ? ["-u", "postgres", "--", bin + "/postgres"] + arguments : arguments,
             logPath: root + "/postgres.log"
         )
         do {
             try await server.waitForStartup(bin: bin)
-            try run(bin + "/createdb", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", database])
+            try run(bin + "/createdb", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", database], password: password)
         } catch {
             await server.stop()
             throw error
@@ -56,8 +68,13 @@ public final class PostgresServer: Sendable {
         return server
     }
 
-    private init(name: String, port: Int, dataDirectory: String, executable: String, arguments: [String], logPath: String) throws {
+    private init(
+        name: String, port: Int, password: String, passwordFile: String, dataDirectory: String, executable: String, arguments: [String],
+        logPath: String
+    ) throws {
         self.port = port
+        self.password = password
+        self.passwordFile = passwordFile
         self.dataDirectory = dataDirectory
         self.executable = executable
         self.arguments = arguments
@@ -102,7 +119,7 @@ public final class PostgresServer: Sendable {
     public func psql(_ sql: String, database: String = PostgresServer.database) throws -> String {
         try Self.run(Self.binDirectory() + "/psql", [
             "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
-        ])
+        ], password: password)
     }
 
     /// Runs `sql` in its own psql session in the background (a transaction
@@ -111,7 +128,8 @@ public final class PostgresServer: Sendable {
         try ChildProcess(
             name: "psql", executable: try Self.binDirectory() + "/psql",
             arguments: ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", Self.database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            logPath: logPath + ".psql-\(UInt32.random(in: 0...UInt32.max))"
+            logPath: logPath + ".psql-\(UInt32.random(in: 0...UInt32.max))",
+            environment: ProcessInfo.processInfo.environment.merging(["PGPASSWORD": password]) { $1 }
         )
     }
 
@@ -125,7 +143,7 @@ public final class PostgresServer: Sendable {
         }
     }
 
-    static func binDirectory() throws -> String {
+    public static func binDirectory() throws -> String {
         let candidates = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql"))?
             .compactMap(Int.init).sorted(by: >).map { "/usr/lib/postgresql/\($0)/bin" } ?? []
         guard let bin = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0 + "/postgres") }) else {
@@ -134,11 +152,12 @@ public final class PostgresServer: Sendable {
         return bin
     }
 
+    /// Runs a PostgreSQL tool: as the `postgres` user, or over TCP with `password` (PGPASSWORD).
     @discardableResult
-    static func run(_ executable: String, _ arguments: [String], asPostgres: Bool = false) throws -> String {
+    static func run(_ executable: String, _ arguments: [String], asPostgres: Bool = false, password: String? = nil) throws -> String {
         let (status, text) = asPostgres
             ? try Subprocess.run("/usr/sbin/runuser", ["-u", "postgres", "--", executable] + arguments)
-            : try Subprocess.run(executable, arguments)
+            : try Subprocess.run(executable, arguments, environment: password.map { ["PGPASSWORD": $0] } ?? [:])
         guard status == 0 else {
             throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) failed: \(text)")
         }

@@ -57,8 +57,16 @@ struct DeploymentOptions: ParsableArguments {
     }
 
     /// The region's PostgreSQL, as every role that stores connects to it.
-    func postgres(of region: RegionFile) -> PostgresLocation {
-        PostgresLocation(host: region.postgres.host, port: region.postgres.port)
+    func postgres(of region: RegionFile) throws -> PostgresLocation {
+        PostgresLocation(
+            host: region.postgres.host, port: region.postgres.port,
+            password: try region.postgres.resolvedPassword(environment: "PARLEY_POSTGRES_PASSWORD", relativeTo: regions)
+        )
+    }
+
+    /// The region's Redis password (`requirepass`), if it has one.
+    func redisPassword(of region: RegionFile) throws -> String? {
+        try region.redis.resolvedPassword(environment: "PARLEY_REDIS_PASSWORD", relativeTo: regions)
     }
 
     var tokenSecret: String {

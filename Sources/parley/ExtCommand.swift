@@ -48,10 +48,11 @@ struct ExtCommand: AsyncParsableCommand {
         let (region, _) = try deployment.load()
         let host = ProcessInfo.processInfo.hostName
         var configuration = ExtConfiguration(
-            region: region.name, postgres: deployment.postgres(of: region),
+            region: region.name, postgres: try deployment.postgres(of: region),
             redis: Endpoint(host: region.redis.host, port: region.redis.port),
             consumer: name ?? "ext-\(host)-\(ProcessInfo.processInfo.processIdentifier)"
         )
+        configuration.redisPassword = try deployment.redisPassword(of: region)
         if let url = pushGateway ?? region.ext?.pushGateway {
             guard let secret = ProcessInfo.processInfo.environment["PARLEY_PUSH_SECRET"] ?? region.ext?.pushSecret else {
                 throw ValidationError("region \(region.name): a push gateway needs ext.pushSecret (or PARLEY_PUSH_SECRET)")

@@ -18,14 +18,14 @@ struct FillCommand: AsyncParsableCommand {
         let (region, _) = try deployment.load()
         if let groupMembers {
             let elapsed = try await SyntheticFill.bigGroup(
-                postgres: deployment.postgres(of: region), region: region.name, clock: deployment.clock, members: groupMembers,
+                postgres: try deployment.postgres(of: region), region: region.name, clock: deployment.clock, members: groupMembers,
                 logger: deployment.logger("parley.fill")
             )
             print("made group \(SyntheticFill.bigGroupID(region: region.name)) of \(groupMembers) members in \(String(format: "%.1f", elapsed / .seconds(1))) s")
             return
         }
         let elapsed = try await SyntheticFill.run(
-            postgres: deployment.postgres(of: region), region: region.name, clock: deployment.clock,
+            postgres: try deployment.postgres(of: region), region: region.name, clock: deployment.clock,
             events: events, batch: batch, logger: deployment.logger("parley.fill")
         )
         let seconds = elapsed / .seconds(1)

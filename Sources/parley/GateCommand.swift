@@ -84,6 +84,7 @@ struct GateCommand: AsyncParsableCommand {
             redis: Endpoint(host: region.redis.host, port: region.redis.port),
             tokenSecret: try deployment.tokenSecret
         )
+        configuration.redisPassword = try deployment.redisPassword(of: region)
         configuration.maxFrameSize = maxFrameSize
         configuration.idleTimeoutMilliseconds = idleTimeoutMs
         configuration.authTimeoutMilliseconds = authTimeoutMs

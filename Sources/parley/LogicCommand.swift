@@ -34,11 +34,12 @@ struct LogicCommand: AsyncParsableCommand {
     func run() async throws {
         let (region, cluster) = try deployment.load()
         let peers = try deployment.peers()
-        let postgres = deployment.postgres(of: region)
+        let postgres = try deployment.postgres(of: region)
         var configuration = LogicConfiguration(
             region: region.name, listen: try Endpoint(listen), postgres: postgres,
             redis: Endpoint(host: region.redis.host, port: region.redis.port)
         )
+        configuration.redisPassword = try deployment.redisPassword(of: region)
         // The first instance in the region's list is the origin's writer.
         let listed = try region.logic.map { try Endpoint($0) }
         configuration.instancesAhead = Array(listed.prefix { $0 != configuration.listen })

@@ -18,7 +18,7 @@ struct SyncCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (region, _) = try deployment.load()
-        let postgres = deployment.postgres(of: region)
+        let postgres = try deployment.postgres(of: region)
         let peers = Dictionary(uniqueKeysWithValues: try deployment.peers().filter { !withoutPeer.contains($0.name) }.map { ($0.name, $0.sync) })
         var configuration = SyncConfiguration(region: region.name, listen: try Endpoint(region.sync), postgres: postgres, peers: peers)
         configuration.clock = deployment.clock

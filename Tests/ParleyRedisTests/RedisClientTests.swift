@@ -8,7 +8,7 @@ import Testing
 @Suite struct RedisClientTests {
     private func withRedis(_ body: (RedisClient, RedisServer) async throws -> Void) async throws {
         let server = try await RedisServer.start()
-        let client = RedisClient(host: "127.0.0.1", port: server.port)
+        let client = RedisClient(host: "127.0.0.1", port: server.port, password: server.password)
         do {
             try await body(client, server)
         } catch {
@@ -53,10 +53,31 @@ import Testing
         }
     }
 
+    /// Redis takes no command without the password, and a connection with a
+    /// wrong one is never handed out.
+    @Test func withoutThePasswordNothingIsServed() async throws {
+        try await withRedis { redis, server in
+            try await redis.send("SET", "secret", "kept")
+            let stranger = RedisClient(host: "127.0.0.1", port: server.port)
+            guard case .error(let message) = try await stranger.send("GET", "secret") else {
+                Issue.record("a client without the password was served")
+                return
+            }
+            #expect(message.hasPrefix("NOAUTH"), "\(message)")
+            await stranger.close()
+            let guesser = RedisClient(host: "127.0.0.1", port: server.port, password: "a-guess")
+            await #expect { try await guesser.send("GET", "secret") } throws: { error in
+                "\(error)".contains("AUTH refused")
+            }
+            await guesser.close()
+            #expect(try await redis.send("GET", "secret").string == "kept")
+        }
+    }
+
     @Test func reconnectsAfterTheServerDropsTheConnection() async throws {
-        try await withRedis { redis, _ in
+        try await withRedis { redis, server in
             try await redis.send("CLIENT", "SETNAME", "victim")
-            let killer = RedisClient(host: redis.host, port: redis.port)
+            let killer = RedisClient(host: redis.host, port: redis.port, password: server.password)
             #expect(try await killer.send("CLIENT", "KILL", "SKIPME", "yes").integer == 1)
             await killer.close()
             // The first command may fail on the dead connection; the next one reconnects.

@@ -40,7 +40,7 @@ import Testing
             let database = "converge_\(seed)_\(run)"
             _ = try server.psql("CREATE DATABASE \(database) TEMPLATE \(Self.template)")
             let store = RegionStore(
-                postgres: PostgresLocation(host: "127.0.0.1", port: server.port, database: database),
+                postgres: PostgresLocation(host: "127.0.0.1", port: server.port, database: database, password: server.password),
                 origin: "zz", clock: HybridLogicalClock(), logger: Logger(label: database)
             )
             let runner = Task { await store.run() }
@@ -74,7 +74,7 @@ import Testing
     private func prepareTemplate(_ server: PostgresServer) async throws {
         _ = try server.psql("CREATE DATABASE \(Self.template)")
         let store = RegionStore(
-            postgres: PostgresLocation(host: "127.0.0.1", port: server.port, database: Self.template),
+            postgres: PostgresLocation(host: "127.0.0.1", port: server.port, database: Self.template, password: server.password),
             origin: "zz", clock: HybridLogicalClock(), logger: Logger(label: Self.template)
         )
         let runner = Task { await store.run() }

@@ -1,5 +1,6 @@
 import Logging
 import ParleyCore
+import ParleyFault
 import ParleyLogic
 import ParleyProbe
 import ParleyProto
@@ -36,6 +37,20 @@ import Testing
 
     private func post(_ from: String, to: Post.Target, _ body: String, id: String? = nil) -> Command {
         .post(Post(sender: from, senderDevice: "d", clientMsgID: id ?? body, target: to, body: body))
+    }
+
+    /// PostgreSQL takes TCP clients only with the password (SCRAM), as a
+    /// region's does; every other test here connects with it.
+    @Test func withoutThePasswordPostgresRefusesTheConnection() async throws {
+        try await withStore { _, server in
+            let psql = try PostgresServer.binDirectory() + "/psql"
+            let arguments = ["-w", "-h", "127.0.0.1", "-p", "\(server.port)", "-U", "postgres", "-d", PostgresServer.database, "-c", "SELECT 1"]
+            let without = try Subprocess.run(psql, arguments, environment: ["PGPASSWORD": "", "PGPASSFILE": "/dev/null"])
+            #expect(without.status != 0 && without.output.contains("password"), "\(without)")
+            let wrong = try Subprocess.run(psql, arguments, environment: ["PGPASSWORD": "a-guess", "PGPASSFILE": "/dev/null"])
+            #expect(wrong.status != 0 && wrong.output.contains("password authentication failed"), "\(wrong)")
+            #expect(try server.psql("SELECT 1") == "1", "with it, served")
+        }
     }
 
     /// A query written to a connection PostgreSQL has already closed fails at
@@ -326,7 +341,7 @@ extension StoreTests {
 extension PostgresServer {
     /// Where a store reaches this server.
     var location: PostgresLocation {
-        PostgresLocation(host: "127.0.0.1", port: port, database: PostgresServer.database)
+        PostgresLocation(host: "127.0.0.1", port: port, database: PostgresServer.database, password: password)
     }
 }
 
