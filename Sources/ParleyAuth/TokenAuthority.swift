@@ -45,7 +45,10 @@ public struct TokenAuthority: Sendable {
     public func verify(_ token: String) async throws(TokenRejection) -> VerifiedToken {
         do {
             let claims = try await keys.verify(token, as: ParleyClaims.self)
-            return VerifiedToken(userID: claims.sub.value, expiresAtMilliseconds: UInt64(max(0, claims.exp.value.timeIntervalSince1970 * 1000)))
+            return VerifiedToken(
+                userID: claims.sub.value, expiresAtMilliseconds: UInt64(max(0, (claims.exp.value.timeIntervalSince1970 * 1000).rounded())),
+                issuedAtMilliseconds: UInt64(max(0, (claims.iat.value.timeIntervalSince1970 * 1000).rounded()))
+            )
         } catch let error as JWTError where error.errorType == .claimVerificationFailure {
             throw .expired
         } catch {
@@ -67,6 +70,9 @@ public struct VerifiedToken: Sendable, Equatable {
     public var userID: String
     /// Wall clock, milliseconds since 1970.
     public var expiresAtMilliseconds: UInt64
+    /// When it was issued (wall clock, ms since 1970): a revocation refuses
+    /// the tokens issued until it.
+    public var issuedAtMilliseconds: UInt64
 }
 
 /// Why a token was refused.

@@ -177,6 +177,13 @@ extension ParleyClient {
         }).changeAck
     }
 
+    /// Signs the user out: tokens issued until now stop being accepted, in
+    /// every region, for `device` ("": every device, this one too); the
+    /// connections signed in with them are closed with `token_revoked` (18).
+    public func revokeTokens(device: String = "") async throws -> Parley_ChangeAck {
+        try await requestWithRetry(.with { $0.revokeTokens = .with { $0.deviceID = device } }).changeAck
+    }
+
     /// Unread counts per conversation and in total.
     public func unread() async throws -> Parley_UnreadCounts {
         try await requestWithRetry(.with { $0.unread = Parley_UnreadRequest() }).unreadCounts

@@ -26,6 +26,9 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let slowConsumer = ClientErrorCode(rawValue: 16)
     /// The client's address already holds the gate's cap of open connections.
     public static let tooManyConnections = ClientErrorCode(rawValue: 17)
+    /// The token was revoked (the user signed out that device, or every
+    /// device, after it was issued): sign in with a token issued since.
+    public static let tokenRevoked = ClientErrorCode(rawValue: 18)
     // Requests: the connection stays open.
     public static let unknownUser = ClientErrorCode(rawValue: 20)
     public static let notMember = ClientErrorCode(rawValue: 21)
@@ -71,6 +74,7 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
         case .authTimeout: "auth_timeout"
         case .slowConsumer: "slow_consumer"
         case .tooManyConnections: "too_many_connections"
+        case .tokenRevoked: "token_revoked"
         case .unknownUser: "unknown_user"
         case .notMember: "not_member"
         case .unknownConversation: "unknown_conversation"

@@ -11,6 +11,9 @@ public enum UserSetting: Hashable, Sendable {
     case remark(peer: String)
     /// "1" while a conversation is pinned to the top of the user's list.
     case pinned(conversation: String)
+    /// Tokens issued before this time (ms since 1970) are refused for
+    /// the device; the device "" stands for all of them.
+    case tokensRevoked(device: String)
 
     /// The register's name in the store.
     public var key: String {
@@ -19,6 +22,7 @@ public enum UserSetting: Hashable, Sendable {
         case .muted(let conversation): "mute/\(conversation)"
         case .remark(let peer): "remark/\(peer)"
         case .pinned(let conversation): "pin/\(conversation)"
+        case .tokensRevoked(let device): "revoked/\(device)"
         }
     }
 
@@ -31,6 +35,8 @@ public enum UserSetting: Hashable, Sendable {
             self = .remark(peer: String(key.dropFirst(7)))
         } else if key.hasPrefix("pin/") {
             self = .pinned(conversation: String(key.dropFirst(4)))
+        } else if key.hasPrefix("revoked/") {
+            self = .tokensRevoked(device: String(key.dropFirst(8)))
         } else {
             return nil
         }
@@ -41,4 +47,15 @@ public enum UserSetting: Hashable, Sendable {
 
     /// The value stored for a flag (a mute, a pin): "1" or "".
     public static func flagValue(_ on: Bool) -> String { on ? "1" : "" }
+}
+
+extension UserSetting {
+    /// Whether a token issued at `issuedAt` (ms since 1970, with the
+    /// milliseconds the token carries) is revoked for
+    /// `device`, given the user's settings: revoked for the device, or for all.
+    public static func isRevoked(issuedAt: UInt64, device: String, in settings: [UserSetting: String]) -> Bool {
+        [UserSetting.tokensRevoked(device: ""), .tokensRevoked(device: device)].contains { setting in
+            settings[setting].flatMap(UInt64.init).map { issuedAt < $0 } ?? false
+        }
+    }
 }

@@ -125,18 +125,20 @@ struct ClientSession: Sendable {
         }
         let identity = GateConnection.Identity(userID: userID, deviceID: auth.deviceID)
         // Logic registers the user on first sign-in; only then is the device reachable.
-        var call = Parley_ClientCall()
-        call.userID = userID
-        call.deviceID = auth.deviceID
-        call.frame = .with {
-            $0.requestID = requestID
-            $0.auth = .with { $0.deviceID = auth.deviceID }
-        }
-        guard var answer = await forward(call), case .authOk = answer.body else {
+        guard var answer = await forward(Self.signInCall(token, device: auth.deviceID, requestID: requestID)) else {
             connection.close(with: ClientError(.unavailable, "sign-in failed; try again"), requestID: requestID)
             return false
         }
-        connection.tokenValid(until: token.expiresAtMilliseconds)
+        guard case .authOk = answer.body else {
+            // Revoked (18), or a refusal of logic's: the device is told why.
+            if case .error(let error) = answer.body, error.code == ClientErrorCode.tokenRevoked.rawValue {
+                connection.close(with: ClientError(.tokenRevoked, error.message), requestID: requestID)
+            } else {
+                connection.close(with: ClientError(.unavailable, "sign-in failed; try again"), requestID: requestID)
+            }
+            return false
+        }
+        connection.tokenValid(token)
         if let replaced = gate.registry.bind(connection, to: identity) {
             replaced.close(with: ClientError(.authRequired, "this device connected again elsewhere"))
         }
@@ -150,6 +152,20 @@ struct ClientSession: Sendable {
         answer.authOk.tokenExpiresAtMs = token.expiresAtMilliseconds
         connection.send(answer)
         return true
+    }
+
+    /// The call that asks logic to sign the device in (registering the user
+    /// on first sign-in, refusing a revoked token).
+    private static func signInCall(_ token: VerifiedToken, device: String, requestID: UInt64) -> Parley_ClientCall {
+        var call = Parley_ClientCall()
+        call.userID = token.userID
+        call.deviceID = device
+        call.tokenIssuedAtMs = token.issuedAtMilliseconds
+        call.frame = .with {
+            $0.requestID = requestID
+            $0.auth = .with { $0.deviceID = device }
+        }
+        return call
     }
 
     /// `auth` on a signed-in connection: a fresh token for the same user and
@@ -167,7 +183,12 @@ struct ClientSession: Sendable {
         guard token.userID == identity.userID, auth.deviceID.isEmpty || auth.deviceID == identity.deviceID else {
             return .error(.tokenInvalid, "a fresh token must name the user and device this connection signed in as", requestID: requestID)
         }
-        connection.tokenValid(until: token.expiresAtMilliseconds)
+        // Logic knows whether it was revoked.
+        guard let answer = await forward(Self.signInCall(token, device: identity.deviceID, requestID: requestID)) else {
+            return .error(.unavailable, "the token could not be checked; try again", requestID: requestID)
+        }
+        guard case .authOk = answer.body else { return answer }
+        connection.tokenValid(token)
         return .with {
             $0.requestID = requestID
             $0.authOk = .with {
@@ -298,11 +319,18 @@ private struct RequestPipeline {
         unanswered.count.add(1, ordering: .relaxed)
         let session = self.session
         let unanswered = self.unanswered
+        // A device signing itself out gets its answer, then the connection ends.
+        let revokesItself = session.connection.revokesItself(frame)
+        if revokesItself { session.connection.revokingItself(true) }
         inFlight.append(Task { [sent] in
             if sent == nil { await previous?.value }
             let answer = await session.answer(frame, deviceSession: deviceSession, sent: sent, previous: previous)
             if sent != nil { await previous?.value }
             session.connection.send(answer)
+            if revokesItself {
+                session.connection.revokingItself(false)
+                if case .changeAck = answer.body { session.connection.close(with: GateConnection.signedOut) }
+            }
             unanswered.count.subtract(1, ordering: .releasing)
         })
     }

@@ -1,4 +1,5 @@
 import NIOCore
+import ParleyAuth
 import ParleyCore
 import ParleyProto
 import ParleyWire
@@ -29,7 +30,7 @@ final class GateConnection: Sendable {
     /// When the token it signed in (or last re-authenticated) with expires,
     /// and once told so, the deadline for a fresh one (0: not told);
     /// wall-clock milliseconds.
-    private let token = Mutex<(expiresAt: UInt64, deadline: UInt64)>((0, 0))
+    private let token = Mutex<(expiresAt: UInt64, deadline: UInt64, issuedAt: UInt64)>((0, 0, 0))
 
     init(id: UInt64, address: String?, now: UInt64, maxOutbox: Int) {
         self.id = id
@@ -48,8 +49,39 @@ final class GateConnection: Sendable {
     func heard(at now: UInt64) { lastHeard.store(now, ordering: .relaxed) }
 
     /// A valid token was presented: it holds until `expiresAt`.
-    func tokenValid(until expiresAt: UInt64) {
-        token.withLock { $0 = (expiresAt, 0) }
+    func tokenValid(_ verified: VerifiedToken) {
+        token.withLock { $0 = (verified.expiresAtMilliseconds, 0, verified.issuedAtMilliseconds) }
+    }
+
+    /// Revocations of this very device's tokens the device asked for and
+    /// has not had the answer to: its connection closes after that answer,
+    /// not when the revocation's push passes (which may come first).
+    private let revokingItself = Atomic<Int>(0)
+
+    /// Whether `frame` signs this connection's own device out.
+    func revokesItself(_ frame: Parley_Frame) -> Bool {
+        guard case .revokeTokens(let revoke) = frame.body, let identity else { return false }
+        return revoke.deviceID.isEmpty || revoke.deviceID == identity.deviceID
+    }
+
+    func revokingItself(_ starting: Bool) {
+        revokingItself.add(starting ? 1 : -1, ordering: .relaxed)
+    }
+
+    /// The revocation's push reached the connection: it ends now, unless the
+    /// device itself asked and will be closed after its answer.
+    func revoked(by revoked: Parley_TokensRevoked) {
+        guard isRevoked(by: revoked), revokingItself.load(ordering: .relaxed) == 0 else { return }
+        close(with: Self.signedOut)
+    }
+
+    static let signedOut = ClientError(.tokenRevoked, "signed out: this token was revoked")
+
+    /// Whether this revocation, of the user's tokens for a device or all,
+    /// covers the token the connection holds.
+    func isRevoked(by revoked: Parley_TokensRevoked) -> Bool {
+        guard let identity, revoked.userID == identity.userID, revoked.deviceID.isEmpty || revoked.deviceID == identity.deviceID else { return false }
+        return token.withLock { $0.issuedAt < revoked.beforeMs }
     }
 
     /// What the token's clock asks of this connection at `now`: to be told

@@ -75,9 +75,12 @@ public enum GateServer {
         let links = configuration.logic.map {
             LogicLink(address: $0.description, timeout: configuration.logicTimeout, node: configuration.node, pool: pool, logger: logger) { delivery in
                 let identity = GateConnection.Identity(userID: delivery.userID, deviceID: delivery.deviceID)
-                registry.connection(for: identity)?.send(.with {
+                guard let connection = registry.connection(for: identity) else { return }
+                connection.send(.with {
                     if delivery.hasTyping { $0.typingNotice = delivery.typing } else { $0.push = delivery.push }
                 })
+                // The user signed this device (or all) out: its connection ends once told.
+                if case .tokensRevoked(let revoked) = delivery.push.event.kind { connection.revoked(by: revoked) }
             }
         }
         let context = GateContext(

@@ -38,6 +38,8 @@ public enum Command: Sendable {
     case deleteForMe(userID: String, messageID: MessageID)
     /// Pins one conversation to the top of the user's list, on every device.
     case pin(userID: String, conversationID: String, pinned: Bool)
+    /// Refuses the user's tokens issued until `beforeMs` for a device ("": all).
+    case revokeTokens(userID: String, deviceID: String, beforeMs: UInt64)
 }
 
 public struct Post: Sendable {

@@ -88,6 +88,8 @@ struct CommitPlanner: Sendable {
             case .pin(let userID, let conversationID, _):
                 keys.users.insert(userID)
                 if ConversationID.isGroup(conversationID) { keys.conversations.insert(conversationID) }
+            case .revokeTokens(let userID, _, _):
+                keys.users.insert(userID)
             }
         }
         return keys
@@ -116,6 +118,15 @@ struct CommitPlanner: Sendable {
             planSocial(command)
         case .deleteForMe(let userID, let messageID): planDeleteForMe(userID, messageID)
         case .pin(let userID, let conversationID, let pinned): planPin(userID, conversationID, pinned)
+        case .revokeTokens(let userID, let deviceID, let beforeMs):
+            // To the user's own devices, whose gates close the connections it revokes.
+            .committed(append(audience: [userID]) { event in
+                event.tokensRevoked = .with {
+                    $0.userID = userID
+                    $0.deviceID = deviceID
+                    $0.beforeMs = beforeMs
+                }
+            })
         }
     }
 

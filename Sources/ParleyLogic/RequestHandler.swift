@@ -124,8 +124,14 @@ struct RequestHandler: Sendable {
         let user = call.userID
         switch call.frame.body {
         case .auth:
-            return Change(command: .register(userID: user)) { [region] outcome in
+            let (device, issuedAt) = (call.deviceID, call.tokenIssuedAtMs)
+            return Change(command: .register(userID: user)) { [region, store] outcome in
                 _ = try outcome.event()
+                // A token revoked since it was issued, for this device or all (docs/PROTOCOL.md, "Sessions and tokens").
+                if issuedAt > 0, let settings = try await store.settings(of: [user])[user],
+                    UserSetting.isRevoked(issuedAt: issuedAt, device: device, in: settings) {
+                    throw ClientError(.tokenRevoked, "this token was revoked; sign in with one issued since")
+                }
                 return .with {
                     $0.authOk = .with {
                         $0.userID = user
@@ -193,6 +199,11 @@ struct RequestHandler: Sendable {
                 throw ClientError(.invalidRequest, "not a conversation id: \(pin.conversationID)")
             }
             return change(.pin(userID: user, conversationID: pin.conversationID, pinned: pin.pinned))
+        case .revokeTokens(let revoke):
+            guard revoke.deviceID.isEmpty || Naming.isValid(revoke.deviceID) else {
+                throw ClientError(.invalidRequest, "device ids are 1...64 of [A-Za-z0-9_.]")
+            }
+            return change(.revokeTokens(userID: user, deviceID: revoke.deviceID, beforeMs: WallClock.milliseconds()))
         default:
             return nil
         }
@@ -266,7 +277,8 @@ struct RequestHandler: Sendable {
             )
             return .with { $0.memberList = page }
         case .auth, .send, .markRead, .createGroup, .edit, .recall, .addMember, .removeMember, .setProfile, .registerPush, .mute,
-            .friendRequest, .friendRespond, .friendRemove, .block, .setRemark, .updateGroup, .updateMember, .joinGroup, .delete, .pin:
+            .friendRequest, .friendRespond, .friendRemove, .block, .setRemark, .updateGroup, .updateMember, .joinGroup, .delete, .pin,
+            .revokeTokens:
             throw ClientError(.internalError, "a change reached the read path")
         case .authOk, .sendAck, .push, .syncBatch, .readAck, .error, .groupCreated, .historyPage, .unreadCounts,
             .changeAck, .profile, .friendList, .memberList, .group, .receiptsAnswer, .typingNotice, .conversationList, .reauthRequired:

@@ -746,6 +746,14 @@ public nonisolated struct Parley_Frame: Sendable {
     set {body = .reauthRequired(newValue)}
   }
 
+  public var revokeTokens: Parley_RevokeTokens {
+    get {
+      if case .revokeTokens(let v)? = body {return v}
+      return Parley_RevokeTokens()
+    }
+    set {body = .revokeTokens(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -803,6 +811,7 @@ public nonisolated struct Parley_Frame: Sendable {
     case pin(Parley_PinConversation)
     /// Sessions (docs/PROTOCOL.md, "Sessions and tokens").
     case reauthRequired(Parley_ReauthRequired)
+    case revokeTokens(Parley_RevokeTokens)
 
   }
 
@@ -1216,6 +1225,14 @@ public nonisolated struct Parley_Event: Sendable {
     set {kind = .messageDeleted(newValue)}
   }
 
+  public var tokensRevoked: Parley_TokensRevoked {
+    get {
+      if case .tokensRevoked(let v)? = kind {return v}
+      return Parley_TokensRevoked()
+    }
+    set {kind = .tokensRevoked(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -1237,6 +1254,7 @@ public nonisolated struct Parley_Event: Sendable {
     case memberUpdated(Parley_MemberUpdated)
     case conversationPinned(Parley_ConversationPinned)
     case messageDeleted(Parley_MessageDeleted)
+    case tokensRevoked(Parley_TokensRevoked)
 
   }
 
@@ -2401,6 +2419,41 @@ public nonisolated struct Parley_ConversationPinned: Sendable {
   public init() {}
 }
 
+/// Signs the signed-in user out: every token issued until now stops being
+/// accepted, in every region, for device_id, or for every device when it is
+/// empty; connections signed in with one are closed with token_revoked (18).
+/// Answered with change_ack ("Sessions and tokens").
+public nonisolated struct Parley_RevokeTokens: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deviceID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Tokens of user_id issued before before_ms (wall clock, ms since 1970, as
+/// the revoking logic instance had it) are refused for device_id, or for
+/// every device when it is empty.
+public nonisolated struct Parley_TokensRevoked: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var deviceID: String = String()
+
+  public var beforeMs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "parley"
@@ -2431,7 +2484,7 @@ nonisolated extension Parley_MemberField: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Frame"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0\u{3}register_push\0\u{1}mute\0\u{3}friend_request\0\u{3}friend_respond\0\u{3}friend_remove\0\u{1}block\0\u{3}set_remark\0\u{1}friends\0\u{3}friend_list\0\u{3}update_group\0\u{3}update_member\0\u{3}join_group\0\u{1}members\0\u{3}member_list\0\u{3}group_info\0\u{1}group\0\u{1}delete\0\u{1}receipts\0\u{3}receipts_answer\0\u{1}typing\0\u{3}typing_notice\0\u{1}conversations\0\u{3}conversation_list\0\u{1}pin\0\u{3}reauth_required\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}auth\0\u{3}auth_ok\0\u{1}send\0\u{3}send_ack\0\u{1}push\0\u{1}sync\0\u{3}sync_batch\0\u{3}mark_read\0\u{3}read_ack\0\u{1}heartbeat\0\u{1}error\0\u{3}create_group\0\u{3}group_created\0\u{1}history\0\u{3}history_page\0\u{1}unread\0\u{3}unread_counts\0\u{1}edit\0\u{1}recall\0\u{3}add_member\0\u{3}remove_member\0\u{3}set_profile\0\u{3}change_ack\0\u{3}profile_request\0\u{1}profile\0\u{3}register_push\0\u{1}mute\0\u{3}friend_request\0\u{3}friend_respond\0\u{3}friend_remove\0\u{1}block\0\u{3}set_remark\0\u{1}friends\0\u{3}friend_list\0\u{3}update_group\0\u{3}update_member\0\u{3}join_group\0\u{1}members\0\u{3}member_list\0\u{3}group_info\0\u{1}group\0\u{1}delete\0\u{1}receipts\0\u{3}receipts_answer\0\u{1}typing\0\u{3}typing_notice\0\u{1}conversations\0\u{3}conversation_list\0\u{1}pin\0\u{3}reauth_required\0\u{3}revoke_tokens\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3090,6 +3143,19 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
           self.body = .reauthRequired(v)
         }
       }()
+      case 52: try {
+        var v: Parley_RevokeTokens?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .revokeTokens(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .revokeTokens(v)
+        }
+      }()
       default: break
       }
     }
@@ -3303,6 +3369,10 @@ nonisolated extension Parley_Frame: SwiftProtobuf.Message, SwiftProtobuf._Messag
     case .reauthRequired?: try {
       guard case .reauthRequired(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 51)
+    }()
+    case .revokeTokens?: try {
+      guard case .revokeTokens(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 52)
     }()
     case nil: break
     }
@@ -3754,7 +3824,7 @@ nonisolated extension Parley_Push: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}seq\0\u{1}hlc\0\u{1}deps\0\u{1}audience\0\u{4}\u{5}user_registered\0\u{3}message_posted\0\u{3}read_moved\0\u{3}group_created\0\u{3}message_edited\0\u{3}message_recalled\0\u{3}member_added\0\u{3}member_removed\0\u{3}profile_set\0\u{3}push_registered\0\u{3}conversation_muted\0\u{3}friendship_changed\0\u{3}user_blocked\0\u{3}remark_set\0\u{3}group_updated\0\u{3}member_updated\0\u{3}conversation_pinned\0\u{3}message_deleted\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}seq\0\u{1}hlc\0\u{1}deps\0\u{1}audience\0\u{4}\u{5}user_registered\0\u{3}message_posted\0\u{3}read_moved\0\u{3}group_created\0\u{3}message_edited\0\u{3}message_recalled\0\u{3}member_added\0\u{3}member_removed\0\u{3}profile_set\0\u{3}push_registered\0\u{3}conversation_muted\0\u{3}friendship_changed\0\u{3}user_blocked\0\u{3}remark_set\0\u{3}group_updated\0\u{3}member_updated\0\u{3}conversation_pinned\0\u{3}message_deleted\0\u{3}tokens_revoked\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4001,6 +4071,19 @@ nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
           self.kind = .messageDeleted(v)
         }
       }()
+      case 28: try {
+        var v: Parley_TokensRevoked?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .tokensRevoked(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .tokensRevoked(v)
+        }
+      }()
       default: break
       }
     }
@@ -4098,6 +4181,10 @@ nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
     case .messageDeleted?: try {
       guard case .messageDeleted(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+    }()
+    case .tokensRevoked?: try {
+      guard case .tokensRevoked(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
     }()
     case nil: break
     }
@@ -6714,6 +6801,76 @@ nonisolated extension Parley_ConversationPinned: SwiftProtobuf.Message, SwiftPro
     if lhs.userID != rhs.userID {return false}
     if lhs.conversationID != rhs.conversationID {return false}
     if lhs.pinned != rhs.pinned {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_RevokeTokens: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RevokeTokens"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.deviceID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.deviceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.deviceID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_RevokeTokens, rhs: Parley_RevokeTokens) -> Bool {
+    if lhs.deviceID != rhs.deviceID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Parley_TokensRevoked: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TokensRevoked"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}device_id\0\u{3}before_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.deviceID) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.beforeMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.deviceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.deviceID, fieldNumber: 2)
+    }
+    if self.beforeMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.beforeMs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Parley_TokensRevoked, rhs: Parley_TokensRevoked) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.deviceID != rhs.deviceID {return false}
+    if lhs.beforeMs != rhs.beforeMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

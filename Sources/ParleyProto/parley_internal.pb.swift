@@ -163,6 +163,13 @@ public nonisolated struct Parley_ClientCall: @unchecked Sendable {
     set {_uniqueStorage()._session = newValue}
   }
 
+  /// With an auth: when the token presented was issued (ms since 1970), for
+  /// logic to refuse a revoked one.
+  public var tokenIssuedAtMs: UInt64 {
+    get {_storage._tokenIssuedAtMs}
+    set {_uniqueStorage()._tokenIssuedAtMs = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -481,7 +488,7 @@ nonisolated extension Parley_GateHello: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientCall"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}user_id\0\u{3}device_id\0\u{1}frame\0\u{1}session\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}user_id\0\u{3}device_id\0\u{1}frame\0\u{1}session\0\u{3}token_issued_at_ms\0")
 
   fileprivate class _StorageClass {
     var _callID: UInt64 = 0
@@ -489,6 +496,7 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
     var _deviceID: String = String()
     var _frame: Parley_Frame? = nil
     var _session: Dictionary<String,UInt64> = [:]
+    var _tokenIssuedAtMs: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -504,6 +512,7 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
       _deviceID = source._deviceID
       _frame = source._frame
       _session = source._session
+      _tokenIssuedAtMs = source._tokenIssuedAtMs
     }
   }
 
@@ -527,6 +536,7 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
         case 3: try { try decoder.decodeSingularStringField(value: &_storage._deviceID) }()
         case 4: try { try decoder.decodeSingularMessageField(value: &_storage._frame) }()
         case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &_storage._session) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._tokenIssuedAtMs) }()
         default: break
         }
       }
@@ -554,6 +564,9 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
       if !_storage._session.isEmpty {
         try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: _storage._session, fieldNumber: 5)
       }
+      if _storage._tokenIssuedAtMs != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tokenIssuedAtMs, fieldNumber: 6)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -568,6 +581,7 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
         if _storage._deviceID != rhs_storage._deviceID {return false}
         if _storage._frame != rhs_storage._frame {return false}
         if _storage._session != rhs_storage._session {return false}
+        if _storage._tokenIssuedAtMs != rhs_storage._tokenIssuedAtMs {return false}
         return true
       }
       if !storagesAreEqual {return false}

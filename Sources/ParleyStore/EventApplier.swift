@@ -397,6 +397,8 @@ extension Parley_Event {
             body = .settingSet(
                 user: pin.userID, key: UserSetting.pinned(conversation: pin.conversationID).key, value: UserSetting.flagValue(pin.pinned)
             )
+        case .tokensRevoked(let revoked):
+            body = .settingSet(user: revoked.userID, key: UserSetting.tokensRevoked(device: revoked.deviceID).key, value: "\(revoked.beforeMs)")
         case .userRegistered, nil:
             return nil
         }
@@ -420,7 +422,7 @@ extension Parley_Event {
         case .groupUpdated(let update): ConversationID.group(update.groupID)
         case .memberUpdated(let update): ConversationID.group(update.groupID)
         case .messageDeleted(let deleted): deleted.conversationID
-        case .userRegistered, .profileSet, .pushRegistered, .conversationMuted, .remarkSet, .conversationPinned, nil: ""
+        case .userRegistered, .profileSet, .pushRegistered, .conversationMuted, .remarkSet, .conversationPinned, .tokensRevoked, nil: ""
         }
     }
 
@@ -445,6 +447,7 @@ extension Parley_Event {
         case .memberUpdated: 16
         case .conversationPinned: 17
         case .messageDeleted: 18
+        case .tokensRevoked: 19
         case nil: 0
         }
     }

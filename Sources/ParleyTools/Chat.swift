@@ -261,6 +261,8 @@ public struct Chat: Sendable {
         case .groupUpdated(let update): return "\(where_) \(update.by) set \(update.groupID)'s \(update.field) to \"\(update.value)\""
         case .conversationPinned(let pin): return "\(where_) \(pin.pinned ? "pinned" : "unpinned") \(pin.conversationID)"
         case .messageDeleted(let deleted): return "\(where_) deleted \(deleted.messageID) on your devices"
+        case .tokensRevoked(let revoked):
+            return "\(where_) signed out \(revoked.deviceID.isEmpty ? "every device" : revoked.deviceID)"
         case .memberUpdated(let update):
             return "\(where_) \(update.by) set \(update.userID)'s \(update.field) in \(update.groupID) to \"\(update.value)\""
         case nil: return "\(where_) (unknown event)"

@@ -21,6 +21,14 @@ private let sharedSecret = "0123456789abcdef0123456789abcdef-shared"
         #expect(cluster?["tokenSecret"] as? String == TokenAuthority.developmentSecret)
     }
 
+    /// Revocations compare issue times in milliseconds: the token keeps them.
+    @Test func aTokenSaysWhenItWasIssuedToTheMillisecond() async throws {
+        let authority = try await TokenAuthority(secret: sharedSecret)
+        let issued = Date(timeIntervalSince1970: 1_900_000_000.123)
+        let token = try await authority.issue(userID: "ann", lifetime: 3_600 * 24 * 365 * 100, now: issued)
+        #expect(try await authority.verify(token).issuedAtMilliseconds == 1_900_000_000_123)
+    }
+
     @Test func aShortSecretIsRefused() async {
         await #expect(throws: TokenAuthorityError.self) { _ = try await TokenAuthority(secret: "short") }
     }

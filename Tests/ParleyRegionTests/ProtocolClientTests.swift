@@ -30,7 +30,8 @@ import Testing
             #expect(try await eventually(.seconds(120)) { client.log.contains("\"ok\"") }, "\(client.log)")
             #expect(client.log.contains("\"ok\": true") && client.log.contains("\"noticeFrom\": \"~orders\"")
                     && client.log.contains("\"longPoll\": \"ok\"") && client.log.contains("\"socialChecked\": true")
-                    && client.log.contains("\"messagesChecked\": true") && client.log.contains("\"rateLimited\": "), "\(client.log)")
+                    && client.log.contains("\"messagesChecked\": true") && client.log.contains("\"rateLimited\": ")
+                    && client.log.contains("\"revokedCode\": 18"), "\(client.log)")
             await client.stop()
         }
     }

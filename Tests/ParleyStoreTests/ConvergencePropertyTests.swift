@@ -195,6 +195,8 @@ extension ReplicatedEvent {
                     event.remarkSet = .with { $0.userID = user; $0.peer = peer; $0.remark = value }
                 case .pinned(let conversation):
                     event.conversationPinned = .with { $0.userID = user; $0.conversationID = conversation; $0.pinned = !value.isEmpty }
+                case .tokensRevoked(let device):
+                    event.tokensRevoked = .with { $0.userID = user; $0.deviceID = device; $0.beforeMs = UInt64(value) ?? 0 }
                 case nil:
                     preconditionFailure("not a setting key: \(key)")
                 }

@@ -107,6 +107,7 @@ UPDATE_GROUP, UPDATE_MEMBER, MEMBERS, MEMBER_LIST, GROUP_INFO, GROUP = 36, 37, 3
 GROUP_NAME, GROUP_DISSOLVED, MEMBER_ROLE = 1, 7, 1  # GroupField, MemberField
 DELETE, TYPING, TYPING_NOTICE, CONVERSATIONS, CONVERSATION_LIST = 43, 46, 47, 48, 49
 RECALL, MEMBER_MUTED_UNTIL = 20, 3
+REVOKE_TOKENS = 52
 MESSAGE_POSTED = 11  # Event.kind
 
 
@@ -492,6 +493,26 @@ def check_limits(host, port, token, report):
     flood.close()
 
 
+def check_revocation(host, port, token, alice, report):
+    """Signing a device out ("Sessions and tokens"): its open connection is told token_revoked (18)
+    and closed, and the token it had is refused for it from then on."""
+    gone = Device(host, port, token, "gone", keeps_cursor=False)
+    _, number, _ = alice.request(REVOKE_TOKENS, field_bytes(1, "gone"))
+    check(number == CHANGE_ACK, f"revoke_tokens answered {number}")
+    codes = []
+    try:
+        while True:
+            _, number, fields = gone.read()
+            if number == ERROR:
+                codes.append(one(fields, 1, 0))
+    except EOFError:
+        pass
+    check(codes[-1:] == [18], f"the signed-out device is told token_revoked and closed: {codes}")
+    signing_in = frame(1, AUTH, auth(token, "gone", {}))
+    report["revokedCode"] = error_code_on(host, port, struct.pack(">I", len(signing_in)) + signing_in)
+    check(report["revokedCode"] == 18, f"a revoked token signing in: code {report['revokedCode']}")
+
+
 def main():
     host, port, alice_token, bob_token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     report = {}
@@ -552,6 +573,7 @@ def main():
         check_long_poll(sys.argv[7], alice_token, bob, report)
 
     check_limits(host, port, alice_token, report)
+    check_revocation(host, port, alice_token, alice, report)
 
     # Bad input gets its documented code and the connection closed.
     report["garbageCode"] = error_code_on(host, port, struct.pack(">I", 3) + b"\xff\xff\xff")
