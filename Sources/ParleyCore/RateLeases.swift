@@ -72,21 +72,20 @@ public struct LeaseLedger: Sendable {
         return entry.refusedUntil - now
     }
 
-    /// What the shared bucket answered for `key`: `granted` tokens (one of
-    /// them spent on the request that asked), or none until `retryAfter`.
-    public mutating func leased(_ key: String, granted: Int, retryAfterMilliseconds: UInt64, now: UInt64) -> Take {
-        guard granted > 0 else {
-            let retryAfter = max(1, retryAfterMilliseconds)
-            entries[key] = Entry(tokens: 0, leaseUntil: 0, refusedUntil: now + retryAfter)
-            return .refused(retryAfterMilliseconds: retryAfter)
-        }
+    /// What the shared bucket answered for `key`: `granted` tokens to spend
+    /// here, or none until `retryAfter`. Tokens still held are kept: a
+    /// refusal only counts once they are spent.
+    public mutating func leased(_ key: String, granted: Int, retryAfterMilliseconds: UInt64, now: UInt64) {
         var entry = entries[key] ?? Entry()
         if now >= entry.leaseUntil { entry.tokens = 0 }
-        entry.tokens += granted - 1
-        entry.leaseUntil = now + leaseLifetimeMilliseconds
-        entry.refusedUntil = 0
+        if granted > 0 {
+            entry.tokens += granted
+            entry.leaseUntil = now + leaseLifetimeMilliseconds
+            entry.refusedUntil = 0
+        } else if entry.tokens == 0 {
+            entry.refusedUntil = now + max(1, retryAfterMilliseconds)
+        }
         entries[key] = entry
-        return .granted
     }
 
     /// Forgets keys with nothing left to remember, every so often, so the

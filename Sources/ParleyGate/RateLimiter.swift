@@ -26,6 +26,9 @@ public struct GateLimits: Sendable {
 final class RateLimiter: Sendable {
     private let redis: RedisClient
     private let ledger = Mutex(LeaseLedger())
+    /// One lease in flight per bucket: the requests that find no token while
+    /// it runs wait for it instead of each draining the shared bucket.
+    private let leasesInFlight = Mutex<[String: Task<Bool, Never>]>([:])
     /// The bucket script's SHA-1 once Redis has it (`SCRIPT LOAD`).
     private let scriptSHA = Mutex<String?>(nil)
     private let lastFailureLogged = Atomic<UInt64>(0)
@@ -42,21 +45,41 @@ final class RateLimiter: Sendable {
     /// by another bucket it did not reach.
     func admit(_ buckets: [(key: String, limit: RateLimit)]) async -> UInt64? {
         for (key, limit) in buckets where !limit.isUnlimited {
-            let now = WallClock.milliseconds()
             var wait: UInt64?
-            switch ledger.withLock({ $0.take(key, now: now) }) {
-            case .granted: continue
-            case .refused(let retryAfter): wait = retryAfter
-            case .askForLease:
-                guard let (granted, retryAfter) = await lease(key, limit) else { continue }
-                let outcome = ledger.withLock { $0.leased(key, granted: granted, retryAfterMilliseconds: retryAfter, now: WallClock.milliseconds()) }
-                if case .refused(let retryAfter) = outcome { wait = retryAfter }
+            taking: while true {
+                switch ledger.withLock({ $0.take(key, now: WallClock.milliseconds()) }) {
+                case .granted: break taking
+                case .refused(let retryAfter):
+                    wait = retryAfter
+                    break taking
+                case .askForLease:
+                    // Redis did not answer: the request passes.
+                    guard await leased(key, limit) else { break taking }
+                }
             }
             guard let wait else { continue }
             let later = WallClock.milliseconds()
             return ledger.withLock { ledger in buckets.map { ledger.refusal($0.key, now: later) }.reduce(wait, max) }
         }
         return nil
+    }
+
+    /// Waits for the lease in flight for `key`, or runs one, which puts what
+    /// the shared bucket granted (or its refusal) in the ledger; false when
+    /// Redis did not answer.
+    private func leased(_ key: String, _ limit: RateLimit) async -> Bool {
+        let task = leasesInFlight.withLock { inFlight -> Task<Bool, Never> in
+            if let running = inFlight[key] { return running }
+            let task = Task {
+                defer { _ = self.leasesInFlight.withLock { $0.removeValue(forKey: key) } }
+                guard let (granted, retryAfter) = await self.lease(key, limit) else { return false }
+                self.ledger.withLock { $0.leased(key, granted: granted, retryAfterMilliseconds: retryAfter, now: WallClock.milliseconds()) }
+                return true
+            }
+            inFlight[key] = task
+            return task
+        }
+        return await task.value
     }
 
     /// Up to `limit.leaseSize` tokens from the shared bucket, and when it has

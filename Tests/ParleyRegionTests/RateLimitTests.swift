@@ -71,6 +71,27 @@ import Testing
         }
     }
 
+    /// Many requests finding no token at once wait for one lease instead of
+    /// each draining the shared bucket (which refused sign-ins well within
+    /// the limit before).
+    @Test func aCrowdSigningInAtOnceWithinTheLimitIsAllAdmitted() async throws {
+        try await LocalRegion.with(gateArguments: ["--sign-ins-per-address-per-second=1000", "--sign-in-burst-per-address=1000"]) { region in
+            let tokens = try await (0..<200).asyncMap { try await region.token(for: "crowd\($0)") }
+            let admitted = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for token in tokens {
+                    group.addTask {
+                        let connection = try await FloodConnection.connect(port: region.tcpPort)
+                        let answer = try await connection.signIn(token: token, device: "d")
+                        await connection.close()
+                        return { if case .authOk = answer.body { true } else { false } }()
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(admitted == 200, "\(200 - admitted) of 200 sign-ins refused within a limit of 1,000 at once")
+        }
+    }
+
     @Test func signInsAndConnectionsPerAddressAreCapped() async throws {
         try await LocalRegion.with(gateArguments: [
             "--sign-ins-per-address-per-second=1", "--sign-in-burst-per-address=3", "--max-connections-per-address=5",
@@ -227,5 +248,13 @@ private final class FloodConnection: Sendable {
 
     func close() async {
         try? await channel.close()
+    }
+}
+
+extension Sequence {
+    fileprivate func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
     }
 }
