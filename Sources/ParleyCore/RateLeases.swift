@@ -13,10 +13,12 @@ public struct RateLimit: Sendable, Equatable, CustomStringConvertible {
 
     public var isUnlimited: Bool { perSecond <= 0 }
 
-    /// How many tokens a gate takes from the shared bucket at once: a tenth
+    /// How many tokens a gate takes from the shared bucket at once: a quarter
     /// of a second's worth, at most a quarter of the burst, at least one. A
-    /// gate holds at most this many tokens another gate could have used.
-    public var leaseSize: Int { max(1, min(burst / 4, Int(perSecond / 10))) }
+    /// gate holds at most this many tokens another gate could have used; a
+    /// tenth of a second's worth cost a Redis call per three requests
+    /// (docs/BENCHMARKS.md, "Security: what the limits cost").
+    public var leaseSize: Int { max(1, min(burst / 4, Int(perSecond / 4))) }
 
     public var description: String { isUnlimited ? "unlimited" : "\(perSecond)/s, burst \(burst)" }
 }

@@ -2,8 +2,8 @@ import ParleyCore
 import Testing
 
 @Suite struct RateLeasesTests {
-    @Test func leaseSizeIsATenthOfASecondCappedByAQuarterOfTheBurst() {
-        #expect(RateLimit(perSecond: 50, burst: 200).leaseSize == 5)
+    @Test func leaseSizeIsAQuarterOfASecondCappedByAQuarterOfTheBurst() {
+        #expect(RateLimit(perSecond: 50, burst: 200).leaseSize == 12)
         #expect(RateLimit(perSecond: 1_000, burst: 40).leaseSize == 10)
         #expect(RateLimit(perSecond: 1, burst: 2).leaseSize == 1)
         #expect(RateLimit.unlimited.isUnlimited && !RateLimit(perSecond: 0.5, burst: 1).isUnlimited)
