@@ -31,6 +31,9 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-openapi-runtime.git", from: "1.13.4"),
         .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird.git", from: "2.1.0"),
@@ -57,12 +60,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        // Signed, expiring tokens valid in every region; the admin credential.
+        // Signed, expiring tokens valid in every region; the admin credential;
+        // the cluster's certificate authority.
         .target(
             name: "ParleyAuth",
             dependencies: [
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
@@ -95,13 +101,15 @@ let package = Package(
         ),
         // Where each region is and what the cluster shares: the files in regions/.
         .target(name: "ParleyDeployment", dependencies: ["ParleyCore"]),
-        // Health probes: short TCP and HTTP/1.1 exchanges within a deadline.
+        // Health probes: short TCP and HTTP/1.1 exchanges within a deadline,
+        // in TLS when the deployment's links are; TLS settings from certificate files.
         .target(
             name: "ParleyProbe",
             dependencies: [
                 "ParleyCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // gRPC plumbing shared by the roles: servers, a pool of clients by
@@ -137,6 +145,9 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -160,6 +171,7 @@ let package = Package(
                 "ParleyCore", "ParleyDeployment", "ParleyRPC", "ParleyProbe", "ParleyAuth",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -210,6 +222,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -218,8 +231,9 @@ let package = Package(
         .target(
             name: "ParleyTools",
             dependencies: [
-                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth", "ParleyWire", "ParleyExt",
+                "ParleyClient", "ParleyCore", "ParleyProto", "ParleyAuth", "ParleyWire", "ParleyExt", "ParleyProbe",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -266,7 +280,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ParleyExtTests", dependencies: ["ParleyExt", "ParleyCore", "ParleyProto", "ParleyStore", "ParleyPlatformAPI"]),
-        .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth", "ParleyDeployment"]),
+        .testTarget(
+            name: "ParleyAuthTests",
+            dependencies: [
+                "ParleyAuth", "ParleyDeployment",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
         .testTarget(
             name: "ParleyFaultTests",
             dependencies: [

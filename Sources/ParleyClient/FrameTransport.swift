@@ -1,22 +1,51 @@
+import Foundation
 import HummingbirdWSClient
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ParleyProto
 import ParleyWire
 
-/// Where a client connects: a gate's TCP port, its WebSocket URL, or its
-/// long-poll URL (`http://host:port/lp`).
+/// Where a client connects: a gate's TCP port (plaintext or TLS), its
+/// WebSocket URL (`ws://` or `wss://`), or its long-poll URL (`http://` or
+/// `https://host:port/lp`).
 public enum GateAddress: Sendable, Hashable, CustomStringConvertible {
     case tcp(host: String, port: Int)
+    /// The TCP port of a gate speaking TLS.
+    case tls(host: String, port: Int)
     case webSocket(url: String)
     case longPoll(url: String)
 
     public var description: String {
         switch self {
         case .tcp(let host, let port): "tcp://\(host):\(port)"
+        case .tls(let host, let port): "tls://\(host):\(port)"
         case .webSocket(let url), .longPoll(let url): url
         }
+    }
+}
+
+/// The SDK's TLS: a gate's certificate must chain to `authority` (a PEM
+/// file) or, without one, to an authority the system trusts, and must name
+/// the host dialled.
+enum ClientTLS {
+    static func configuration(trusting authority: String?) throws -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let authority { configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(authority)) }
+        configuration.minimumTLSVersion = .tlsv12
+        return configuration
+    }
+
+    /// The handler for a connection to `host`: a name goes in SNI and is
+    /// checked against the certificate; an IP address (which SNI cannot
+    /// carry) against the certificate's addresses.
+    static func handler(_ context: NIOSSLContext, host: String) throws -> NIOSSLClientHandler {
+        try NIOSSLClientHandler(context: context, serverHostname: isAddress(host) ? nil : host)
+    }
+
+    static func isAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
     }
 }
 
@@ -40,20 +69,25 @@ struct FrameTransport: Sendable {
     /// Largest frame a client accepts: sync pages can be big.
     static let maxInboundFrame = 16 * 1024 * 1024
 
-    static func connect(to address: GateAddress, logger: Logger) async throws -> FrameTransport {
+    static func connect(to address: GateAddress, trusting authority: String?, logger: Logger) async throws -> FrameTransport {
         switch address {
-        case .tcp(let host, let port): try await tcp(host: host, port: port)
-        case .webSocket(let url): try await webSocket(url: url, logger: logger)
-        case .longPoll(let url): try LongPollTransport.open(url: url)
+        case .tcp(let host, let port): try await tcp(host: host, port: port, tls: nil)
+        case .tls(let host, let port):
+            try await tcp(host: host, port: port, tls: try NIOSSLContext(configuration: ClientTLS.configuration(trusting: authority)))
+        case .webSocket(let url):
+            try await webSocket(url: url, tls: url.hasPrefix("wss:") ? try ClientTLS.configuration(trusting: authority) : nil, logger: logger)
+        case .longPoll(let url):
+            try LongPollTransport.open(url: url, tls: url.hasPrefix("https:") ? try NIOSSLContext(configuration: ClientTLS.configuration(trusting: authority)) : nil)
         }
     }
 
-    private static func tcp(host: String, port: Int) async throws -> FrameTransport {
+    private static func tcp(host: String, port: Int, tls: NIOSSLContext?) async throws -> FrameTransport {
         let channel = try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(3))
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try ClientTLS.handler(tls, host: host)) }
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(FrameDecoder(maxFrameSize: maxInboundFrame))
                     )
@@ -82,6 +116,9 @@ struct FrameTransport: Sendable {
                 received.finish()
             } catch is CancellationError {
                 received.finish()
+            } catch FrameError.tooLarge(let length, _) where tls == nil && length >> 16 == 0x1503 {
+                // A TLS record header (alert, version 3.x) read as a frame length.
+                received.finish(throwing: ClientConnectionError.closed("the gate at \(host):\(port) speaks TLS: connect with a tls:// address"))
             } catch {
                 received.finish(throwing: error)
             }
@@ -89,18 +126,30 @@ struct FrameTransport: Sendable {
         return FrameTransport(inbound: inbound, outbound: outbound)
     }
 
-    private static func webSocket(url: String, logger: Logger) async throws -> FrameTransport {
+    private static func webSocket(url: String, tls: TLSConfiguration?, logger: Logger) async throws -> FrameTransport {
         let (inbound, received) = AsyncThrowingStream<Parley_Frame, any Error>.makeStream()
         let (outgoing, outbound) = AsyncStream<Parley_Frame>.makeStream()
-        let (opened, open) = AsyncStream<Void>.makeStream()
+        // Yields nil once the upgrade succeeded, or why the connection failed.
+        let (opened, open) = AsyncStream<(any Error)?>.makeStream()
+        // The WebSocket client puts the host in SNI, which cannot carry an IP
+        // address: a loopback address is dialled as `localhost` (whose name
+        // the cluster's certificates carry); any other needs a host name.
+        var sniHostname: String?
+        if tls != nil, let host = URLComponents(string: url)?.host, ClientTLS.isAddress(host) {
+            guard host == "127.0.0.1" || host == "::1" else {
+                throw ClientConnectionError.closed("a wss:// URL names its gate by host name, not by address: \(url)")
+            }
+            sniHostname = "localhost"
+        }
         Task {
             do {
                 try await WebSocketClient.connect(
                     url: url,
-                    configuration: .init(maxFrameSize: maxInboundFrame),
+                    configuration: .init(maxFrameSize: maxInboundFrame, sniHostname: sniHostname),
+                    tlsConfiguration: tls,
                     logger: logger
                 ) { messages, writer, _ in
-                    open.yield()
+                    open.yield(nil)
                     open.finish()
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
@@ -119,13 +168,16 @@ struct FrameTransport: Sendable {
                 }
                 received.finish()
             } catch {
+                open.yield(error)
                 received.finish(throwing: error)
             }
             open.finish()
         }
         var iterator = opened.makeAsyncIterator()
-        guard await iterator.next() != nil else {
-            throw ClientConnectionError.closed("WebSocket upgrade to \(url) failed")
+        switch await iterator.next() {
+        case .some(nil): break
+        case .some(let error?): throw ClientConnectionError.closed("WebSocket to \(url): \(error)")
+        case nil: throw ClientConnectionError.closed("WebSocket upgrade to \(url) failed")
         }
         return FrameTransport(inbound: inbound, outbound: outbound)
     }

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ParleyCore
 import ParleyProto
 import ParleyWire
@@ -16,8 +17,8 @@ enum LongPollTransport {
     /// How long a request may go unanswered: the gate holds a poll up to 15 s.
     static let answerDeadline = TimeAmount.seconds(30)
 
-    static func open(url: String) throws -> FrameTransport {
-        let target = try Target(url)
+    static func open(url: String, tls: NIOSSLContext?) throws -> FrameTransport {
+        let target = try Target(url, tls: tls)
         let (inbound, received) = AsyncThrowingStream<Parley_Frame, any Error>.makeStream()
         let (outgoing, outbound) = AsyncStream<Parley_Frame>.makeStream()
         Task {
@@ -29,8 +30,8 @@ enum LongPollTransport {
                         for await frame in outgoing { _ = queue.push(frame) }
                         queue.close()
                     }
-                    group.addTask {
-                        // Frames go up in order, one POST at a time, as many per POST as are waiting.
+                    // Frames go up in order, one POST at a time, as many per POST as are waiting.
+                    @Sendable func sendLane() async throws {
                         try await HTTPLane.with(target) { lane in
                             while let frames = await queue.next() {
                                 var body = ByteBuffer()
@@ -43,10 +44,22 @@ enum LongPollTransport {
                             }
                             if let id = await session.value { _ = try? await lane.exchange(.POST, "\(target.path)/close", session: id, body: nil) }
                         }
+                    }
+                    group.addTask {
+                        do {
+                            try await sendLane()
+                        } catch {
+                            // The poll lane waits for a session that will never open: it ends with why.
+                            await session.failed(error)
+                            throw error
+                        }
                         throw CancellationError()  // local close: stop polling too
                     }
                     group.addTask {
-                        guard let id = await session.opened() else { return }
+                        guard let id = await session.opened() else {
+                            if let failure = await session.failure { throw failure }
+                            return
+                        }
                         var after: UInt64 = 0
                         var failures = 0
                         while true {
@@ -97,18 +110,20 @@ enum LongPollTransport {
     /// The connection ended before the answer did (retried on a new one).
     private struct LaneClosed: Error {}
 
-    /// `http://host:port/path`.
+    /// `http://host:port/path`, or `https://` with `tls`.
     struct Target: Sendable {
         let host: String
         let port: Int
         let path: String
+        let tls: NIOSSLContext?
 
-        init(_ url: String) throws {
-            guard let components = URLComponents(string: url), components.scheme == "http", let host = components.host else {
-                throw ClientConnectionError.closed("not an http:// long-poll URL: \(url)")
+        init(_ url: String, tls: NIOSSLContext?) throws {
+            guard let components = URLComponents(string: url), components.scheme == (tls == nil ? "http" : "https"), let host = components.host else {
+                throw ClientConnectionError.closed("not an http:// or https:// long-poll URL: \(url)")
             }
             self.host = host
-            port = components.port ?? 80
+            self.tls = tls
+            port = components.port ?? (tls == nil ? 80 : 443)
             path = components.path.hasSuffix("/") ? String(components.path.dropLast()) : components.path
         }
     }
@@ -133,6 +148,7 @@ enum LongPollTransport {
                 .connectTimeout(.seconds(3))
                 .connect(host: target.host, port: target.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls = target.tls { try channel.pipeline.syncOperations.addHandler(try ClientTLS.handler(tls, host: target.host)) }
                         if let deadline {
                             try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: deadline))
                             try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
@@ -188,11 +204,18 @@ enum LongPollTransport {
         private(set) var value: String?
         private var waiters: [CheckedContinuation<String?, Never>] = []
         private var ended = false
+        /// Why the session could not open, when it failed.
+        private(set) var failure: (any Error)?
 
         func set(_ id: String?) {
             if let id { value = id } else { ended = true }
             for waiter in waiters { waiter.resume(returning: id) }
             waiters = []
+        }
+
+        func failed(_ error: any Error) {
+            if value == nil { failure = error }
+            set(nil)
         }
 
         func opened() async -> String? {

@@ -40,6 +40,10 @@ public actor ParleyClient {
         public var location: GeoLocation?
         /// Which of a routed region's gates to use.
         public var transport: Transport = .tcp
+        /// A PEM file of the authorities that sign the gates' certificates
+        /// (the cluster's `ca.pem`); nil: the system's trusted authorities.
+        /// Used for `tls://`, `wss://` and `https://` gates.
+        public var certificateAuthority: String?
         public var routeTimeout: Duration = .seconds(1)
         public var requestTimeout: Duration = .seconds(10)
         /// How long signing in to a gate may take before the next is tried.
@@ -395,7 +399,9 @@ public actor ParleyClient {
     private static let connectionIDs = ConnectionIDs()
 
     private func open(_ candidate: RegionDirectory.Candidate) async throws -> Parley_AuthOk {
-        let transport = try await FrameTransport.connect(to: candidate.address, logger: configuration.logger)
+        let transport = try await FrameTransport.connect(
+            to: candidate.address, trusting: configuration.certificateAuthority, logger: configuration.logger
+        )
         let id = Self.connectionIDs.next()
         let reader = Task { await self.read(transport, connectionID: id) }
         connection = Connection(id: id, transport: transport, reader: reader)

@@ -69,14 +69,17 @@ struct RegionDirectory: Sendable {
 
         struct Gate: Decodable {
             var tcp: String
-            /// A URL, `ws://host:port/ws`.
+            /// Whether `tcp` speaks TLS (absent from a route older than TLS: no).
+            var tls: Bool?
+            /// A URL, `ws://` or `wss://host:port/ws`.
             var webSocket: String
-            /// A URL, `http://host:port/lp`.
+            /// A URL, `http://` or `https://host:port/lp`.
             var longPoll: String?
 
             var tcpAddress: GateAddress {
                 let parts = tcp.split(separator: ":")
-                return .tcp(host: String(parts.first ?? ""), port: parts.count == 2 ? Int(parts[1]) ?? 0 : 0)
+                let host = String(parts.first ?? ""), port = parts.count == 2 ? Int(parts[1]) ?? 0 : 0
+                return tls == true ? .tls(host: host, port: port) : .tcp(host: host, port: port)
             }
         }
 

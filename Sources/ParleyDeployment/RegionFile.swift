@@ -152,6 +152,20 @@ public struct ClusterFile: Codable, Sendable {
     public var adminToken: String?
     /// How `parley route` decides a region is down or up; defaults when absent.
     public var route: RouteSettings?
+    /// Where the cluster's certificates are (`parley certs` makes them): every
+    /// client link is TLS (docs/OPERATIONS.md, "TLS").
+    public var tls: TLSSettings?
+    /// Every link in plaintext: only for a local cluster, and only when asked
+    /// for (`PARLEY_TLS=off` does the same without editing the file).
+    public var plaintext: Bool?
+
+    public struct TLSSettings: Codable, Sendable {
+        /// The folder of `ca.pem` and each process's `<name>.pem` and
+        /// `<name>.key` (`ProcessName`); relative paths are from the regions folder.
+        public var certificates: String
+
+        public init(certificates: String) { self.certificates = certificates }
+    }
 
     public struct RouteSettings: Codable, Sendable {
         /// Every region is probed this often.
@@ -192,10 +206,28 @@ public struct ClusterFile: Codable, Sendable {
         }
     }
 
-    public init(regions: [String], tokenSecret: String, adminToken: String? = nil) {
+    public init(regions: [String], tokenSecret: String, adminToken: String? = nil, tls: TLSSettings? = nil, plaintext: Bool? = nil) {
         self.regions = regions
         self.tokenSecret = tokenSecret
         self.adminToken = adminToken
+        self.tls = tls
+        self.plaintext = plaintext
+    }
+
+    /// Whether links are TLS, and with which certificates: plaintext only
+    /// when `PARLEY_TLS=off` or `plaintext: true` says so; otherwise the
+    /// file must name its certificates.
+    public func resolvedSecurity(
+        relativeTo regionsFolder: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> LinkSecurity {
+        switch environment["PARLEY_TLS"] {
+        case "off": return .plaintext
+        case nil, "", "on": break
+        case let other?: throw RegionFileError("PARLEY_TLS is on or off, not \(other)")
+        }
+        if let tls { return .tls(CertificateFolder(path: tls.certificates.hasPrefix("/") ? tls.certificates : regionsFolder + "/" + tls.certificates)) }
+        if plaintext == true { return .plaintext }
+        throw RegionFileError("cluster.json names no certificates: set tls.certificates (made by `parley certs`), or plaintext: true for a local cluster")
     }
 
     /// The admin token in force: PARLEY_ADMIN_TOKEN, else `adminToken`.

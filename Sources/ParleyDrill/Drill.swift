@@ -290,6 +290,7 @@ public struct Drill: Sendable {
                 token: try await authority.issue(userID: name, lifetime: 3_600), deviceID: "drill"
             )
             configuration.regionHint = home.name
+            configuration.certificateAuthority = topology.security.certificates?.authority
             configuration.livenessTimeout = options.clientLiveness
             configuration.requestTimeout = .seconds(5)
             let client = ParleyClient(configuration: configuration)

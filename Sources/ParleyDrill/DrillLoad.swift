@@ -10,6 +10,8 @@ struct Topology {
     let regions: [RegionFile]
     let tokenSecret: String
     let adminToken: String
+    /// Whether gates speak TLS, and the authority their certificates chain to.
+    let security: LinkSecurity
 
     init(directory: String) throws {
         let cluster = try ClusterFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: "\(directory)/cluster.json"))))
@@ -18,6 +20,7 @@ struct Topology {
         }
         tokenSecret = cluster.resolvedTokenSecret()
         adminToken = try cluster.resolvedAdminToken()
+        security = try cluster.resolvedSecurity(relativeTo: directory)
     }
 
     /// Every region's TCP gates, `home`'s first: what a client uses when no route answers.
@@ -25,7 +28,8 @@ struct Topology {
         let ordered = regions.filter { $0.name == home } + regions.filter { $0.name != home }
         return ordered.flatMap(\.gates).map { gate in
             let parts = gate.tcp.split(separator: ":")
-            return .tcp(host: String(parts[0]), port: Int(parts[1]) ?? 0)
+            let (host, port) = (String(parts[0]), Int(parts[1]) ?? 0)
+            return security.isTLS ? .tls(host: host, port: port) : .tcp(host: host, port: port)
         }
     }
 }

@@ -1,8 +1,10 @@
 import Foundation
 import Logging
+import NIOSSL
 import ParleyAuth
 import ParleyCore
 import ParleyPresence
+import ParleyProbe
 import ParleyRPC
 import ParleyRedis
 import ServiceLifecycle
@@ -19,6 +21,9 @@ public struct GateConfiguration: Sendable {
     /// The region's Redis `requirepass`, if it has one.
     public var redisPassword: String?
     public var tokenSecret: String
+    /// The certificate clients see on both listeners; nil: plaintext (only
+    /// when the deployment asks for it).
+    public var tls: TLSIdentity?
     public var maxFrameSize = 64 * 1024
     public var idleTimeoutMilliseconds: UInt64 = 45_000
     /// A connection that has not signed in by then is closed with `auth_timeout`.
@@ -67,6 +72,7 @@ public enum GateServer {
             logger.critical("\(warning)")
             FileHandle.standardError.write(Data("parley gate: WARNING: \(warning)\n".utf8))
         }
+        let serverTLS = try configuration.tls?.serverConfiguration()
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port, password: configuration.redisPassword)
         let pool = RPCClientPool()
         let registry = ConnectionRegistry(
@@ -105,9 +111,12 @@ public enum GateServer {
                         authTimeoutMilliseconds: configuration.authTimeoutMilliseconds,
                         reauthGraceMilliseconds: configuration.reauthGraceMilliseconds
                     )),
-                    .init(service: TCPListener(listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize, gate: context)),
+                    .init(service: TCPListener(
+                        listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize,
+                        tls: try serverTLS.map { try NIOSSLContext(configuration: $0) }, gate: context
+                    )),
                     .init(service: WebSocketListener(
-                        listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, gate: context,
+                        listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, tls: serverTLS, gate: context,
                         health: GateHealth(
                             region: configuration.region, node: configuration.node, redis: redis,
                             logic: configuration.logic.map(\.description), pool: pool, timeout: configuration.healthTimeout

@@ -1,13 +1,16 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ParleyCore
 import ParleyRPC
 import ParleyWire
 import ServiceLifecycle
 
 /// Accepts TCP clients: 4-byte length-prefixed frames, decoded in the NIO
-/// pipeline; each connection is then served by a `ClientSession`.
+/// pipeline (under TLS when `tls` is set); each connection is then served
+/// by a `ClientSession`. A client that never finishes its handshake is
+/// closed by the sign-in deadline like one that never signs in.
 ///
 /// The accept loop receives plain channels and wraps each in an
 /// `NIOAsyncChannel` only once it is about to serve it. An async channel
@@ -17,6 +20,7 @@ import ServiceLifecycle
 struct TCPListener: Service {
     let listen: Endpoint
     let maxFrameSize: Int
+    let tls: NIOSSLContext?
     let gate: GateContext
 
     func run() async throws {
@@ -29,7 +33,7 @@ struct TCPListener: Service {
             .bind(host: listen.host, port: listen.port) { channel in
                 channel.eventLoop.makeSucceededFuture(channel)
             }
-        gate.logger.info("gate accepting TCP", metadata: ["listen": "\(listen)"])
+        gate.logger.info("gate accepting TCP", metadata: ["listen": "\(listen)", "tls": "\(tls != nil)"])
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { clients in
@@ -45,9 +49,11 @@ struct TCPListener: Service {
 
     private func serve(_ channel: any Channel) async {
         let maxFrameSize = self.maxFrameSize
+        let tls = self.tls
         let client: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             client = try await channel.eventLoop.submit {
+                if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
                 try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
                 return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)

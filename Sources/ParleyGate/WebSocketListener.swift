@@ -1,7 +1,10 @@
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOSSL
 import ParleyCore
 import ParleyRPC
 import ParleyWire
@@ -10,10 +13,11 @@ import ServiceLifecycle
 /// Accepts WebSocket clients on `/ws`: one binary message per frame, the
 /// same payload as over TCP; and long-poll clients on `/lp/...`
 /// (`LongPollSessions`). `GET /health` answers whether this gate can serve
-/// (`GateHealth`).
+/// (`GateHealth`). With `tls`, all of it is HTTPS (`wss://`, `https://`).
 struct WebSocketListener: Service {
     let listen: Endpoint
     let maxFrameSize: Int
+    let tls: TLSConfiguration?
     let gate: GateContext
     let health: GateHealth
     let longPollHold: Duration
@@ -52,16 +56,17 @@ struct WebSocketListener: Service {
                 closeTransport: { try? await outbound.close(.normalClosure, reason: nil) }
             )
         }
+        let server = HTTPServerBuilder.http1WebSocketUpgrade(
+            webSocketRouter: router,
+            configuration: .init(ws: .init(maxFrameSize: maxFrameSize * 2))
+        )
         let app = Application(
             router: http,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: router,
-                configuration: .init(ws: .init(maxFrameSize: maxFrameSize * 2))
-            ),
+            server: try tls.map { try .tls(server, tlsConfiguration: $0) } ?? server,
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "parley-gate"),
             logger: gate.logger
         )
-        gate.logger.info("gate accepting WebSocket and long-poll", metadata: ["listen": "\(listen)"])
+        gate.logger.info("gate accepting WebSocket and long-poll", metadata: ["listen": "\(listen)", "tls": "\(tls != nil)"])
         try await app.run()
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ParleyCore
 import Synchronization
 
@@ -9,10 +10,12 @@ import Synchronization
 public enum TCPProbe {
     /// Connects to `address` (`host:port`), writes `request`, and returns what
     /// was read once `complete` says the answer is whole (or the peer closed).
-    /// Without a request, a successful connect is the whole probe.
+    /// Without a request, a successful connect is the whole probe. With
+    /// `tls`, the request and answer go through a TLS session.
     @discardableResult
     public static func exchange(
-        _ address: String, timeout: Duration, request: String? = nil, complete: @escaping @Sendable (String) -> Bool = { _ in true }
+        _ address: String, timeout: Duration, tls: NIOSSLContext? = nil, request: String? = nil,
+        complete: @escaping @Sendable (String) -> Bool = { _ in true }
     ) async throws -> String {
         let endpoint = try Endpoint(address)
         let connected = ConnectedFlag()
@@ -21,7 +24,10 @@ public enum TCPProbe {
                 let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                     .connectTimeout(.nanoseconds(timeout.nanoseconds))
                     .connect(host: endpoint.host, port: endpoint.port) { channel in
-                        channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                        channel.eventLoop.makeCompletedFuture {
+                            if let tls, request != nil { try channel.pipeline.syncOperations.addHandler(try TLSContexts.clientHandler(tls, host: endpoint.host)) }
+                            return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        }
                     }
                 connected.set()
                 return try await channel.executeThenClose { inbound, outbound in
@@ -43,18 +49,19 @@ public enum TCPProbe {
     }
 
     /// An HTTP/1.1 GET's status code and body.
-    public static func httpGet(_ address: String, path: String, timeout: Duration) async throws -> (status: Int, body: String) {
-        try await http("GET", address, path: path, timeout: timeout)
+    public static func httpGet(_ address: String, path: String, tls: NIOSSLContext? = nil, timeout: Duration) async throws -> (status: Int, body: String) {
+        try await http("GET", address, path: path, tls: tls, timeout: timeout)
     }
 
     /// One HTTP/1.1 request on a connection of its own: the answer's status
     /// code and body. `headers` are written as given, after Host.
     public static func http(
-        _ method: String, _ address: String, path: String, headers: [(String, String)] = [], body: String = "", timeout: Duration
+        _ method: String, _ address: String, path: String, headers: [(String, String)] = [], body: String = "", tls: NIOSSLContext? = nil,
+        timeout: Duration
     ) async throws -> (status: Int, body: String) {
         let headerLines = headers.map { "\($0.0): \($0.1)\r\n" }.joined()
         let answer = try await exchange(
-            address, timeout: timeout,
+            address, timeout: timeout, tls: tls,
             request: "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\n\(headerLines)Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)",
             complete: { _ in false }  // read until the server closes
         )

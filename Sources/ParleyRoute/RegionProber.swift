@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 import ParleyCore
 import ParleyDeployment
 import ParleyProbe
@@ -18,6 +19,8 @@ import ServiceLifecycle
 struct RegionProber: Service {
     let table: RouteTable
     let settings: ClusterFile.RouteSettings
+    /// The gates' health answers come over HTTPS when their listeners are TLS.
+    let gateTLS: NIOSSLContext?
 
     func run() async throws {
         while !Task.isShuttingDownGracefully {
@@ -68,7 +71,7 @@ struct RegionProber: Service {
     private func probe(_ gate: RegionFile.Gate) async -> (RegionHealth.Probe, String?) {
         let report: GateHealthReport?
         do {
-            let (code, body) = try await TCPProbe.httpGet(gate.webSocket, path: "/health", timeout: timeout)
+            let (code, body) = try await TCPProbe.httpGet(gate.webSocket, path: "/health", tls: gateTLS, timeout: timeout)
             report = try? JSONDecoder().decode(GateHealthReport.self, from: Data(body.utf8))
             guard code == 200 else {
                 return (.failed, "health \(code): \(report.map { Self.notOK($0.checks) } ?? String(body.prefix(80)))")

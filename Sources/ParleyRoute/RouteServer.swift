@@ -5,6 +5,7 @@ import NIOCore
 import ParleyAuth
 import ParleyCore
 import ParleyDeployment
+import ParleyProbe
 import ServiceLifecycle
 
 /// `parley route`: tells clients which regions to use, nearest healthy first
@@ -20,10 +21,10 @@ import ServiceLifecycle
 /// no more than the order of `/route`'s answer shows (docs/THREAT_MODEL.md).
 public enum RouteServer {
     public static func run(
-        listen: (host: String, port: Int), regions: [RegionFile], settings: ClusterFile.RouteSettings, admin: AdminCredential,
-        logger: Logger
+        listen: (host: String, port: Int), regions: [RegionFile], settings: ClusterFile.RouteSettings, security: LinkSecurity,
+        admin: AdminCredential, logger: Logger
     ) async throws {
-        let table = RouteTable(regions: regions, settings: settings, logger: logger)
+        let table = RouteTable(regions: regions, settings: settings, security: security, logger: logger)
         let router = Router(context: RouteRequestContext.self)
         router.get("/route") { request, context -> Response in
             let query = request.uri.queryParameters
@@ -55,7 +56,10 @@ public enum RouteServer {
         )
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: RegionProber(table: table, settings: settings)), .init(service: app)],
+                services: [.init(service: RegionProber(
+                    table: table, settings: settings,
+                    gateTLS: try security.certificates.map { try TLSContexts.client(authority: $0.authority) }
+                )), .init(service: app)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
             )
         )

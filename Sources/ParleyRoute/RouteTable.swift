@@ -59,11 +59,14 @@ public final class RouteTable: Sendable {
     }
 
     let regions: [RegionFile]
+    /// Whether the gates speak TLS: the answers' URLs and `tls` say so.
+    let security: LinkSecurity
     private let entries: Mutex<[String: Entry]>
     private let logger: Logger
 
-    public init(regions: [RegionFile], settings: ClusterFile.RouteSettings, logger: Logger) {
+    public init(regions: [RegionFile], settings: ClusterFile.RouteSettings, security: LinkSecurity, logger: Logger) {
         self.regions = regions
+        self.security = security
         self.logger = logger
         entries = Mutex(Dictionary(uniqueKeysWithValues: regions.map {
             ($0.name, Entry(health: RegionHealth(downAfter: settings.downAfter, upAfter: settings.upAfter, slowDownAfter: settings.slowDownAfter)))
@@ -154,7 +157,7 @@ public final class RouteTable: Sendable {
                 let serving = status[name]?.servingGates ?? []
                 let gates = serving.isEmpty ? region.gates : region.gates.filter { serving.contains($0.tcp) }
                 return RouteAnswer(region: name, gates: gates.map {
-                    .init(tcp: $0.tcp, webSocket: "ws://\($0.webSocket)/ws", longPoll: "http://\($0.webSocket)/lp")
+                    .init(tcp: $0.tcp, tls: security.isTLS, webSocket: security.webSocketURL($0), longPoll: security.longPollURL($0))
                 })
             }
         }
@@ -165,6 +168,8 @@ public final class RouteTable: Sendable {
 public struct RouteAnswer: Codable, Sendable, Equatable {
     public struct Gate: Codable, Sendable, Equatable {
         public var tcp: String
+        /// Whether `tcp` speaks TLS.
+        public var tls: Bool
         public var webSocket: String
         public var longPoll: String
     }

@@ -30,20 +30,20 @@ public final class LocalCluster: Sendable {
     /// (on its region file's `route` address).
     public static func with<T: Sendable>(
         _ names: [String] = ["eu", "us", "ap"], logicArguments: [String: [String]] = [:], syncArguments: [String: [String]] = [:],
-        faultyLinks: Bool = false, route: ClusterFile.RouteSettings? = nil,
+        faultyLinks: Bool = false, route: ClusterFile.RouteSettings? = nil, tls: Bool = false,
         _ body: (LocalCluster) async throws -> T
     ) async throws -> T {
         let directory = try TestRun.scratch("cluster")
         let secret = "test-secret-\(UUID().uuidString)"
         var clusterFile = ClusterFile(regions: names, tokenSecret: secret, adminToken: "test-admin-\(UUID().uuidString)")
         clusterFile.route = route
-        try JSONEncoder().encode(clusterFile).write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
+        let security = try LocalRegion.writeClusterFile(clusterFile, tls: tls, to: directory)
         var started: [LocalRegion] = []
         var links: [String: FaultProxy] = [:]
         do {
             for name in names {
                 started.append(try await LocalRegion.prepare(
-                    name: name, directory: directory, tokenSecret: secret,
+                    name: name, directory: directory, tokenSecret: secret, security: security,
                     logicArguments: logicArguments[name] ?? [], syncArguments: syncArguments[name] ?? [], withRoute: route != nil
                 ))
             }
@@ -61,6 +61,7 @@ public final class LocalCluster: Sendable {
                     }
                 }
             }
+            try LocalRegion.makeCertificates(directory: directory, security: security)
             for region in started { try await region.launch(withSync: true) }
         } catch {
             await stop(started, links)

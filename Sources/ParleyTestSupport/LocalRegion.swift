@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import ParleyCore
 import ParleyDeployment
+import ParleyFault
 
 /// A whole region, really running: its own Postgres and Redis, two `parley
 /// logic` processes and one `parley gate`, each a separate process of the
@@ -23,6 +24,8 @@ public final class LocalRegion: @unchecked Sendable {
     public let directory: String
     public let file: RegionFile
     public let tokenSecret: String
+    /// TLS (certificates made by `parley certs` in `directory`/certs) or plaintext.
+    public let security: LinkSecurity
     public private(set) var logic: [ChildProcess] = []
     public private(set) var gate: ChildProcess?
     public private(set) var sync: ChildProcess?
@@ -41,10 +44,10 @@ public final class LocalRegion: @unchecked Sendable {
 
     /// Starts a region, runs `body`, and stops every process even if `body` throws.
     public static func with<T: Sendable>(
-        name: String = "eu", gateArguments: [String] = [], logicArguments: [String] = [],
+        name: String = "eu", gateArguments: [String] = [], logicArguments: [String] = [], tls: Bool = false,
         _ body: (LocalRegion) async throws -> T
     ) async throws -> T {
-        let region = try await LocalRegion.start(name: name, gateArguments: gateArguments, logicArguments: logicArguments)
+        let region = try await LocalRegion.start(name: name, gateArguments: gateArguments, logicArguments: logicArguments, tls: tls)
         do {
             let result = try await body(region)
             await region.stop()
@@ -55,25 +58,45 @@ public final class LocalRegion: @unchecked Sendable {
         }
     }
 
-    public static func start(name: String, gateArguments: [String] = [], logicArguments: [String] = []) async throws -> LocalRegion {
+    public static func start(
+        name: String, gateArguments: [String] = [], logicArguments: [String] = [], tls: Bool = false
+    ) async throws -> LocalRegion {
         let directory = try TestRun.scratch("\(name)-region")
         let secret = "test-secret-\(UUID().uuidString)"
-        try JSONEncoder().encode(ClusterFile(regions: [name], tokenSecret: secret, adminToken: "test-admin-\(UUID().uuidString)"))
-            .write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
+        let security = try writeClusterFile(ClusterFile(regions: [name], tokenSecret: secret, adminToken: "test-admin-\(UUID().uuidString)"), tls: tls, to: directory)
         let region = try await prepare(
-            name: name, directory: directory, tokenSecret: secret, gateArguments: gateArguments, logicArguments: logicArguments
+            name: name, directory: directory, tokenSecret: secret, security: security, gateArguments: gateArguments, logicArguments: logicArguments
         )
-        do { try await region.launch(withSync: false) } catch {
+        do {
+            try makeCertificates(directory: directory, security: security)
+            try await region.launch(withSync: false)
+        } catch {
             await region.stop()
             throw error
         }
         return region
     }
 
+    /// Writes cluster.json into `directory`: TLS with certificates in
+    /// `directory`/certs, or plaintext (asked for explicitly, as the file must).
+    static func writeClusterFile(_ cluster: ClusterFile, tls: Bool, to directory: String) throws -> LinkSecurity {
+        var cluster = cluster
+        if tls { cluster.tls = .init(certificates: "certs") } else { cluster.plaintext = true }
+        try JSONEncoder().encode(cluster).write(to: URL(fileURLWithPath: "\(directory)/cluster.json"))
+        return try cluster.resolvedSecurity(relativeTo: directory, environment: [:])
+    }
+
+    /// `parley certs` for every region file in `directory`, once they are all written.
+    static func makeCertificates(directory: String, security: LinkSecurity) throws {
+        guard security.isTLS else { return }
+        let (status, output) = try Subprocess.run(binary, ["certs", "--regions", directory])
+        guard status == 0 else { throw TestSupportError("parley certs failed (\(status)): \(output)") }
+    }
+
     /// Starts the region's Postgres and Redis and writes its region file into
     /// `directory` (shared by a cluster's regions); `launch` starts its processes.
     static func prepare(
-        name: String, directory: String, tokenSecret: String, gateArguments: [String] = [], logicArguments: [String] = [],
+        name: String, directory: String, tokenSecret: String, security: LinkSecurity, gateArguments: [String] = [], logicArguments: [String] = [],
         syncArguments: [String] = [], withRoute: Bool = false
     ) async throws -> LocalRegion {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
@@ -87,7 +110,7 @@ public final class LocalRegion: @unchecked Sendable {
         }
         do {
             return try LocalRegion(
-                name: name, directory: directory, tokenSecret: tokenSecret, postgres: postgres, redis: redis,
+                name: name, directory: directory, tokenSecret: tokenSecret, security: security, postgres: postgres, redis: redis,
                 gateArguments: gateArguments, logicArguments: logicArguments, syncArguments: syncArguments, withRoute: withRoute
             )
         } catch {
@@ -105,7 +128,7 @@ public final class LocalRegion: @unchecked Sendable {
     }
 
     private init(
-        name: String, directory: String, tokenSecret: String, postgres: PostgresServer, redis: RedisServer,
+        name: String, directory: String, tokenSecret: String, security: LinkSecurity, postgres: PostgresServer, redis: RedisServer,
         gateArguments: [String], logicArguments: [String], syncArguments: [String], withRoute: Bool = false
     ) throws {
         self.name = name
@@ -116,6 +139,7 @@ public final class LocalRegion: @unchecked Sendable {
         self.syncArguments = syncArguments
         self.directory = directory
         self.tokenSecret = tokenSecret
+        self.security = security
         let ports = try (0..<9).map { _ in try FreePort.next() }
         var file = RegionFile(
             name: name,
@@ -145,7 +169,10 @@ public final class LocalRegion: @unchecked Sendable {
     public var platformURL: String { "http://\(file.ext!.platform!)/v1" }
 
     public var tcpPort: Int { Int(file.gates[0].tcp.split(separator: ":")[1])! }
-    public var webSocketURL: String { "ws://\(file.gates[0].webSocket)/ws" }
+    public var webSocketURL: String { security.webSocketURL(file.gates[0]) }
+    public var longPollURL: String { security.longPollURL(file.gates[0]) }
+    /// The authority the gate's certificate chains to (nil: plaintext).
+    public var certificateAuthority: String? { security.certificates?.authority }
 
     public func startLogic(_ index: Int) async throws {
         let listen = file.logic[index]

@@ -2,6 +2,7 @@ import Histogram
 import ParleyAuth
 import ParleyClient
 import ParleyCore
+import ParleyProbe
 import ParleyProto
 import Synchronization
 
@@ -15,6 +16,8 @@ import Glibc
 public struct Bench: Sendable {
     public struct Options: Sendable {
         public var gates: [GateAddress]
+        /// The authority TLS gates' certificates chain to (nil: the system's).
+        public var certificateAuthority: String?
         public var tokenSecret: String
         public var clients: Int
         public var seconds: Int
@@ -125,12 +128,8 @@ public struct Bench: Sendable {
 
     /// Over TCP the lean raw-frame driver (`RawBenchDriver`); over WebSocket the SDK.
     public func run() async throws -> Report {
-        let endpoints: [(host: String, port: Int)] = options.gates.compactMap {
-            if case .tcp(let host, let port) = $0 { (host, port) } else { nil }
-        }
-        let receiverEndpoints: [(host: String, port: Int)]? = options.receiverGates?.compactMap {
-            if case .tcp(let host, let port) = $0 { (host, port) } else { nil }
-        }
+        let endpoints = options.gates.compactMap(Self.tcpEndpoint)
+        let receiverEndpoints = options.receiverGates?.compactMap(Self.tcpEndpoint)
         guard endpoints.count == options.gates.count, receiverEndpoints?.count == options.receiverGates?.count else {
             return try await runWithSDK()
         }
@@ -146,15 +145,17 @@ public struct Bench: Sendable {
             clients.append(.init(
                 userID: "bench\(run)_\(index)", partner: "bench\(run)_\(index ^ 1)",
                 token: try await authority.issue(userID: "bench\(run)_\(index)", lifetime: 3600),
-                host: gate.host, port: gate.port, sends: !(oneWay && isReceiver)
+                host: gate.host, port: gate.port, tls: gate.tls, sends: !(oneWay && isReceiver)
             ))
         }
+        let usesTLS = (endpoints + (receiverEndpoints ?? [])).contains(where: \.tls)
         let senders = oneWay ? count / 2 : count
         let recorder = Recorder()
         let driver = RawBenchDriver(
             clients: clients, window: options.window,
             interval: options.rate.map { Duration.seconds(Double(senders) / Double(max(1, $0))) },
-            durability: options.durability, recorder: recorder
+            durability: options.durability, recorder: recorder,
+            tls: usesTLS ? try TLSContexts.client(authority: options.certificateAuthority) : nil
         )
         let channels = try await driver.connect()
         RawBenchDriver.start(channels)
@@ -167,6 +168,14 @@ public struct Bench: Sendable {
         recorder.stopped.store(true, ordering: .relaxed)
         await RawBenchDriver.stop(channels)
         return recorder.report(clients: count, seconds: Self.seconds(elapsed))
+    }
+
+    private static func tcpEndpoint(_ gate: GateAddress) -> (host: String, port: Int, tls: Bool)? {
+        switch gate {
+        case .tcp(let host, let port): (host, port, false)
+        case .tls(let host, let port): (host, port, true)
+        case .webSocket, .longPoll: nil
+        }
     }
 
     private static func seconds(_ duration: Duration) -> Double {
@@ -185,6 +194,7 @@ public struct Bench: Sendable {
             let gate = gates[index % gates.count]
             var configuration = ParleyClient.Configuration(gates: [gate], token: token, deviceID: "bench")
             configuration.reconnects = false
+            configuration.certificateAuthority = options.certificateAuthority
             let client = ParleyClient(configuration: configuration)
             try await client.connect()
             clients.append(client)

@@ -22,6 +22,8 @@ public struct Demo: Sendable {
     public var longPoll: GateAddress?
     /// The region's platform API (`http://host:port/v1`) and a service's token (nil: skip notices).
     public var platform: (url: String, service: String, token: String)?
+    /// The authority TLS gates' certificates chain to (nil: the system's).
+    public var certificateAuthority: String?
     public let say: @Sendable (String) -> Void
 
     public init(
@@ -52,7 +54,9 @@ public struct Demo: Sendable {
 
         func connect(_ userID: String, via gate: GateAddress, cursor: SyncCursor = SyncCursor()) async throws -> (ParleyClient, Inbox, Task<Void, Never>) {
             let token = try await authority.issue(userID: userID, lifetime: 3600)
-            let client = ParleyClient(configuration: .init(gates: [gate], token: token, deviceID: "demo"), cursor: cursor)
+            var configuration = ParleyClient.Configuration(gates: [gate], token: token, deviceID: "demo")
+            configuration.certificateAuthority = certificateAuthority
+            let client = ParleyClient(configuration: configuration, cursor: cursor)
             let inbox = Inbox()
             let reader = Task { await inbox.collect(from: client) }
             try await client.connect()

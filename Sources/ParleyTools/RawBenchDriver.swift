@@ -1,6 +1,8 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ParleyCore
+import ParleyProbe
 import ParleyProto
 import ParleyWire
 
@@ -16,6 +18,8 @@ struct RawBenchDriver {
         let token: String
         let host: String
         let port: Int
+        /// The gate's TCP port speaks TLS.
+        let tls: Bool
         let sends: Bool
     }
 
@@ -25,6 +29,8 @@ struct RawBenchDriver {
     let interval: Duration?
     let durability: Parley_Durability
     let recorder: Bench.Recorder
+    /// For clients of TLS gates.
+    let tls: NIOSSLContext?
 
     /// Connects and signs in every client; they start sending on `start`.
     func connect() async throws -> [any Channel] {
@@ -49,11 +55,13 @@ struct RawBenchDriver {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let signedIn = eventLoop.makePromise(of: Void.self)
         let (window, interval, durability, recorder) = (self.window, self.interval, self.durability, self.recorder)
+        let tls = client.tls ? self.tls : nil
         let channel = try await ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try TLSContexts.clientHandler(tls, host: client.host)) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: 16 << 20)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
                     try channel.pipeline.syncOperations.addHandler(RawBenchClient(

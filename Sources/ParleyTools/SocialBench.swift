@@ -13,6 +13,8 @@ public struct SocialBench: Sendable {
     public struct Options: Sendable {
         public var gates: [GateAddress]
         public var tokenSecret: String
+        /// The authority TLS gates' certificates chain to (nil: the system's).
+        public var certificateAuthority: String?
         /// Conversations of the listing user.
         public var conversations = 1_000
         /// Listings measured.
@@ -45,6 +47,7 @@ public struct SocialBench: Sendable {
     private func client(_ authority: TokenAuthority, _ user: String) async throws -> ParleyClient {
         var configuration = ParleyClient.Configuration(gates: options.gates, token: try await authority.issue(userID: user, lifetime: 3600), deviceID: "bench")
         configuration.reconnects = false
+        configuration.certificateAuthority = options.certificateAuthority
         let client = ParleyClient(configuration: configuration)
         try await client.connect()
         return client

@@ -15,21 +15,21 @@ struct GateChoice: ParsableArguments {
     @Option(help: "Gate index in the region file.")
     var gate = 0
 
-    func address(in region: RegionFile) throws -> GateAddress {
+    func address(in region: RegionFile, security: LinkSecurity) throws -> GateAddress {
         guard region.gates.indices.contains(gate) else { throw ValidationError("no gate \(gate) in \(region.name)") }
-        return try Self.address(region.gates[gate], transport: transport)
+        return try Self.address(region.gates[gate], transport: transport, security: security)
     }
 
-    static func address(_ gate: RegionFile.Gate, transport: String) throws -> GateAddress {
+    static func address(_ gate: RegionFile.Gate, transport: String, security: LinkSecurity) throws -> GateAddress {
         switch transport {
         case "tcp":
             let parts = gate.tcp.split(separator: ":")
             guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("bad tcp address \(gate.tcp)") }
-            return .tcp(host: String(parts[0]), port: port)
+            return security.isTLS ? .tls(host: String(parts[0]), port: port) : .tcp(host: String(parts[0]), port: port)
         case "ws":
-            return .webSocket(url: "ws://\(gate.webSocket)/ws")
+            return .webSocket(url: security.webSocketURL(gate))
         case "longpoll":
-            return .longPoll(url: "http://\(gate.webSocket)/lp")
+            return .longPoll(url: security.longPollURL(gate))
         default:
             throw ValidationError("transport is tcp, ws or longpoll")
         }
@@ -46,18 +46,20 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         let (region, _) = try deployment.load()
         let gate = region.gates[0]
+        let security = try deployment.security
         // With several regions, the demo also writes across them.
         let remote = try deployment.peers().first.map { peer in
-            (region: peer.name, gate: try GateChoice.address(peer.gates[0], transport: "tcp"))
+            (region: peer.name, gate: try GateChoice.address(peer.gates[0], transport: "tcp", security: security))
         }
         var demo = Demo(
-            tcp: try GateChoice.address(gate, transport: "tcp"),
-            webSocket: try GateChoice.address(gate, transport: "ws"),
+            tcp: try GateChoice.address(gate, transport: "tcp", security: security),
+            webSocket: try GateChoice.address(gate, transport: "ws", security: security),
             tokenSecret: try deployment.tokenSecret,
             remote: remote,
             say: { print($0) }
         )
-        demo.longPoll = try GateChoice.address(gate, transport: "longpoll")
+        demo.longPoll = try GateChoice.address(gate, transport: "longpoll", security: security)
+        demo.certificateAuthority = security.certificates?.authority
         if let address = region.ext?.platform, address != "none", let (service, token) = region.ext?.serviceTokens?.min(by: { $0.key < $1.key }) {
             demo.platform = (url: "http://\(address)/v1", service: service, token: token)
         }
@@ -92,9 +94,12 @@ struct ChatCommand: AsyncParsableCommand {
         default: throw ValidationError("give exactly one of --to and --group")
         }
         let authority = try await TokenAuthority(secret: try deployment.tokenSecret)
+        let security = try deployment.security
         var configuration = ParleyClient.Configuration(
-            gates: [try choice.address(in: region)], token: try await authority.issue(userID: user, lifetime: 86_400), deviceID: device
+            gates: [try choice.address(in: region, security: security)], token: try await authority.issue(userID: user, lifetime: 86_400),
+            deviceID: device
         )
+        configuration.certificateAuthority = security.certificates?.authority
         // A chat left open for a day signs itself in again rather than being closed.
         configuration.freshToken = { [user] in try await authority.issue(userID: user, lifetime: 86_400) }
         let client = ParleyClient(configuration: configuration)
@@ -127,16 +132,18 @@ struct BenchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (region, _) = try deployment.load()
-        let gates = try region.gates.map { try GateChoice.address($0, transport: choice.transport) }
+        let security = try deployment.security
+        let gates = try region.gates.map { try GateChoice.address($0, transport: choice.transport, security: security) }
         var options = Bench.Options(
             gates: gates, tokenSecret: try deployment.tokenSecret, clients: clients,
             seconds: seconds, warmupSeconds: warmup, window: window
         )
+        options.certificateAuthority = security.certificates?.authority
         if let receiveRegion {
             guard let peer = try deployment.peers().first(where: { $0.name == receiveRegion }) else {
                 throw ValidationError("no region \(receiveRegion) in the cluster")
             }
-            options.receiverGates = try peer.gates.map { try GateChoice.address($0, transport: choice.transport) }
+            options.receiverGates = try peer.gates.map { try GateChoice.address($0, transport: choice.transport, security: security) }
         }
         options.rate = rate
         switch durability {
@@ -166,7 +173,11 @@ struct SocialBenchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (region, _) = try deployment.load()
-        var options = SocialBench.Options(gates: try region.gates.map { try GateChoice.address($0, transport: "tcp") }, tokenSecret: try deployment.tokenSecret)
+        let security = try deployment.security
+        var options = SocialBench.Options(
+            gates: try region.gates.map { try GateChoice.address($0, transport: "tcp", security: security) }, tokenSecret: try deployment.tokenSecret
+        )
+        options.certificateAuthority = security.certificates?.authority
         options.conversations = conversations
         options.listings = listings
         options.clients = clients

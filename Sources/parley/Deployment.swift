@@ -4,6 +4,7 @@ import Logging
 import ParleyAuth
 import ParleyCore
 import ParleyDeployment
+import ParleyProbe
 import ParleyStore
 
 /// Where the region files are and which region this process belongs to.
@@ -71,6 +72,17 @@ struct DeploymentOptions: ParsableArguments {
 
     var tokenSecret: String {
         get throws { try load().cluster.resolvedTokenSecret() }
+    }
+
+    /// TLS with the cluster's certificates, or plaintext where the cluster asks for it.
+    var security: LinkSecurity {
+        get throws { try load().cluster.resolvedSecurity(relativeTo: regions) }
+    }
+
+    /// The certificate `process` presents, or nil when links are plaintext.
+    func tlsIdentity(_ process: ProcessName) throws -> TLSIdentity? {
+        guard let folder = try security.certificates else { return nil }
+        return TLSIdentity(certificate: folder.certificate(of: process), privateKey: folder.privateKey(of: process))
     }
 
     /// The operator's admin token: PARLEY_ADMIN_TOKEN, else cluster.json's `adminToken`.

@@ -1,6 +1,8 @@
 import ArgumentParser
 import ParleyCore
+import ParleyDeployment
 import ParleyGate
+import ParleyProbe
 import ParleyRPC
 
 struct GateCommand: AsyncParsableCommand {
@@ -85,6 +87,7 @@ struct GateCommand: AsyncParsableCommand {
             tokenSecret: try deployment.tokenSecret
         )
         configuration.redisPassword = try deployment.redisPassword(of: region)
+        configuration.tls = try deployment.tlsIdentity(ProcessName(region: region.name, role: .gate, index: index))
         configuration.maxFrameSize = maxFrameSize
         configuration.idleTimeoutMilliseconds = idleTimeoutMs
         configuration.authTimeoutMilliseconds = authTimeoutMs

@@ -55,7 +55,7 @@ struct RouteCommand: AsyncParsableCommand {
             let logger = deployment.logger("parley.route")
             try await RouteServer.run(
                 listen: (endpoint.host, endpoint.port), regions: cluster.regions.compactMap { name in regions.first { $0.name == name } },
-                settings: settings, admin: deployment.adminCredential(listeningOn: [endpoint.host], logger: logger), logger: logger
+                settings: settings, security: try deployment.security, admin: deployment.adminCredential(listeningOn: [endpoint.host], logger: logger), logger: logger
             )
         }
     }

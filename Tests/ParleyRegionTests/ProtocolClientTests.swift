@@ -3,7 +3,8 @@ import ParleyTestSupport
 import Testing
 
 /// A client written from docs/PROTOCOL.md alone (Python, protobuf encoded by
-/// hand, Tests/protocol-client/) against a region really running.
+/// hand, Tests/protocol-client/) against a region really running, in TLS
+/// as a deployment runs it.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct ProtocolClientTests {
     @Test func aClientWrittenFromTheProtocolPageAloneGetsWhatThePagePromises() async throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -15,16 +16,17 @@ import Testing
         // within it, and its flood of 400 sends goes over it however long the machine takes.
         let limits = ["--recall-window-ms=1000", "--typing-interval-ms=60000", "--max-group-members=3"]
         let gateLimits = ["--device-requests-per-second=2", "--device-request-burst=300"]
-        try await LocalRegion.with(gateArguments: gateLimits, logicArguments: limits) { region in
+        try await LocalRegion.with(gateArguments: gateLimits, logicArguments: limits, tls: true) { region in
             try await region.startExt(0)
             let log = "\(region.directory)/protocol-client.log"
             let client = try ChildProcess(
                 name: "protocol-client", executable: "/usr/bin/python3",
                 arguments: [
                     script, "127.0.0.1", "\(region.tcpPort)", try await region.token(for: "alice"), try await region.token(for: "bob"),
-                    region.platformURL, LocalRegion.serviceTokens["orders"]!, "http://\(region.file.gates[0].webSocket)/lp",
+                    region.platformURL, LocalRegion.serviceTokens["orders"]!, region.longPollURL,
                 ],
-                logPath: log
+                logPath: log,
+                environment: ProcessInfo.processInfo.environment.merging(["PARLEY_CA_FILE": region.certificateAuthority!]) { $1 }
             )
             // It prints one JSON line when done, passed or not.
             #expect(try await eventually(.seconds(120)) { client.log.contains("\"ok\"") }, "\(client.log)")

@@ -31,9 +31,9 @@ extension LocalRegion {
 
     func address(_ transport: Transport) -> GateAddress {
         switch transport {
-        case .tcp: .tcp(host: "127.0.0.1", port: tcpPort)
+        case .tcp: security.isTLS ? .tls(host: "127.0.0.1", port: tcpPort) : .tcp(host: "127.0.0.1", port: tcpPort)
         case .webSocket: .webSocket(url: webSocketURL)
-        case .longPoll: .longPoll(url: "http://\(file.gates[0].webSocket)/lp")
+        case .longPoll: .longPoll(url: longPollURL)
         }
     }
 
@@ -43,6 +43,7 @@ extension LocalRegion {
     ) async throws -> TestUser {
         var configuration = ParleyClient.Configuration(gates: [address(transport)], token: try await token(for: user), deviceID: device)
         configuration.requestTimeout = requestTimeout
+        configuration.certificateAuthority = certificateAuthority
         let client = ParleyClient(configuration: configuration, cursor: cursor)
         let inbox = Inbox()
         let reader = Task { await inbox.collect(from: client) }

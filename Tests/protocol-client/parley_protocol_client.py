@@ -7,6 +7,10 @@ real region's gate (ProtocolClientTests does):
 
     parley_protocol_client.py HOST PORT ALICE_TOKEN BOB_TOKEN [PLATFORM_URL SERVICE_TOKEN [LONG_POLL_URL]]
 
+With PARLEY_CA_FILE set (the cluster's ca.pem), the gate's TCP port is
+spoken in TLS, its certificate checked against that authority and the host,
+and the long-poll URL is https:// ("Transport security").
+
 and walks through what the page promises, exiting 1 on the first broken
 promise: sign-in answers with the request's id; a fresh token on the open
 connection is taken and a forged one refused; sends are acknowledged and
@@ -24,12 +28,27 @@ With a long-poll URL: a session signs in, sends, is pushed to, gets a lost
 poll answer again, and ends with its error on bad bytes.
 """
 import json
+import os
 import socket
+import ssl
 import struct
 import sys
 import time
 import urllib.error
 import urllib.request
+
+# ---- transport security ("Transport security"): TLS when the cluster's authority is given
+
+TLS = None
+if os.environ.get("PARLEY_CA_FILE"):
+    TLS = ssl.create_default_context(cafile=os.environ["PARLEY_CA_FILE"])
+
+
+def open_socket(host, port):
+    """A connection to the gate's TCP port: in TLS, checking the certificate names `host`."""
+    sock = socket.create_connection((host, port), timeout=15)
+    return TLS.wrap_socket(sock, server_hostname=host) if TLS else sock
+
 
 # ---- protobuf wire format (https://protobuf.dev/programming-guides/encoding/)
 
@@ -161,7 +180,7 @@ class Device:
     """One connection, with the cursor and the shown messages the page asks a device to keep."""
 
     def __init__(self, host, port, token, device_id, cursor=None, shown=None, session=None, keeps_cursor=True):
-        self.sock = socket.create_connection((host, port), timeout=15)
+        self.sock = open_socket(host, port)
         self.buffer = b""
         self.next_id = 1
         self.cursor = dict(cursor or {})    # origin -> last user_seq processed
@@ -371,7 +390,7 @@ def check_social(alice, bob, report):
 
 def error_code_on(host, port, payload):
     """Writes raw bytes and returns the error code the gate closes the connection with."""
-    sock = socket.create_connection((host, port), timeout=15)
+    sock = open_socket(host, port)
     sock.sendall(payload)
     data = b""
     while True:
@@ -393,7 +412,7 @@ def platform_call(url, token, body):
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=15) as answer:
+        with urllib.request.urlopen(request, timeout=15, context=TLS if url.startswith("https:") else None) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -427,7 +446,7 @@ def long_poll(url, path, session=None, body=None):
     if body is not None:
         request.add_header("Content-Type", "application/octet-stream")
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with urllib.request.urlopen(request, timeout=30, context=TLS if url.startswith("https:") else None) as answer:
             status, headers, data = answer.status, answer.headers, answer.read()
     except urllib.error.HTTPError as error:
         status, headers, data = error.code, error.headers, error.read()
