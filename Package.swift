@@ -123,6 +123,7 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
             ]
         ),
         .target(
@@ -309,9 +310,11 @@ let package = Package(
             name: "ParleyRegionTests",
             dependencies: [
                 "ParleyClient", "ParleyCore", "ParleyDeployment", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyTools", "ParleyDrill",
-                "ParleyCheck", "ParleyProbe", "ParleyTestSupport", "ParleyFault",
+                "ParleyCheck", "ParleyProbe", "ParleyTestSupport", "ParleyFault", "ParleyRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
     ]

@@ -16,6 +16,14 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(host):\(port)" }
+
+    /// Whether the host is a dotted IPv4 address rather than a name.
+    public var isIPv4Address: Bool {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in
+            !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isASCII) && part.allSatisfy(\.isNumber) && Int(part).map { $0 <= 255 } == true
+        }
+    }
 }
 
 public struct AddressError: Error, CustomStringConvertible {

@@ -13,6 +13,8 @@ public struct ExtConfiguration: Sendable {
     public var redis: Endpoint
     /// The region's Redis `requirepass`, if it has one.
     public var redisPassword: String?
+    /// This instance's certificate for its calls to logic (mutual TLS; nil: plaintext).
+    public var tls: TLSIdentity?
     /// This instance's name in the consumer group: unique within the region.
     public var consumer: String
     /// Where offline devices are notified; none: nobody is.
@@ -66,7 +68,7 @@ public enum ExtServer {
             CursorKeeper(configuration: configuration, store: store, redis: redis, logger: logger),
         ]
         if let platform = configuration.platform {
-            let pool = RPCClientPool()
+            let pool = RPCClientPool(tls: configuration.tls)
             let links = platform.logic.map {
                 LogicLink(address: $0.description, timeout: platform.callTimeout, node: nil, pool: pool, logger: logger)
             }

@@ -21,8 +21,9 @@ public struct GateConfiguration: Sendable {
     /// The region's Redis `requirepass`, if it has one.
     public var redisPassword: String?
     public var tokenSecret: String
-    /// The certificate clients see on both listeners; nil: plaintext (only
-    /// when the deployment asks for it).
+    /// The certificate clients see on both listeners, and the gate's own in
+    /// its mutual TLS calls to logic; nil: plaintext (only when the
+    /// deployment asks for it).
     public var tls: TLSIdentity?
     public var maxFrameSize = 64 * 1024
     public var idleTimeoutMilliseconds: UInt64 = 45_000
@@ -74,7 +75,7 @@ public enum GateServer {
         }
         let serverTLS = try configuration.tls?.serverConfiguration()
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port, password: configuration.redisPassword)
-        let pool = RPCClientPool()
+        let pool = RPCClientPool(tls: configuration.tls)
         let registry = ConnectionRegistry(
             maxOutbox: configuration.maxOutboxFrames, maxPerAddress: configuration.limits.connectionsPerAddress
         )

@@ -11,6 +11,14 @@ import ServiceLifecycle
 /// When this instance shuts down it stops taking calls, answers the ones in
 /// flight and ends the link, so the gate sends what follows elsewhere.
 struct LinkService: Parley_Logic.SimpleServiceProtocol {
+    /// Who may call logic under mutual TLS: gates carry their clients'
+    /// requests, other logic instances forward to the writer, ext posts
+    /// notices; only gates ask for health (docs/ARCHITECTURE.md, "Mutual TLS").
+    static let callers = CallerRoles([
+        Parley_Logic.Method.Link.descriptor: ["gate", "logic", "ext"],
+        Parley_Logic.Method.Health.descriptor: ["gate"],
+    ])
+
     let handler: RequestHandler
     let links: GateLinks
     let health: LogicHealth

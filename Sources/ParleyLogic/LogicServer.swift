@@ -14,6 +14,9 @@ public struct LogicConfiguration: Sendable {
     public var redis: Endpoint
     /// The region's Redis `requirepass`, if it has one.
     public var redisPassword: String?
+    /// This instance's certificate: its RPC server and its calls are mutual
+    /// TLS (nil: plaintext, only when the deployment asks for it).
+    public var tls: TLSIdentity?
     public var presenceTTLMilliseconds: UInt64 = 45_000
     public var maxBatch = 256
     public var limits = LogicLimits()
@@ -55,7 +58,7 @@ public enum LogicServer {
             dispatcher.enqueue(events)
             followUps.announce(events)
         }
-        let pool = RPCClientPool()
+        let pool = RPCClientPool(tls: configuration.tls)
         let geo = GeoDurability(
             region: configuration.region, peers: configuration.peerSyncs, quorum: configuration.geoQuorum,
             timeout: configuration.geoTimeout, pool: pool, logger: logger
@@ -71,7 +74,9 @@ public enum LogicServer {
         )
         let service = LinkService(handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout))
         // Requests are served only once the schema is migrated.
-        let server = AfterPreparing(services: [RPCServerService(listen: configuration.listen, services: [service])]) {
+        let server = AfterPreparing(services: [RPCServerService(
+            listen: configuration.listen, services: [service], tls: configuration.tls, callers: LinkService.callers
+        )]) {
             try await store.prepare()
             logger.info("logic ready", metadata: ["region": "\(configuration.region)", "listen": "\(configuration.listen)"])
         }

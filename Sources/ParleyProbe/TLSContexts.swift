@@ -1,17 +1,8 @@
 import NIOCore
 import NIOSSL
+import ParleyCore
 
-/// What a process presents in TLS: its certificate chain (PEM, leaf
-/// first) and private key, as files (docs/ARCHITECTURE.md, "TLS").
-public struct TLSIdentity: Sendable, Equatable {
-    public var certificate: String
-    public var privateKey: String
-
-    public init(certificate: String, privateKey: String) {
-        self.certificate = certificate
-        self.privateKey = privateKey
-    }
-
+extension TLSIdentity {
     /// A server presenting this identity.
     public func serverConfiguration() throws -> TLSConfiguration {
         var configuration = TLSConfiguration.makeServerConfiguration(

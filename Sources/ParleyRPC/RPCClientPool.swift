@@ -7,15 +7,19 @@ import Synchronization
 /// gRPC clients by `host:port`, created on first use and kept connected.
 ///
 /// A client's connections run inside this pool's `run()`, so the pool must
-/// run (it is a `Service`) for its clients to make progress.
+/// run (it is a `Service`) for its clients to make progress. With `tls`,
+/// every connection is mutual TLS: this process's certificate shown, the
+/// server's checked against the cluster's authority and the host dialled.
 public final class RPCClientPool: Service, Sendable {
     public typealias Client = GRPCClient<HTTP2ClientTransport.Posix>
 
     private let clients = Mutex<[String: Client]>([:])
     private let started: AsyncStream<Client>
     private let startClient: AsyncStream<Client>.Continuation
+    private let tls: TLSIdentity?
 
-    public init() {
+    public init(tls: TLSIdentity?) {
+        self.tls = tls
         (started, startClient) = AsyncStream.makeStream()
     }
 
@@ -34,12 +38,12 @@ public final class RPCClientPool: Service, Sendable {
             // timeout must stay below the interval: the transport restarts the
             // timeout with every ping, so a longer one never fires.
             config.connection.keepalive = .init(time: .seconds(3), timeout: .seconds(2), allowWithoutCalls: true)
+            // An address goes as one: TLS checks it against the certificate's
+            // addresses (a name would go in SNI, which cannot carry an address).
+            let target: any ResolvableTarget = endpoint.isIPv4Address
+                ? .ipv4(address: endpoint.host, port: endpoint.port) : .dns(host: endpoint.host, port: endpoint.port)
             let client = GRPCClient(
-                transport: try .http2NIOPosix(
-                    target: .dns(host: endpoint.host, port: endpoint.port),
-                    transportSecurity: .plaintext,
-                    config: config
-                )
+                transport: try .http2NIOPosix(target: target, transportSecurity: tls?.rpcClientSecurity ?? .plaintext, config: config)
             )
             clients[address] = client
             return (client, true)

@@ -4,10 +4,14 @@ import ParleyCore
 import ServiceLifecycle
 
 /// Runs a gRPC server as a lifecycle `Service`: SIGTERM lets in-flight RPCs finish.
+///
+/// With `tls`, the server speaks mutual TLS: a caller without a certificate
+/// of the cluster's authority is refused at the handshake, and `callers`
+/// says which roles may call which method.
 public struct RPCServerService: Service {
     public let server: GRPCServer<HTTP2ServerTransport.Posix>
 
-    public init(listen: ParleyCore.Endpoint, services: [any RegistrableRPCService]) {
+    public init(listen: ParleyCore.Endpoint, services: [any RegistrableRPCService], tls: TLSIdentity?, callers: CallerRoles) {
         var config = HTTP2ServerTransport.Posix.Config.defaults
         // Our clients ping idle connections every two seconds to notice partitions
         // (RPCClientPool); the default policy would close them for it.
@@ -16,10 +20,11 @@ public struct RPCServerService: Service {
         server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: listen.host, port: listen.port),
-                transportSecurity: .plaintext,
+                transportSecurity: tls?.rpcServerSecurity ?? .plaintext,
                 config: config
             ),
-            services: services
+            services: services,
+            interceptors: tls == nil ? [] : [callers]
         )
     }
 

@@ -12,6 +12,9 @@ public struct SyncConfiguration: Sendable {
     public var postgres: PostgresLocation
     /// Peer region name → its sync address (the peers pulled from directly).
     public var peers: [String: String]
+    /// This process's certificate: serving and pulling are mutual TLS (nil:
+    /// plaintext, only when the deployment asks for it).
+    public var tls: TLSIdentity?
     /// Every other region of the cluster, including any not pulled from directly.
     public var origins: Set<String> = []
     /// Commits wake the log watcher at once (LISTEN/NOTIFY); this poll only
@@ -57,7 +60,7 @@ public enum SyncServer {
         let watcher = LogWatcher(store: store, interval: configuration.pollInterval, logger: logger)
         let monitor = ReplicationMonitor(region: configuration.region, peers: Array(configuration.peers.keys))
         let applier = ReplicationApplier(store: store, origin: configuration.region, monitor: monitor, logger: logger)
-        let pool = RPCClientPool()
+        let pool = RPCClientPool(tls: configuration.tls)
         let links = DirectLinks(origins: configuration.origins.union(configuration.peers.keys))
         let pullers: [any Service] = configuration.peers.sorted { $0.key < $1.key }.map { peer, address in
             PeerPuller(
@@ -66,7 +69,8 @@ public enum SyncServer {
             )
         }
         let server = RPCServerService(
-            listen: configuration.listen, services: [SyncService(store: store, watcher: watcher, logger: logger)]
+            listen: configuration.listen, services: [SyncService(store: store, watcher: watcher, logger: logger)],
+            tls: configuration.tls, callers: SyncService.callers
         )
         let ready = AfterPreparing(services: [server] + pullers) {
             try await store.prepare()

@@ -2,6 +2,7 @@ import GRPCCore
 import Logging
 import ParleyCore
 import ParleyProto
+import ParleyRPC
 import ParleyStore
 import ServiceLifecycle
 
@@ -11,6 +12,15 @@ import ServiceLifecycle
 /// HTTP/2 flow control, so a slow peer slows its own stream and nothing
 /// piles up in memory.
 struct SyncService: Parley_Sync.SimpleServiceProtocol {
+    /// Who may call sync under mutual TLS: a peer region's sync pulls the
+    /// log; logic instances wait for geo durability and relay typing
+    /// (docs/ARCHITECTURE.md, "Mutual TLS").
+    static let callers = CallerRoles([
+        Parley_Sync.Method.Pull.descriptor: ["sync"],
+        Parley_Sync.Method.AwaitStored.descriptor: ["logic"],
+        Parley_Sync.Method.RelayTyping.descriptor: ["logic"],
+    ])
+
     let store: RegionStore
     let watcher: LogWatcher
     let logger: Logger

@@ -238,7 +238,7 @@ public final class LocalRegion: @unchecked Sendable {
         let readyBefore = ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").components(separatedBy: "ext ready").count - 1
         let process = try ChildProcess(
             name: "\(name)-ext\(index)", executable: Self.binary,
-            arguments: ["ext", "--regions", directory, "--region", name, "--name", "ext\(index)", "--log-level", "info"] + platform + arguments,
+            arguments: ["ext", "--regions", directory, "--region", name, "--name", "ext\(index)", "--index", "\(index)", "--log-level", "info"] + platform + arguments,
             logPath: logPath, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }
         )
         if ext.count > index { ext[index] = process } else { ext.append(process) }

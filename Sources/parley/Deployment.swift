@@ -82,7 +82,7 @@ struct DeploymentOptions: ParsableArguments {
     /// The certificate `process` presents, or nil when links are plaintext.
     func tlsIdentity(_ process: ProcessName) throws -> TLSIdentity? {
         guard let folder = try security.certificates else { return nil }
-        return TLSIdentity(certificate: folder.certificate(of: process), privateKey: folder.privateKey(of: process))
+        return TLSIdentity(certificate: folder.certificate(of: process), privateKey: folder.privateKey(of: process), authority: folder.authority)
     }
 
     /// The operator's admin token: PARLEY_ADMIN_TOKEN, else cluster.json's `adminToken`.

@@ -14,6 +14,9 @@ struct ExtCommand: AsyncParsableCommand {
     @Option(help: "This instance's name in the region's consumer group; unique in the region (default: ext-<host>-<pid>).")
     var name: String?
 
+    @Option(help: "Which of the region's ext instances this is: its certificate is <region>-ext-<index> (`parley certs`).")
+    var index = 0
+
     @Option(help: "Push gateway URL (http://host:port/path); overrides the region file's ext.pushGateway.")
     var pushGateway: String?
 
@@ -53,6 +56,7 @@ struct ExtCommand: AsyncParsableCommand {
             consumer: name ?? "ext-\(host)-\(ProcessInfo.processInfo.processIdentifier)"
         )
         configuration.redisPassword = try deployment.redisPassword(of: region)
+        configuration.tls = try deployment.tlsIdentity(ProcessName(region: region.name, role: .ext, index: index))
         if let url = pushGateway ?? region.ext?.pushGateway {
             guard let secret = ProcessInfo.processInfo.environment["PARLEY_PUSH_SECRET"] ?? region.ext?.pushSecret else {
                 throw ValidationError("region \(region.name): a push gateway needs ext.pushSecret (or PARLEY_PUSH_SECRET)")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ParleyCore
+import ParleyDeployment
 import ParleyLogic
 import ParleyRPC
 
@@ -40,6 +41,12 @@ struct LogicCommand: AsyncParsableCommand {
             redis: Endpoint(host: region.redis.host, port: region.redis.port)
         )
         configuration.redisPassword = try deployment.redisPassword(of: region)
+        if try deployment.security.isTLS {
+            guard let index = region.logic.firstIndex(of: listen) else {
+                throw ValidationError("--listen \(listen) is none of region \(region.name)'s logic entries: its certificate is named by that index")
+            }
+            configuration.tls = try deployment.tlsIdentity(ProcessName(region: region.name, role: .logic, index: index))
+        }
         // The first instance in the region's list is the origin's writer.
         let listed = try region.logic.map { try Endpoint($0) }
         configuration.instancesAhead = Array(listed.prefix { $0 != configuration.listen })

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ParleyCore
+import ParleyDeployment
 import ParleyRPC
 import ParleySync
 
@@ -22,6 +23,7 @@ struct SyncCommand: AsyncParsableCommand {
         let peers = Dictionary(uniqueKeysWithValues: try deployment.peers().filter { !withoutPeer.contains($0.name) }.map { ($0.name, $0.sync) })
         var configuration = SyncConfiguration(region: region.name, listen: try Endpoint(region.sync), postgres: postgres, peers: peers)
         configuration.clock = deployment.clock
+        configuration.tls = try deployment.tlsIdentity(ProcessName(region: region.name, role: .sync))
         configuration.origins = Set(try deployment.peers().map(\.name))
         let logger = deployment.logger("parley.sync")
         configuration.status = try region.syncStatus.map { address in

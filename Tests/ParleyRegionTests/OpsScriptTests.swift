@@ -56,7 +56,8 @@ import Testing
         cluster.regions = ["eu"]
         try JSONEncoder().encode(cluster).write(to: URL(fileURLWithPath: "\(clone)/regions/cluster.json"))
 
-        let down = { try await self.shell("bash ops/down eu; rm -rf \"$(readlink -f run)\"", in: clone) }
+        // Every region of the clone's cluster (eu alone), so the push sink ops/up started stops too.
+        let down = { try await self.shell("bash ops/down; rm -rf \"$(readlink -f run)\"", in: clone) }
         let up: (status: Int32, output: String)
         do { up = try await shell("bash ops/up eu", in: clone) } catch {
             _ = try? await down()
