@@ -253,6 +253,18 @@ let package = Package(
                 "ParleyCheck", "ParleyTools",
             ]
         ),
+        // What the fuzz targets do with one input (Fuzz/, ops/fuzz), here so
+        // the unit tests replay the committed corpus through the same code.
+        .target(
+            name: "ParleyFuzzTargets",
+            dependencies: [
+                "ParleyWire", "ParleyProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         // Ephemeral real servers (Postgres, Redis) and whole regions for tests.
         .target(
             name: "ParleyTestSupport",
@@ -275,7 +287,7 @@ let package = Package(
         .testTarget(
             name: "ParleyWireTests",
             dependencies: [
-                "ParleyWire", "ParleyProto",
+                "ParleyWire", "ParleyProto", "ParleyFuzzTargets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
@@ -319,3 +331,12 @@ let package = Package(
         ),
     ]
 )
+
+// The libFuzzer entry points exist only for ops/fuzz (PARLEY_FUZZ=1), which
+// builds them with -sanitize=fuzzer -parse-as-library in .build-fuzz: they
+// have no main of their own (libFuzzer brings it).
+if Context.environment["PARLEY_FUZZ"] == "1" {
+    package.targets += ["FrameStream", "FrameMessage", "WebSocket"].map { target in
+        .executableTarget(name: "Fuzz\(target)", dependencies: ["ParleyFuzzTargets"], path: "Fuzz/\(target)")
+    }
+}

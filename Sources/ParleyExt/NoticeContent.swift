@@ -5,7 +5,7 @@ import ParleyCore
 public struct PlatformFault: Error, Equatable, Sendable {
     public enum Code: String, Sendable {
         case unauthorized, invalidBody = "invalid_body", invalidField = "invalid_field", unknownTemplate = "unknown_template"
-        case notFound = "not_found", unavailable, `internal`
+        case notFound = "not_found", methodNotAllowed = "method_not_allowed", unavailable, `internal`
     }
 
     public var status: Int

@@ -47,18 +47,35 @@ enum PlatformServer {
     }
 }
 
-/// A path or method the API does not have: a JSON error body like every other.
+/// A path or method the API does not have: a JSON error body like every
+/// other; a path it has with another method is 405 with the methods it has
+/// in `Allow`.
 struct NoSuchRoute<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound || error.status == .methodNotAllowed {
-            let fault = PlatformFault(
-                status: Int(error.status.code), code: .notFound, message: "no \(request.method) \(request.uri.path) in this API (openapi/platform.yaml)"
-            )
-            let (head, _) = fault.response
+            let allowed = Self.methods(of: request.uri.path)
+            let fault = allowed.map {
+                PlatformFault(
+                    status: 405, code: .methodNotAllowed,
+                    message: "\(request.uri.path) takes \($0) only, not \(request.method) (openapi/platform.yaml)"
+                )
+            } ?? PlatformFault(status: 404, code: .notFound, message: "no \(request.method) \(request.uri.path) in this API (openapi/platform.yaml)")
+            var (head, _) = fault.response
+            if let allowed { head.headerFields[.allow] = allowed }
             let body = try JSONEncoder().encode(Components.Schemas.PlatformError(fault))
             return Response(status: head.status, headers: head.headerFields, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
+    }
+
+    /// The methods openapi/platform.yaml gives `path`, or nil when it has no such path.
+    static func methods(of path: String) -> String? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        switch Array(parts) {
+        case ["v1", "notices"], ["v1", "broadcasts"]: return "POST"
+        case let p where p.count == 3 && p[0] == "v1" && p[1] == "broadcasts" && !p[2].isEmpty: return "GET"
+        default: return nil
         }
     }
 }

@@ -20,7 +20,8 @@ extension Components {
     public enum Schemas {
         /// Exactly one of `text` or `template`. A template is named in the
         /// region's `ext.platform.templates`; each `{name}` in it is replaced by
-        /// `params.name`, and every placeholder needs a value.
+        /// `params.name`, and every placeholder needs a value. A `null` optional
+        /// field is the same as an absent one.
         ///
         ///
         /// - Remark: Generated from `#/components/schemas/NoticeRequest`.
@@ -364,6 +365,7 @@ extension Components {
                     case invalidField = "invalid_field"
                     case unknownTemplate = "unknown_template"
                     case notFound = "not_found"
+                    case methodNotAllowed = "method_not_allowed"
                     case unavailable = "unavailable"
                     case _internal = "internal"
                 }

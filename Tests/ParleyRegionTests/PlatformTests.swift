@@ -78,6 +78,33 @@ import FoundationNetworking
         }
     }
 
+    /// schemathesis (PyPI; ops/setup installs it) generates calls from
+    /// openapi/platform.yaml (valid, invalid, undeclared methods, chains)
+    /// and checks every answer against the document: status codes, bodies,
+    /// content types, no 5xx. Left out: its check that every schema-valid
+    /// call is accepted, since the document cannot say "exactly one of text
+    /// and template" nor which templates a region has (docs/PLATFORM.md).
+    @Test func schemathesisFindsNoAnswerThatBreaksTheDocument() async throws {
+        try await LocalRegion.with { region in
+            try await region.startExt(0)
+            let document = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                .appendingPathComponent("../../openapi/platform.yaml").standardized.path
+            let run = try ChildProcess(
+                name: "schemathesis", executable: "/usr/bin/env",
+                arguments: [
+                    "python3", "-m", "schemathesis.cli", "run", document, "--url", region.platformURL,
+                    "--header", "Authorization: Bearer \(Self.ordersToken)", "--checks", "all",
+                    "--exclude-checks", "positive_data_acceptance", "--max-examples", "50", "--generation-deterministic",
+                ],
+                logPath: "\(region.directory)/schemathesis.log"
+            )
+            #expect(try await eventually(.seconds(150)) { !run.isRunning }, "schemathesis did not finish: \(run.log)")
+            // Every case it generated passed ("N generated, N passed"), and no failure was listed.
+            #expect(!run.log.contains("Failures:") && run.log.range(of: #"(\d+) generated, \1 passed"#, options: .regularExpression) != nil, "\(run.log)")
+            #expect(run.log.contains("Tested: 3"), "every operation of the document was called: \(run.log)")
+        }
+    }
+
     @Test func aNoticeReachesItsReaderOnceShowsInHistoryAndReportsEveryUser() async throws {
         try await LocalRegion.with { region in
             try await region.startExt(0)
