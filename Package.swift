@@ -93,6 +93,7 @@ let package = Package(
             dependencies: [
                 "ParleyCore", "ParleyProto",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -313,7 +314,7 @@ let package = Package(
         .testTarget(
             name: "ParleyStoreTests",
             dependencies: [
-                "ParleyStore", "ParleyLogic", "ParleyCore", "ParleyProto", "ParleyTestSupport", "ParleyProbe", "ParleyFault",
+                "ParleyStore", "ParleyLogic", "ParleyAuth", "ParleyCore", "ParleyProto", "ParleyTestSupport", "ParleyProbe", "ParleyFault",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

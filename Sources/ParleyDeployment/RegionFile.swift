@@ -23,11 +23,21 @@ public struct RegionFile: Codable, Sendable {
         /// repository; relative paths are from the regions folder. None: the
         /// server takes clients without one.
         public var passwordFile: String?
+        /// For a server on another host: a PEM file (relative paths from the
+        /// regions folder) of the authority that signed its certificate;
+        /// every connection is then TLS and checks it. PostgreSQL only.
+        public var certificateAuthority: String?
 
-        public init(host: String, port: Int, passwordFile: String? = nil) {
+        public init(host: String, port: Int, passwordFile: String? = nil, certificateAuthority: String? = nil) {
             self.host = host
             self.port = port
             self.passwordFile = passwordFile
+            self.certificateAuthority = certificateAuthority
+        }
+
+        /// `certificateAuthority` as a path from the working directory.
+        public func certificateAuthority(relativeTo regionsFolder: String) -> String? {
+            certificateAuthority.map { $0.hasPrefix("/") ? $0 : regionsFolder + "/" + $0 }
         }
 
         /// The password in force: the environment variable `variable`, else

@@ -1,4 +1,5 @@
 import Logging
+import NIOSSL
 import ParleyCore
 import ParleyProto
 import PostgresNIO
@@ -24,7 +25,7 @@ public final class RegionStore: Service, Sendable {
     public init(postgres: PostgresLocation, origin: String, clock: HybridLogicalClock, logger: Logger) {
         var configuration = PostgresClient.Configuration(
             host: postgres.host, port: postgres.port, username: postgres.username, password: postgres.password,
-            database: postgres.database, tls: .disable
+            database: postgres.database, tls: postgres.tls
         )
         configuration.options.maximumConnections = postgres.maximumConnections
         // Every query here looks rows up by key. A statement is planned once
@@ -227,6 +228,18 @@ public struct PostgresLocation: Sendable {
     /// Per process: a logic instance's group commit needs one or two at a
     /// time; reads, listeners and the health probe take the rest.
     public var maximumConnections = 8
+    /// A PEM file of the authority that signed the server's certificate:
+    /// every connection is then TLS, the certificate checked against it and
+    /// the host (nil: plaintext, for a server on the same host).
+    public var certificateAuthority: String?
+
+    var tls: PostgresClient.Configuration.TLS {
+        guard let certificateAuthority else { return .disable }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.trustRoots = .file(certificateAuthority)
+        configuration.minimumTLSVersion = .tlsv12
+        return .require(configuration)
+    }
 
     public init(host: String, port: Int, database: String = "parley", password: String? = nil) {
         self.host = host

@@ -26,7 +26,9 @@ public final class PostgresServer: Sendable {
     public static let database = "parley"
 
     /// Starts a server with a `parley` database. Fails, never skips, when it cannot.
-    public static func start(name: String = "postgres") async throws -> PostgresServer {
+    /// With `tls` (a certificate chain and its key, PEM files), the server
+    /// takes TCP clients only over TLS, as one on another host should.
+    public static func start(name: String = "postgres", tls: (certificate: String, privateKey: String)? = nil) async throws -> PostgresServer {
         let bin = try binDirectory()
         let root = try TestRun.scratch(name)
         let data = root + "/data"
@@ -42,8 +44,23 @@ public final class PostgresServer: Sendable {
             "-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile=\(passwordFile)",
             "-E", "UTF8", "--no-locale", "--no-sync",
         ], asPostgres: asPostgres)
+        var tlsArguments: [String] = []
+        if let tls {
+            // Its own copies: PostgreSQL wants the key owned by it and readable by it alone.
+            let (certificate, key) = (root + "/server.pem", root + "/server.key")
+            try FileManager.default.copyItem(atPath: tls.certificate, toPath: certificate)
+            try FileManager.default.copyItem(atPath: tls.privateKey, toPath: key)
+            chmod(key, 0o600)
+            if asPostgres { try run("/bin/chown", ["postgres:postgres", certificate, key]) }
+            tlsArguments = ["-c", "ssl=on", "-c", "ssl_cert_file=\(certificate)", "-c", "ssl_key_file=\(key)"]
+            // TCP clients over TLS only: every `host` line becomes `hostssl`.
+            let hba = data + "/pg_hba.conf"
+            let rules = try String(contentsOfFile: hba, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+                .map { $0.hasPrefix("host ") ? "hostssl" + $0.dropFirst(4) : $0 }.joined(separator: "\n")
+            try rules.write(toFile: hba, atomically: false, encoding: .utf8)
+        }
         let port = try FreePort.next()
-        let arguments = [
+        let arguments = tlsArguments + [
             "-D", data, "-p", "\(port)", "-k", sockets, "-c", "listen_addresses=127.0.0.1",
             // Test data is disposable: skip the fsyncs that make tests slow
             // (they guard against a machine crash, which no test makes). A
@@ -81,6 +98,9 @@ public final class PostgresServer: Sendable {
         self.logPath = logPath
         current = Mutex(try ChildProcess(name: name, executable: executable, arguments: arguments, logPath: logPath))
     }
+
+    /// What the server logged (connections it refused, and why).
+    public var log: String { process.log }
 
     /// SIGKILL to the postmaster and every backend at once: what a crash of
     /// the machine does to it (the data directory stays for `restart`).

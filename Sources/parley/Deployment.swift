@@ -59,10 +59,12 @@ struct DeploymentOptions: ParsableArguments {
 
     /// The region's PostgreSQL, as every role that stores connects to it.
     func postgres(of region: RegionFile) throws -> PostgresLocation {
-        PostgresLocation(
+        var location = PostgresLocation(
             host: region.postgres.host, port: region.postgres.port,
             password: try region.postgres.resolvedPassword(environment: "PARLEY_POSTGRES_PASSWORD", relativeTo: regions)
         )
+        location.certificateAuthority = region.postgres.certificateAuthority(relativeTo: regions)
+        return location
     }
 
     /// The region's Redis password (`requirepass`), if it has one.

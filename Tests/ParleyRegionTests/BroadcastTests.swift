@@ -75,9 +75,11 @@ import FoundationNetworking
                 await user.stop()
             }
             #expect(try await Self.post(region, #"{"broadcast_id": "x", "scope": "planet", "text": "hi"}"#).errorField == "scope")
-            // Paths and methods the API does not have answer JSON too.
+            // Paths and methods the API does not have answer JSON too; a method
+            // its path does not take is 405 naming the one it takes.
             let wrongMethod = try await PlatformTests.call(region, "/broadcasts/maint-1", body: "{}")
-            #expect([404, 405].contains(wrongMethod.status) && wrongMethod.errorCode == "not_found", "\(wrongMethod)")
+            #expect(wrongMethod.status == 405 && wrongMethod.errorCode == "method_not_allowed", "\(wrongMethod)")
+            #expect(wrongMethod.headers.first { ($0.key as? String)?.lowercased() == "allow" }?.value as? String == "GET", "\(wrongMethod.headers)")
             let noPath = try await PlatformTests.call(region, "/nothing-here", body: "{}")
             #expect(noPath.status == 404 && noPath.errorCode == "not_found", "\(noPath)")
             await #expect(throws: TestSupportError.self) { try await Self.progress(region, "never-sent") }

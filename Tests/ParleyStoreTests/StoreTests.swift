@@ -1,4 +1,5 @@
 import Logging
+import ParleyAuth
 import ParleyCore
 import ParleyFault
 import ParleyLogic
@@ -51,6 +52,35 @@ import Testing
             #expect(wrong.status != 0 && wrong.output.contains("password authentication failed"), "\(wrong)")
             #expect(try server.psql("SELECT 1") == "1", "with it, served")
         }
+    }
+
+    /// A PostgreSQL on another host is reached over TLS only
+    /// (`certificateAuthority` in the region file): with the authority that
+    /// signed its certificate the store works; in plaintext, or trusting
+    /// another authority, it gets no connection.
+    @Test func overTLSTheStoreReachesPostgresOnlyWithItsAuthority() async throws {
+        let folder = try TestRun.scratch("pg-tls-certs")
+        let authority = try CertificateAuthority.create()
+        let pem = try authority.pem
+        let issued = try authority.issue(name: "eu-postgres", role: "postgres", hosts: ["127.0.0.1"])
+        for (name, text) in [("ca.pem", pem.certificate), ("server.pem", issued.certificate), ("server.key", issued.key),
+                             ("stranger.pem", try CertificateAuthority.create(name: "another authority").pem.certificate)] {
+            try text.write(toFile: "\(folder)/\(name)", atomically: true, encoding: .utf8)
+        }
+        let server = try await PostgresServer.start(name: "pg-tls", tls: ("\(folder)/server.pem", "\(folder)/server.key"))
+        func reaches(trusting certificateAuthority: String?) async -> Bool {
+            var location = server.location
+            location.certificateAuthority = certificateAuthority
+            let store = RegionStore(postgres: location, origin: "eu", clock: HybridLogicalClock(), logger: Logger(label: "test"))
+            let runner = Task { await store.run() }
+            defer { runner.cancel() }
+            return (try? await withDeadline(.seconds(15), "ping") { try await store.ping() }) != nil
+        }
+        #expect(await reaches(trusting: "\(folder)/ca.pem"), "with the server's authority")
+        #expect(await !reaches(trusting: nil), "in plaintext")
+        #expect(server.log.contains("no encryption"), "PostgreSQL refused the plaintext connection: \(server.log.suffix(2_000))")
+        #expect(await !reaches(trusting: "\(folder)/stranger.pem"), "trusting another authority")
+        await server.stop()
     }
 
     /// A query written to a connection PostgreSQL has already closed fails at
