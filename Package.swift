@@ -324,6 +324,7 @@ let package = Package(
             dependencies: [
                 "ParleyClient", "ParleyCore", "ParleyDeployment", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyTools", "ParleyDrill",
                 "ParleyCheck", "ParleyProbe", "ParleyTestSupport", "ParleyFault", "ParleyRPC",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -337,7 +338,7 @@ let package = Package(
 // builds them with -sanitize=fuzzer -parse-as-library in .build-fuzz: they
 // have no main of their own (libFuzzer brings it).
 if Context.environment["PARLEY_FUZZ"] == "1" {
-    package.targets += ["FrameStream", "FrameMessage", "WebSocket"].map { target in
+    package.targets += ["FrameStream", "FrameMessage", "FrameJSON", "WebSocket"].map { target in
         .executableTarget(name: "Fuzz\(target)", dependencies: ["ParleyFuzzTargets"], path: "Fuzz/\(target)")
     }
 }

@@ -51,6 +51,19 @@ public enum FuzzTargets {
         return result
     }
 
+    /// Bytes as one text message of the `parley.json` WebSocket subprotocol:
+    /// JSON that is a `Frame` becomes the binary frame the gate serves, which
+    /// must decode (or be refused as a body this build does not know);
+    /// anything else is `malformed`.
+    public static func frameJSON(_ bytes: UnsafeRawBufferPointer) -> Result<Parley_Frame, FrameError> {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let result = Result { () throws(FrameError) in try Parley_Frame.decode(Parley_Frame.encoded(fromJSON: text)) }
+        if case .failure(let error) = result {
+            precondition(error == .malformed || error == .unknownType, "JSON ended in \(error)")
+        }
+        return result
+    }
+
     /// Bytes as a client writes them to the gate's WebSocket after the
     /// upgrade: WebSocket frames (the decoder reads messages up to twice the
     /// limit, so an oversized one still gets its error code), reassembled,

@@ -6,12 +6,15 @@ import Logging
 import NIOCore
 import NIOSSL
 import ParleyCore
+import ParleyProto
 import ParleyRPC
 import ParleyWire
 import ServiceLifecycle
 
 /// Accepts WebSocket clients on `/ws`: one binary message per frame, the
-/// same payload as over TCP; and long-poll clients on `/lp/...`
+/// same payload as over TCP, or, for a client that asks for the
+/// `parley.json` subprotocol, one text message per frame in protobuf's JSON
+/// mapping; and long-poll clients on `/lp/...`
 /// (`LongPollSessions`). `GET /health` answers whether this gate can serve
 /// (`GateHealth`). With `tls`, all of it is HTTPS (`wss://`, `https://`).
 struct WebSocketListener: Service {
@@ -37,22 +40,33 @@ struct WebSocketListener: Service {
             )
         }
         LongPollSessions(gate: gate, maxFrameSize: maxFrameSize, hold: longPollHold).register(on: http)
-        router.ws("/ws") { _, _ in
-            .upgrade([:])
+        router.ws("/ws") { request, _ in
+            // The chosen subprotocol is named back, as browsers insist.
+            .upgrade(Self.wantsJSON(request) ? [.secWebSocketProtocol: Parley_Frame.jsonSubprotocol] : [:])
         } onUpgrade: { inbound, outbound, context in
             let connection = gate.registry.open(now: WallClock.milliseconds(), address: context.requestContext.remoteAddress?.ipAddress)
+            let json = Self.wantsJSON(context.request)
             // Messages up to twice the limit are read so an oversized frame gets
             // its error code; beyond that the WebSocket layer closes with 1009.
             let frames = inbound.messages(maxSize: maxFrameSize * 2).map { message throws(FrameError) -> ByteBuffer in
-                guard case .binary(let buffer) = message else { throw .malformed }
-                guard buffer.readableBytes <= maxFrameSize else {
-                    throw .tooLarge(length: buffer.readableBytes, limit: maxFrameSize)
+                switch message {
+                case .binary(let buffer) where !json:
+                    guard buffer.readableBytes <= maxFrameSize else { throw .tooLarge(length: buffer.readableBytes, limit: maxFrameSize) }
+                    return buffer
+                case .text(let text) where json:
+                    guard text.utf8.count <= maxFrameSize else { throw .tooLarge(length: text.utf8.count, limit: maxFrameSize) }
+                    return try Parley_Frame.encoded(fromJSON: text)
+                default:
+                    throw .malformed
                 }
-                return buffer
             }
             await ClientSession(gate: gate, connection: connection).serve(
                 inbound: frames,
-                write: { frames in for frame in frames { try await outbound.write(.binary(frame)) } },
+                write: { frames in
+                    for frame in frames {
+                        try await outbound.write(json ? .text(try Parley_Frame.json(fromEncoded: frame)) : .binary(frame))
+                    }
+                },
                 closeTransport: { try? await outbound.close(.normalClosure, reason: nil) }
             )
         }
@@ -68,6 +82,15 @@ struct WebSocketListener: Service {
         )
         gate.logger.info("gate accepting WebSocket and long-poll", metadata: ["listen": "\(listen)", "tls": "\(tls != nil)"])
         try await app.run()
+    }
+}
+
+extension WebSocketListener {
+    /// Whether the upgrade asks for the `parley.json` subprotocol (among others, in any order).
+    static func wantsJSON(_ request: Request) -> Bool {
+        request.headers[values: .secWebSocketProtocol].contains { value in
+            value.split(separator: ",").contains { String($0.filter { !$0.isWhitespace }) == Parley_Frame.jsonSubprotocol }
+        }
     }
 }
 

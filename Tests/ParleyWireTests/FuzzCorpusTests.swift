@@ -44,6 +44,17 @@ struct FuzzCorpusTests {
         if case .failure(let error) = results["seed-unknown-body"] { #expect(error == .unknownType) } else { Issue.record("an unknown body decoded") }
     }
 
+    @Test func theJSONCorpus() throws {
+        let inputs = try inputs("FrameJSON")
+        var results: [String: Result<Parley_Frame, FrameError>] = [:]
+        for (name, bytes) in inputs { results[name] = bytes.withUnsafeBytes { FuzzTargets.frameJSON($0) } }
+        let send = try? results["seed-send"]?.get()
+        #expect(send?.requestID == 2 && send?.send.body == "hello 👋" && send?.send.durability == .geo, "\(String(describing: send))")
+        #expect((try? results["seed-auth"]?.get())?.auth.session.first?.seq == 7)
+        if case .failure(let error) = results["seed-unknown-body"] { #expect(error == .unknownType) } else { Issue.record("an unknown body decoded") }
+        if case .failure(let error) = results["seed-not-a-frame"] { #expect(error == .malformed) } else { Issue.record("not a frame decoded") }
+    }
+
     @Test func theWebSocketCorpus() throws {
         let inputs = try inputs("WebSocket")
         var outcomes: [String: FuzzTargets.Outcome] = [:]
