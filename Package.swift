@@ -58,6 +58,7 @@ let package = Package(
             dependencies: [
                 "ParleyCore", "ParleyProto",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // Signed, expiring tokens valid in every region; the admin credential;
@@ -107,7 +108,7 @@ let package = Package(
         .target(
             name: "ParleyProbe",
             dependencies: [
-                "ParleyCore",
+                "ParleyCore", "ParleyWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -170,7 +171,7 @@ let package = Package(
         .target(
             name: "ParleyRoute",
             dependencies: [
-                "ParleyCore", "ParleyDeployment", "ParleyRPC", "ParleyProbe", "ParleyAuth",
+                "ParleyCore", "ParleyDeployment", "ParleyRPC", "ParleyProbe", "ParleyAuth", "ParleyWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -17,35 +17,30 @@ public enum GateAddress: Sendable, Hashable, CustomStringConvertible {
     case webSocket(url: String)
     case longPoll(url: String)
 
+    /// A gate's TCP port from `host:port` (as region files and route write
+    /// it), TLS or not; nil when it is not `host:port`.
+    public init?(tcp: String, tls: Bool) {
+        let parts = tcp.split(separator: ":")
+        guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]) else { return nil }
+        self = tls ? .tls(host: String(parts[0]), port: port) : .tcp(host: String(parts[0]), port: port)
+    }
+
+    /// Whether a connection to it is TLS.
+    public var usesTLS: Bool {
+        switch self {
+        case .tcp: false
+        case .tls: true
+        case .webSocket(let url): url.hasPrefix("wss:")
+        case .longPoll(let url): url.hasPrefix("https:")
+        }
+    }
+
     public var description: String {
         switch self {
         case .tcp(let host, let port): "tcp://\(host):\(port)"
         case .tls(let host, let port): "tls://\(host):\(port)"
         case .webSocket(let url), .longPoll(let url): url
         }
-    }
-}
-
-/// The SDK's TLS: a gate's certificate must chain to `authority` (a PEM
-/// file) or, without one, to an authority the system trusts, and must name
-/// the host dialled.
-enum ClientTLS {
-    static func configuration(trusting authority: String?) throws -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        if let authority { configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(authority)) }
-        configuration.minimumTLSVersion = .tlsv12
-        return configuration
-    }
-
-    /// The handler for a connection to `host`: a name goes in SNI and is
-    /// checked against the certificate; an IP address (which SNI cannot
-    /// carry) against the certificate's addresses.
-    static func handler(_ context: NIOSSLContext, host: String) throws -> NIOSSLClientHandler {
-        try NIOSSLClientHandler(context: context, serverHostname: isAddress(host) ? nil : host)
-    }
-
-    static func isAddress(_ host: String) -> Bool {
-        (try? SocketAddress(ipAddress: host, port: 0)) != nil
     }
 }
 
@@ -69,25 +64,24 @@ struct FrameTransport: Sendable {
     /// Largest frame a client accepts: sync pages can be big.
     static let maxInboundFrame = 16 * 1024 * 1024
 
-    static func connect(to address: GateAddress, trusting authority: String?, logger: Logger) async throws -> FrameTransport {
+    /// `tls` is the client's TLS, required when `address.usesTLS`.
+    static func connect(to address: GateAddress, tls: ClientTLS?, logger: Logger) async throws -> FrameTransport {
+        if address.usesTLS, tls == nil { preconditionFailure("a TLS address without the client's TLS") }
         switch address {
-        case .tcp(let host, let port): try await tcp(host: host, port: port, tls: nil)
-        case .tls(let host, let port):
-            try await tcp(host: host, port: port, tls: try NIOSSLContext(configuration: ClientTLS.configuration(trusting: authority)))
-        case .webSocket(let url):
-            try await webSocket(url: url, tls: url.hasPrefix("wss:") ? try ClientTLS.configuration(trusting: authority) : nil, logger: logger)
-        case .longPoll(let url):
-            try LongPollTransport.open(url: url, tls: url.hasPrefix("https:") ? try NIOSSLContext(configuration: ClientTLS.configuration(trusting: authority)) : nil)
+        case .tcp(let host, let port): return try await tcp(host: host, port: port, tls: nil)
+        case .tls(let host, let port): return try await tcp(host: host, port: port, tls: tls)
+        case .webSocket(let url): return try await webSocket(url: url, tls: address.usesTLS ? tls?.configuration : nil, logger: logger)
+        case .longPoll(let url): return try LongPollTransport.open(url: url, tls: address.usesTLS ? tls : nil)
         }
     }
 
-    private static func tcp(host: String, port: Int, tls: NIOSSLContext?) async throws -> FrameTransport {
+    private static func tcp(host: String, port: Int, tls: ClientTLS?) async throws -> FrameTransport {
         let channel = try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(3))
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(try ClientTLS.handler(tls, host: host)) }
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try tls.handler(host: host)) }
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(FrameDecoder(maxFrameSize: maxInboundFrame))
                     )

@@ -17,7 +17,7 @@ enum LongPollTransport {
     /// How long a request may go unanswered: the gate holds a poll up to 15 s.
     static let answerDeadline = TimeAmount.seconds(30)
 
-    static func open(url: String, tls: NIOSSLContext?) throws -> FrameTransport {
+    static func open(url: String, tls: ClientTLS?) throws -> FrameTransport {
         let target = try Target(url, tls: tls)
         let (inbound, received) = AsyncThrowingStream<Parley_Frame, any Error>.makeStream()
         let (outgoing, outbound) = AsyncStream<Parley_Frame>.makeStream()
@@ -115,9 +115,9 @@ enum LongPollTransport {
         let host: String
         let port: Int
         let path: String
-        let tls: NIOSSLContext?
+        let tls: ClientTLS?
 
-        init(_ url: String, tls: NIOSSLContext?) throws {
+        init(_ url: String, tls: ClientTLS?) throws {
             guard let components = URLComponents(string: url), components.scheme == (tls == nil ? "http" : "https"), let host = components.host else {
                 throw ClientConnectionError.closed("not an http:// or https:// long-poll URL: \(url)")
             }
@@ -148,7 +148,7 @@ enum LongPollTransport {
                 .connectTimeout(.seconds(3))
                 .connect(host: target.host, port: target.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        if let tls = target.tls { try channel.pipeline.syncOperations.addHandler(try ClientTLS.handler(tls, host: target.host)) }
+                        if let tls = target.tls { try channel.pipeline.syncOperations.addHandler(try tls.handler(host: target.host)) }
                         if let deadline {
                             try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: deadline))
                             try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())

@@ -1,6 +1,7 @@
 import Logging
 import ParleyCore
 import ParleyProto
+import ParleyWire
 
 /// The Parley client SDK: one device of one user.
 ///
@@ -398,9 +399,20 @@ public actor ParleyClient {
 
     private static let connectionIDs = ConnectionIDs()
 
+    /// Built on the first TLS connection and kept: a reconnect storm should
+    /// not read the authority's file once per device and attempt.
+    private var tls: ClientTLS?
+
+    private func clientTLS() throws -> ClientTLS {
+        if let tls { return tls }
+        let built = try ClientTLS(trusting: configuration.certificateAuthority)
+        tls = built
+        return built
+    }
+
     private func open(_ candidate: RegionDirectory.Candidate) async throws -> Parley_AuthOk {
         let transport = try await FrameTransport.connect(
-            to: candidate.address, trusting: configuration.certificateAuthority, logger: configuration.logger
+            to: candidate.address, tls: candidate.address.usesTLS ? try clientTLS() : nil, logger: configuration.logger
         )
         let id = Self.connectionIDs.next()
         let reader = Task { await self.read(transport, connectionID: id) }

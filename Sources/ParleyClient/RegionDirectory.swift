@@ -48,7 +48,7 @@ struct RegionDirectory: Sendable {
             return answer.regions.flatMap { region in
                 region.gates.compactMap { gate in
                     switch transport {
-                    case .tcp: Candidate(region: region.region, address: gate.tcpAddress)
+                    case .tcp: gate.tcpAddress.map { Candidate(region: region.region, address: $0) }
                     case .webSocket: Candidate(region: region.region, address: .webSocket(url: gate.webSocket))
                     // A route older than long-poll lists none.
                     case .longPoll: gate.longPoll.map { Candidate(region: region.region, address: .longPoll(url: $0)) }
@@ -76,11 +76,7 @@ struct RegionDirectory: Sendable {
             /// A URL, `http://` or `https://host:port/lp`.
             var longPoll: String?
 
-            var tcpAddress: GateAddress {
-                let parts = tcp.split(separator: ":")
-                let host = String(parts.first ?? ""), port = parts.count == 2 ? Int(parts[1]) ?? 0 : 0
-                return tls == true ? .tls(host: host, port: port) : .tcp(host: host, port: port)
-            }
+            var tcpAddress: GateAddress? { GateAddress(tcp: tcp, tls: tls == true) }
         }
 
         var regions: [Region]

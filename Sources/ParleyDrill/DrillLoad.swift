@@ -26,11 +26,7 @@ struct Topology {
     /// Every region's TCP gates, `home`'s first: what a client uses when no route answers.
     func gates(homeFirst home: String) -> [GateAddress] {
         let ordered = regions.filter { $0.name == home } + regions.filter { $0.name != home }
-        return ordered.flatMap(\.gates).map { gate in
-            let parts = gate.tcp.split(separator: ":")
-            let (host, port) = (String(parts[0]), Int(parts[1]) ?? 0)
-            return security.isTLS ? .tls(host: host, port: port) : .tcp(host: host, port: port)
-        }
+        return ordered.flatMap(\.gates).compactMap { GateAddress(tcp: $0.tcp, tls: security.isTLS) }
     }
 }
 

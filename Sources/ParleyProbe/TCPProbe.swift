@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ParleyCore
+import ParleyWire
 import Synchronization
 
 /// One short TCP exchange for health probes: connect, optionally write a
@@ -14,7 +15,7 @@ public enum TCPProbe {
     /// `tls`, the request and answer go through a TLS session.
     @discardableResult
     public static func exchange(
-        _ address: String, timeout: Duration, tls: NIOSSLContext? = nil, request: String? = nil,
+        _ address: String, timeout: Duration, tls: ClientTLS? = nil, request: String? = nil,
         complete: @escaping @Sendable (String) -> Bool = { _ in true }
     ) async throws -> String {
         let endpoint = try Endpoint(address)
@@ -25,7 +26,7 @@ public enum TCPProbe {
                     .connectTimeout(.nanoseconds(timeout.nanoseconds))
                     .connect(host: endpoint.host, port: endpoint.port) { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            if let tls, request != nil { try channel.pipeline.syncOperations.addHandler(try TLSContexts.clientHandler(tls, host: endpoint.host)) }
+                            if let tls, request != nil { try channel.pipeline.syncOperations.addHandler(try tls.handler(host: endpoint.host)) }
                             return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                         }
                     }
@@ -49,14 +50,14 @@ public enum TCPProbe {
     }
 
     /// An HTTP/1.1 GET's status code and body.
-    public static func httpGet(_ address: String, path: String, tls: NIOSSLContext? = nil, timeout: Duration) async throws -> (status: Int, body: String) {
+    public static func httpGet(_ address: String, path: String, tls: ClientTLS? = nil, timeout: Duration) async throws -> (status: Int, body: String) {
         try await http("GET", address, path: path, tls: tls, timeout: timeout)
     }
 
     /// One HTTP/1.1 request on a connection of its own: the answer's status
     /// code and body. `headers` are written as given, after Host.
     public static func http(
-        _ method: String, _ address: String, path: String, headers: [(String, String)] = [], body: String = "", tls: NIOSSLContext? = nil,
+        _ method: String, _ address: String, path: String, headers: [(String, String)] = [], body: String = "", tls: ClientTLS? = nil,
         timeout: Duration
     ) async throws -> (status: Int, body: String) {
         let headerLines = headers.map { "\($0.0): \($0.1)\r\n" }.joined()

@@ -1,9 +1,9 @@
 import Foundation
-import NIOSSL
 import ParleyCore
 import ParleyDeployment
 import ParleyProbe
 import ParleyRPC
+import ParleyWire
 import ServiceLifecycle
 
 /// Probes every region at a fixed interval and feeds the route table.
@@ -20,7 +20,7 @@ struct RegionProber: Service {
     let table: RouteTable
     let settings: ClusterFile.RouteSettings
     /// The gates' health answers come over HTTPS when their listeners are TLS.
-    let gateTLS: NIOSSLContext?
+    let gateTLS: ClientTLS?
 
     func run() async throws {
         while !Task.isShuttingDownGracefully {

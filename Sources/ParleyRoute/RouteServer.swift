@@ -6,6 +6,7 @@ import ParleyAuth
 import ParleyCore
 import ParleyDeployment
 import ParleyProbe
+import ParleyWire
 import ServiceLifecycle
 
 /// `parley route`: tells clients which regions to use, nearest healthy first
@@ -58,7 +59,7 @@ public enum RouteServer {
             configuration: .init(
                 services: [.init(service: RegionProber(
                     table: table, settings: settings,
-                    gateTLS: try security.certificates.map { try TLSContexts.client(authority: $0.authority) }
+                    gateTLS: try security.certificates.map { try ClientTLS(trusting: $0.authority) }
                 )), .init(service: app)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
             )

@@ -4,6 +4,7 @@ import ParleyClient
 import ParleyCore
 import ParleyProbe
 import ParleyProto
+import ParleyWire
 import Synchronization
 
 #if canImport(Glibc)
@@ -155,7 +156,7 @@ public struct Bench: Sendable {
             clients: clients, window: options.window,
             interval: options.rate.map { Duration.seconds(Double(senders) / Double(max(1, $0))) },
             durability: options.durability, recorder: recorder,
-            tls: usesTLS ? try TLSContexts.client(authority: options.certificateAuthority) : nil
+            tls: usesTLS ? try ClientTLS(trusting: options.certificateAuthority) : nil
         )
         let channels = try await driver.connect()
         RawBenchDriver.start(channels)

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOPosix
-import NIOSSL
 import ParleyCore
 import ParleyProbe
 import ParleyProto
@@ -30,7 +29,7 @@ struct RawBenchDriver {
     let durability: Parley_Durability
     let recorder: Bench.Recorder
     /// For clients of TLS gates.
-    let tls: NIOSSLContext?
+    let tls: ClientTLS?
 
     /// Connects and signs in every client; they start sending on `start`.
     func connect() async throws -> [any Channel] {
@@ -61,7 +60,7 @@ struct RawBenchDriver {
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(try TLSContexts.clientHandler(tls, host: client.host)) }
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try tls.handler(host: client.host)) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: 16 << 20)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
                     try channel.pipeline.syncOperations.addHandler(RawBenchClient(

@@ -23,9 +23,8 @@ struct GateChoice: ParsableArguments {
     static func address(_ gate: RegionFile.Gate, transport: String, security: LinkSecurity) throws -> GateAddress {
         switch transport {
         case "tcp":
-            let parts = gate.tcp.split(separator: ":")
-            guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("bad tcp address \(gate.tcp)") }
-            return security.isTLS ? .tls(host: String(parts[0]), port: port) : .tcp(host: String(parts[0]), port: port)
+            guard let address = GateAddress(tcp: gate.tcp, tls: security.isTLS) else { throw ValidationError("bad tcp address \(gate.tcp)") }
+            return address
         case "ws":
             return .webSocket(url: security.webSocketURL(gate))
         case "longpoll":
