@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
@@ -114,6 +115,18 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // Every process's metrics: swift-metrics backed by Prometheus, served on /metrics.
+        .target(
+            name: "ParleyMetrics",
+            dependencies: [
+                "ParleyCore", "ParleyAuth",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // gRPC plumbing shared by the roles: servers, a pool of clients by
         // address, streams reopened with backoff, serving once prepared, and
         // the link to a logic instance (gates and logic's writer forwarding).
@@ -131,7 +144,8 @@ let package = Package(
         .target(
             name: "ParleyLogic",
             dependencies: [
-                "ParleyCore", "ParleyProto", "ParleyWire", "ParleyStore", "ParleyPresence", "ParleyRPC", "ParleyProbe", "ParleyRedis",
+                "ParleyCore", "ParleyProto", "ParleyWire", "ParleyStore", "ParleyPresence", "ParleyRPC", "ParleyProbe", "ParleyRedis", "ParleyMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -141,7 +155,8 @@ let package = Package(
         .target(
             name: "ParleyGate",
             dependencies: [
-                "ParleyCore", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyPresence", "ParleyRPC", "ParleyProbe",
+                "ParleyCore", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyPresence", "ParleyRPC", "ParleyProbe", "ParleyMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -207,7 +222,8 @@ let package = Package(
         .target(
             name: "ParleyExt",
             dependencies: [
-                "ParleyCore", "ParleyProto", "ParleyStore", "ParleyPresence", "ParleyRedis", "ParleyRPC", "ParleyProbe",
+                "ParleyCore", "ParleyProto", "ParleyStore", "ParleyPresence", "ParleyRedis", "ParleyRPC", "ParleyProbe", "ParleyMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 "ParleyPlatformAPI",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
@@ -276,7 +292,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyCore", "ParleyDeployment", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleySync", "ParleyClient", "ParleyTools",
-                "ParleyDrill", "ParleyCheck", "ParleyRPC", "ParleyProbe", "ParleyStore", "ParleyFault", "ParleyRoute", "ParleyExt",
+                "ParleyDrill", "ParleyCheck", "ParleyRPC", "ParleyProbe", "ParleyStore", "ParleyFault", "ParleyRoute", "ParleyExt", "ParleyMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

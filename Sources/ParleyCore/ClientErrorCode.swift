@@ -61,6 +61,14 @@ public struct ClientErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let timeout = ClientErrorCode(rawValue: 32)
     public static let internalError = ClientErrorCode(rawValue: 50)
 
+    /// Every code above, in number order.
+    public static let all: [ClientErrorCode] = [
+        .malformedFrame, .frameTooLarge, .unknownFrameType, .authRequired, .tokenInvalid, .tokenExpired, .idleTimeout, .goingAway,
+        .authTimeout, .slowConsumer, .tooManyConnections, .tokenRevoked, .unknownUser, .notMember, .unknownConversation,
+        .invalidRequest, .payloadTooLarge, .notPermitted, .groupFull, .blocked, .noRequest, .groupDissolved, .unavailable,
+        .durabilityTimeout, .timeout, .muted, .recallWindowPassed, .rateLimited, .internalError,
+    ]
+
     public var description: String {
         switch self {
         case .malformedFrame: "malformed_frame"

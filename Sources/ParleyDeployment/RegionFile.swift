@@ -114,6 +114,32 @@ public struct RegionFile: Codable, Sendable {
     /// Where this region's `parley route` answers (`GET /route`); none when absent.
     public var route: String?
     public var ext: Ext?
+    /// Where each process answers `GET /metrics` (Prometheus text, behind the
+    /// admin token); none: not served. Sync's are on `syncStatus`, route's on `route`.
+    public var metrics: Metrics?
+
+    /// Metrics addresses by process, each list in the order of its role's list.
+    public struct Metrics: Codable, Sendable {
+        /// One per entry of `gates`.
+        public var gates: [String]?
+        /// One per entry of `logic`.
+        public var logic: [String]?
+        /// Ext instance `i` of several on `port + i`.
+        public var ext: String?
+
+        public init(gates: [String]? = nil, logic: [String]? = nil, ext: String? = nil) {
+            self.gates = gates
+            self.logic = logic
+            self.ext = ext
+        }
+
+        /// Ext instance `index`'s address: the base port plus the index.
+        public func ext(instance index: Int) throws -> String? {
+            guard let ext else { return nil }
+            let endpoint = try Endpoint(ext)
+            return "\(endpoint.host):\(endpoint.port + index)"
+        }
+    }
 
     /// The durability named by `durability`; anything else is a configuration error.
     public var defaultDurability: Durability {

@@ -1,5 +1,6 @@
 import Logging
 import ParleyCore
+import ParleyMetrics
 import ParleyPresence
 import ParleyRPC
 import ParleyRedis
@@ -15,6 +16,8 @@ public struct ExtConfiguration: Sendable {
     public var redisPassword: String?
     /// This instance's certificate for its calls to logic (mutual TLS; nil: plaintext).
     public var tls: TLSIdentity?
+    /// Where `GET /metrics` is served; nil: not served.
+    public var metrics: MetricsListener?
     /// This instance's name in the consumer group: unique within the region.
     public var consumer: String
     /// Where offline devices are notified; none: nobody is.
@@ -63,8 +66,9 @@ public enum ExtServer {
                 "platform": "\(configuration.platform.map { "http://\($0.listen)/v1" } ?? "none")",
             ])
         }
+        let metrics = ExtMetrics()
         var services: [any Service] = [
-            FollowUpWorker(configuration: configuration, store: store, presence: presence, stream: stream, logger: logger),
+            FollowUpWorker(configuration: configuration, store: store, presence: presence, stream: stream, metrics: metrics, logger: logger),
             CursorKeeper(configuration: configuration, store: store, redis: redis, logger: logger),
         ]
         if let platform = configuration.platform {
@@ -85,8 +89,9 @@ public enum ExtServer {
             services.append(runner)
             services.append(try PlatformServer.application(platform, api: api, logger: logger, onRunning: ready))
         }
+        if let metrics = configuration.metrics { services.append(metrics.service(name: "parley-ext", logger: logger)) }
         if let gateway = configuration.pushGateway {
-            services.append(PushSender(configuration: configuration, gateway: gateway, store: store, presence: presence, logger: logger))
+            services.append(PushSender(configuration: configuration, gateway: gateway, store: store, presence: presence, metrics: metrics, logger: logger))
         } else {
             logger.notice("no push gateway configured: offline devices are not notified")
         }

@@ -17,13 +17,19 @@ struct FollowUpWorker: Service {
     let presence: Presence
     /// Its own connection: a blocked XREADGROUP holds it.
     let stream: RedisClient
+    let metrics: ExtMetrics
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             var failures = 0
             var lastClaim = ContinuousClock.now - configuration.claimIdle
+            var lastMeasured = ContinuousClock.now - .seconds(1)
             while !Task.isCancelled {
+                if ContinuousClock.now - lastMeasured >= .seconds(1) {
+                    lastMeasured = ContinuousClock.now
+                    await metrics.measureQueue(stream)
+                }
                 do {
                     if ContinuousClock.now - lastClaim >= configuration.claimIdle / 2 {
                         lastClaim = ContinuousClock.now
@@ -105,6 +111,8 @@ struct FollowUpWorker: Service {
     /// One run of events: who is owed a notification, recorded with the
     /// events as done in one statement.
     func perform(_ work: FollowUpWork) async throws {
+        let started = ContinuousClock.now
+        defer { metrics.jobLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds) }
         let count = Int(work.seqs.upperBound - work.seqs.lowerBound + 1)
         let events = try await store.events(origin: work.origin, after: work.seqs.lowerBound - 1, limit: count)
         guard let last = events.last?.seq else { return }  // not in this region's log (yet): nothing to do

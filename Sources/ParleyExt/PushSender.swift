@@ -16,6 +16,7 @@ struct PushSender: Service {
     let gateway: PushGateway
     let store: RegionStore
     let presence: Presence
+    let metrics: ExtMetrics
     let logger: Logger
 
     func run() async throws {
@@ -53,6 +54,7 @@ struct PushSender: Service {
     private func deliver(_ notification: OutboxNotification, online: Bool) async throws {
         if online {
             try await store.forgetNotification(id: notification.id)
+            metrics.notifications.increment("online")
             return
         }
         let body = PushGateway.Notification(
@@ -69,14 +71,17 @@ struct PushSender: Service {
             let status = try await gateway.send(body, timeout: configuration.pushTimeout)
             if (200..<300).contains(status) {
                 try await store.forgetNotification(id: notification.id)
+                metrics.notifications.increment("delivered")
                 logger.info("push notification delivered", metadata: [
                     "notification": "\(body.notificationID)", "user": "\(body.userID)", "device": "\(body.deviceID)",
                     "messages": "\(body.messages)",
                 ])
                 return
             }
+            metrics.webhookFailures.increment()
             if (400..<500).contains(status) && status != 408 && status != 429 {
                 try await store.forgetNotification(id: notification.id)
+                metrics.notifications.increment("refused")
                 logger.error("push gateway refused a notification; dropped", metadata: [
                     "notification": "\(body.notificationID)", "status": "\(status)",
                 ])
@@ -85,10 +90,12 @@ struct PushSender: Service {
             outcome = "status \(status)"
         } catch {
             // Refused, reset, timed out: the gateway may come back.
+            metrics.webhookFailures.increment()
             outcome = "\(error)"
         }
         if body.attempt >= configuration.maxAttempts {
             try await store.forgetNotification(id: notification.id)
+            metrics.notifications.increment("given_up")
             logger.error("push notification given up", metadata: [
                 "notification": "\(body.notificationID)", "attempts": "\(body.attempt)", "last": "\(outcome)",
             ])
@@ -96,6 +103,7 @@ struct PushSender: Service {
         }
         let wait = configuration.pushBackoff.delay(afterFailures: notification.attempts)
         try await store.retryNotification(id: notification.id, after: wait)
+        metrics.notifications.increment("retried")
         logger.warning("push gateway call failed; retrying", metadata: [
             "notification": "\(body.notificationID)", "attempt": "\(body.attempt)", "error": "\(outcome)", "retry_in": "\(wait)",
         ])

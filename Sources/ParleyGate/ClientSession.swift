@@ -15,6 +15,7 @@ import Synchronization
 struct ClientSession: Sendable {
     let gate: GateContext
     let connection: GateConnection
+    let transport: GateMetrics.Transport
 
     /// Serves the connection. `inbound` yields one frame payload at a time and
     /// throws `FrameError` for bytes that are not a frame; `write` sends
@@ -32,11 +33,15 @@ struct ClientSession: Sendable {
                 await closeTransport()
             }
         }
+        let metrics = gate.metrics, transport = self.transport
+        metrics.opened(transport)
+        defer { metrics.closed(transport) }
         await withDiscardingTaskGroup { group in
             group.addTask {
                 // The only writer: responses, pushes and a last error leave in
                 // order, each batch with one flush.
                 while let frames = await connection.outbox.next() {
+                    metrics.writing(frames, on: transport)
                     do { try await write(frames.map { $0.encoded() }) } catch { break }
                 }
                 await closeTransport()
@@ -55,6 +60,7 @@ struct ClientSession: Sendable {
         var pipeline = RequestPipeline(session: self)
         do {
             for try await payload in inbound {
+                gate.metrics.received(transport)
                 connection.heard(at: WallClock.milliseconds())
                 let frame: Parley_Frame
                 do {
@@ -71,6 +77,7 @@ struct ClientSession: Sendable {
                     // one leaves the connection open for another `auth` after the wait.
                     if let address = connection.address,
                         let wait = await gate.limiter.admit([("ip:\(address)", gate.limits.signInsPerAddress)]) {
+                        gate.metrics.signIn(.rateLimited)
                         connection.send(.error(Self.rateLimited(wait, "sign-ins from this address"), requestID: frame.requestID))
                         continue
                     }
@@ -112,32 +119,39 @@ struct ClientSession: Sendable {
         do {
             token = try await gate.tokens.verify(auth.token)
         } catch .expired {
+            gate.metrics.signIn(.tokenExpired)
             connection.close(with: ClientError(.tokenExpired, "token expired"), requestID: requestID)
             return false
         } catch {
+            gate.metrics.signIn(.tokenInvalid)
             connection.close(with: ClientError(.tokenInvalid, "token is not valid"), requestID: requestID)
             return false
         }
         let userID = token.userID
         guard Naming.isValid(userID), Naming.isValid(auth.deviceID) else {
+            gate.metrics.signIn(.tokenInvalid)
             connection.close(with: ClientError(.tokenInvalid, "user and device ids must be 1...64 of [A-Za-z0-9_.]"), requestID: requestID)
             return false
         }
         let identity = GateConnection.Identity(userID: userID, deviceID: auth.deviceID)
         // Logic registers the user on first sign-in; only then is the device reachable.
         guard var answer = await forward(Self.signInCall(token, device: auth.deviceID, requestID: requestID)) else {
+            gate.metrics.signIn(.unavailable)
             connection.close(with: ClientError(.unavailable, "sign-in failed; try again"), requestID: requestID)
             return false
         }
         guard case .authOk = answer.body else {
             // Revoked (18), or a refusal of logic's: the device is told why.
             if case .error(let error) = answer.body, error.code == ClientErrorCode.tokenRevoked.rawValue {
+                gate.metrics.signIn(.tokenRevoked)
                 connection.close(with: ClientError(.tokenRevoked, error.message), requestID: requestID)
             } else {
+                gate.metrics.signIn(.unavailable)
                 connection.close(with: ClientError(.unavailable, "sign-in failed; try again"), requestID: requestID)
             }
             return false
         }
+        gate.metrics.signIn(.ok)
         connection.tokenValid(token)
         if let replaced = gate.registry.bind(connection, to: identity) {
             replaced.close(with: ClientError(.authRequired, "this device connected again elsewhere"))
@@ -237,7 +251,10 @@ struct ClientSession: Sendable {
                     await previous?.value
                 }
             }
-            return try await gate.logic.forward(call)
+            let started = ContinuousClock.now
+            let answer = try await gate.logic.forward(call)
+            gate.metrics.answered(after: (ContinuousClock.now - started).nanoseconds)
+            return answer
         } catch {
             let refusal = ClientError(converting: error)
             gate.logger.warning("call to logic failed", metadata: ["error": "\(String(reflecting: refusal))"])
@@ -360,6 +377,7 @@ struct GateContext: Sendable {
     let limits: GateLimits
     let limiter: RateLimiter
     let logic: LogicRouter
+    let metrics: GateMetrics
     let heartbeatIntervalMilliseconds: UInt64
     let logger: Logger
 }

@@ -3,6 +3,7 @@ import Logging
 import NIOSSL
 import ParleyAuth
 import ParleyCore
+import ParleyMetrics
 import ParleyPresence
 import ParleyProbe
 import ParleyRPC
@@ -25,6 +26,8 @@ public struct GateConfiguration: Sendable {
     /// its mutual TLS calls to logic; nil: plaintext (only when the
     /// deployment asks for it).
     public var tls: TLSIdentity?
+    /// Where `GET /metrics` is served; nil: not served.
+    public var metrics: MetricsListener?
     public var maxFrameSize = 64 * 1024
     public var idleTimeoutMilliseconds: UInt64 = 45_000
     /// A connection that has not signed in by then is closed with `auth_timeout`.
@@ -99,6 +102,7 @@ public enum GateServer {
             limits: configuration.limits,
             limiter: RateLimiter(redis: redis, logger: logger),
             logic: LogicRouter(links: links, logger: logger),
+            metrics: GateMetrics(),
             heartbeatIntervalMilliseconds: configuration.idleTimeoutMilliseconds / 3,
             logger: logger
         )
@@ -124,7 +128,8 @@ public enum GateServer {
                         ),
                         longPollHold: configuration.longPollHold
                     )),
-                ] + (configuration.route.map { route in
+                ] + (configuration.metrics.map { [.init(service: $0.service(name: "parley-gate", logger: logger))] } ?? [])
+                  + (configuration.route.map { route in
                     [.init(service: RouteWatch(
                         region: configuration.region, route: route, interval: configuration.routeWatchInterval,
                         drainWindow: configuration.drainWindow, registry: registry, logger: logger

@@ -39,7 +39,7 @@ final class LongPollSessions: Sendable {
         sessions.withLock { $0[session.id] = session }
         let gate = self.gate, hold = self.hold
         Task {
-            await ClientSession(gate: gate, connection: session.connection).serve(
+            await ClientSession(gate: gate, connection: session.connection, transport: .longPoll).serve(
                 inbound: session.inbound,
                 write: { frames in session.deliver(frames) },
                 closeTransport: { session.end() }

@@ -65,7 +65,7 @@ struct TCPListener: Service {
         try? await client.executeThenClose { inbound, outbound in
             try await channel.setOption(.autoRead, value: true).get()
             let connection = gate.registry.open(now: WallClock.milliseconds(), address: channel.remoteAddress?.ipAddress)
-            await ClientSession(gate: gate, connection: connection).serve(
+            await ClientSession(gate: gate, connection: connection, transport: .tcp).serve(
                 inbound: inbound,
                 write: { try await outbound.write(contentsOf: $0) },
                 closeTransport: { try? await channel.close() }

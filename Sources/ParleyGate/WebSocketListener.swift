@@ -60,7 +60,7 @@ struct WebSocketListener: Service {
                     throw .malformed
                 }
             }
-            await ClientSession(gate: gate, connection: connection).serve(
+            await ClientSession(gate: gate, connection: connection, transport: json ? .webSocketJSON : .webSocket).serve(
                 inbound: frames,
                 write: { frames in
                     for frame in frames {

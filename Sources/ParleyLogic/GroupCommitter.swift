@@ -20,9 +20,14 @@ final class GroupCommitter: Service, Sendable {
     private let logger: Logger
     private let queue: BatchQueue<Pending>
     private let onCommit: @Sendable ([Parley_Event]) -> Void
+    private let metrics: LogicMetrics
 
-    init(store: RegionStore, rules: CommitRules, maxBatch: Int, logger: Logger, onCommit: @escaping @Sendable ([Parley_Event]) -> Void) {
+    init(
+        store: RegionStore, rules: CommitRules, maxBatch: Int, metrics: LogicMetrics, logger: Logger,
+        onCommit: @escaping @Sendable ([Parley_Event]) -> Void
+    ) {
         self.store = store
+        self.metrics = metrics
         self.rules = rules
         self.logger = logger
         self.queue = BatchQueue(maxBatch: maxBatch)
@@ -51,6 +56,9 @@ final class GroupCommitter: Service, Sendable {
 
     private func commit(_ batch: [Pending]) async {
         let commands = batch.map(\.command)
+        metrics.commitBatchSize.record(batch.count)
+        let started = ContinuousClock.now
+        defer { metrics.commitLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds) }
         var lastError: (any Error)?
         // One retry: a concurrent commit of the same client_msg_id by another
         // logic instance aborts this batch, and the retry then finds it stored.
@@ -70,6 +78,7 @@ final class GroupCommitter: Service, Sendable {
             }
         }
         // The database's words stay in the log: a device learns only that it may retry.
+        metrics.commitFailures.increment()
         logger.error("group commit gave up", metadata: ["size": "\(batch.count)", "error": "\(lastError.map { String(reflecting: $0) } ?? "unknown")"])
         let failure = ClientError(.unavailable, "could not commit; retry", detail: lastError.map { String(reflecting: $0) })
         for entry in batch { entry.ticket.resolve(.failure(failure)) }

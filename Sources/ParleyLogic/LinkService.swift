@@ -22,6 +22,7 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
     let handler: RequestHandler
     let links: GateLinks
     let health: LogicHealth
+    let metrics: LogicMetrics
 
     func health(request: Parley_HealthRequest, context: ServerContext) async throws -> Parley_HealthReport {
         await health.report()
@@ -54,9 +55,12 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
                             case .call(let call):
                                 // Started here, in arrival order: one connection's pipelined
                                 // changes join the group commit in the order it sent them.
+                                let started = ContinuousClock.now
+                                metrics.request(call.frame)
                                 let answering = handler.start(call)
                                 calls.addTask {
                                     let answer = await answering()
+                                    metrics.answered(after: (ContinuousClock.now - started).nanoseconds)
                                     output.push(.with { $0.result = .with { $0.callID = call.callID; $0.frame = answer } })
                                 }
                             case nil:

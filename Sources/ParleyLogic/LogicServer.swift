@@ -1,5 +1,6 @@
 import Logging
 import ParleyCore
+import ParleyMetrics
 import ParleyPresence
 import ParleyRPC
 import ParleyRedis
@@ -17,6 +18,8 @@ public struct LogicConfiguration: Sendable {
     /// This instance's certificate: its RPC server and its calls are mutual
     /// TLS (nil: plaintext, only when the deployment asks for it).
     public var tls: TLSIdentity?
+    /// Where `GET /metrics` is served; nil: not served.
+    public var metrics: MetricsListener?
     public var presenceTTLMilliseconds: UInt64 = 45_000
     public var maxBatch = 256
     public var limits = LogicLimits()
@@ -52,9 +55,10 @@ public enum LogicServer {
         let redis = RedisClient(host: configuration.redis.host, port: configuration.redis.port, password: configuration.redisPassword)
         let presence = Presence(redis: redis, ttlMilliseconds: configuration.presenceTTLMilliseconds, now: WallClock.milliseconds)
         let gates = GateLinks()
-        let dispatcher = PushDispatcher(presence: presence, gates: gates, logger: logger)
+        let metrics = LogicMetrics()
+        let dispatcher = PushDispatcher(presence: presence, gates: gates, metrics: metrics, logger: logger)
         let followUps = FollowUpAnnouncer(redis: redis, logger: logger)
-        let committer = GroupCommitter(store: store, rules: CommitRules(maxGroupMembers: configuration.limits.maxGroupMembers, recallWindowMs: configuration.limits.recallWindowMs), maxBatch: configuration.maxBatch, logger: logger) { events in
+        let committer = GroupCommitter(store: store, rules: CommitRules(maxGroupMembers: configuration.limits.maxGroupMembers, recallWindowMs: configuration.limits.recallWindowMs), maxBatch: configuration.maxBatch, metrics: metrics, logger: logger) { events in
             dispatcher.enqueue(events)
             followUps.announce(events)
         }
@@ -72,7 +76,9 @@ public enum LogicServer {
             region: configuration.region, store: store, committer: committer, writer: writer, geo: geo,
             defaultDurability: configuration.defaultDurability, limits: configuration.limits, typing: typing, logger: logger
         )
-        let service = LinkService(handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout))
+        let service = LinkService(
+            handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout), metrics: metrics
+        )
         // Requests are served only once the schema is migrated.
         let server = AfterPreparing(services: [RPCServerService(
             listen: configuration.listen, services: [service], tls: configuration.tls, callers: LinkService.callers
@@ -90,7 +96,8 @@ public enum LogicServer {
                     .init(service: forwarder),
                     .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, typing: typing, logger: logger)),
                     .init(service: committer),
-                ] + writer.links.map { .init(service: $0) } + [
+                ] + writer.links.map { .init(service: $0) }
+                  + (configuration.metrics.map { [.init(service: $0.service(name: "parley-logic", logger: logger))] } ?? []) + [
                     .init(service: server),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],

@@ -13,24 +13,32 @@ import ServiceLifecycle
 final class PushDispatcher: Service, Sendable {
     private let presence: Presence
     private let gates: GateLinks
+    private let metrics: LogicMetrics
     private let logger: Logger
-    private let queue = BatchQueue<Parley_Event>(maxBatch: 4096)
+    /// Each event with when it was queued, for the push latency.
+    private let queue = BatchQueue<(event: Parley_Event, queuedAt: ContinuousClock.Instant)>(maxBatch: 4096)
 
-    init(presence: Presence, gates: GateLinks, logger: Logger) {
+    init(presence: Presence, gates: GateLinks, metrics: LogicMetrics, logger: Logger) {
         self.presence = presence
         self.gates = gates
+        self.metrics = metrics
         self.logger = logger
     }
 
     /// Called after a batch commits; never blocks the committer. Events that
     /// pile up while a dispatch runs go out together in the next one.
     func enqueue(_ events: [Parley_Event]) {
-        for event in events { queue.push(event) }
+        let now = ContinuousClock.now
+        for event in events { queue.push((event, now)) }
     }
 
     func run() async throws {
         await withGracefulShutdownHandler {
-            while let events = await queue.next() { await dispatch(events) }
+            while let queued = await queue.next() {
+                await dispatch(queued.map(\.event))
+                let now = ContinuousClock.now
+                for entry in queued { metrics.pushLatency.recordNanoseconds((now - entry.queuedAt).nanoseconds) }
+            }
         } onGracefulShutdown: {
             self.queue.close()
         }
@@ -81,6 +89,7 @@ final class PushDispatcher: Service, Sendable {
                 }
             }
         }
+        metrics.pushes.increment(by: byGate.values.reduce(0) { $0 + $1.count })
         for (gate, deliveries) in byGate where !gates.deliver(deliveries, to: gate) {
             logger.debug("gate not linked here; its devices will sync", metadata: ["gate": "\(gate)"])
         }

@@ -140,7 +140,7 @@ public final class LocalRegion: @unchecked Sendable {
         self.directory = directory
         self.tokenSecret = tokenSecret
         self.security = security
-        let ports = try (0..<9).map { _ in try FreePort.next() }
+        let ports = try (0..<13).map { _ in try FreePort.next() }
         var file = RegionFile(
             name: name,
             location: .init(latitude: 0, longitude: 0),
@@ -157,6 +157,9 @@ public final class LocalRegion: @unchecked Sendable {
         file.ext = .init(
             platform: "127.0.0.1:\(ports[8])", serviceTokens: Self.serviceTokens,
             templates: ["order_shipped": "Your order {order} has shipped and arrives {eta}."]
+        )
+        file.metrics = .init(
+            gates: ["127.0.0.1:\(ports[9])"], logic: ["127.0.0.1:\(ports[10])", "127.0.0.1:\(ports[11])"], ext: "127.0.0.1:\(ports[12])"
         )
         self.file = file
         try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: "\(directory)/\(name).json"))
@@ -233,12 +236,13 @@ public final class LocalRegion: @unchecked Sendable {
     public func startExt(_ index: Int, arguments: [String] = [], environment: [String: String] = [:]) async throws {
         // Instance 0 serves the platform API on the region file's address; the others on ports of their own.
         let platform = index == 0 || arguments.contains("--platform") ? [] : ["--platform", "127.0.0.1:\(try FreePort.next())"]
+        let metrics = index == 0 || arguments.contains("--metrics") ? [] : ["--metrics", "127.0.0.1:\(try FreePort.next())"]
         let logPath = "\(directory)/\(name)-ext\(index).log"
         // A restarted instance appends to its log: wait for a new "ext ready".
         let readyBefore = ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").components(separatedBy: "ext ready").count - 1
         let process = try ChildProcess(
             name: "\(name)-ext\(index)", executable: Self.binary,
-            arguments: ["ext", "--regions", directory, "--region", name, "--name", "ext\(index)", "--index", "\(index)", "--log-level", "info"] + platform + arguments,
+            arguments: ["ext", "--regions", directory, "--region", name, "--name", "ext\(index)", "--index", "\(index)", "--log-level", "info"] + platform + metrics + arguments,
             logPath: logPath, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }
         )
         if ext.count > index { ext[index] = process } else { ext.append(process) }
@@ -275,9 +279,27 @@ public final class LocalRegion: @unchecked Sendable {
     /// The body of `GET <path>` on the sync's status listener (`/status` or
     /// `/metrics`), asked with the admin token.
     public func syncHTTP(_ path: String) async throws -> String {
-        guard let address = file.syncStatus, let url = URL(string: "http://\(address)\(path)") else {
-            throw TestSupportError("no sync status listener")
+        guard let address = file.syncStatus else { throw TestSupportError("no sync status listener") }
+        return try await adminHTTP(address, path)
+    }
+
+    /// A process's `GET /metrics` in Prometheus text format, asked with the
+    /// admin token: `role` is gate, logic or ext, `index` its position in the
+    /// region file (ext instance 0 only).
+    public func metrics(_ role: String, _ index: Int = 0) async throws -> String {
+        let address: String? = switch role {
+        case "gate": file.metrics?.gates?[index]
+        case "logic": file.metrics?.logic?[index]
+        case "ext": try file.metrics?.ext(instance: index)
+        default: nil
         }
+        guard let address else { throw TestSupportError("no metrics address for \(role) \(index)") }
+        return try await adminHTTP(address, "/metrics")
+    }
+
+    /// The body of `GET http://<address><path>` with the admin token; any status but 200 throws.
+    private func adminHTTP(_ address: String, _ path: String) async throws -> String {
+        guard let url = URL(string: "http://\(address)\(path)") else { throw TestSupportError("bad address \(address)") }
         var request = URLRequest(url: url)
         request.setValue("Bearer \(try adminToken)", forHTTPHeaderField: "Authorization")
         let (data, response) = try await URLSession.shared.data(for: request)

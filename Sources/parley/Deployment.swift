@@ -4,6 +4,7 @@ import Logging
 import ParleyAuth
 import ParleyCore
 import ParleyDeployment
+import ParleyMetrics
 import ParleyProbe
 import ParleyStore
 
@@ -98,6 +99,18 @@ struct DeploymentOptions: ParsableArguments {
         let token = try adminToken
         if let warning = AdminCredential.developmentTokenWarning(token: token, listeningOn: hosts) { logger.critical("\(warning)") }
         return try AdminCredential(token: token)
+    }
+
+    /// Where this process serves `GET /metrics`: `address` (from
+    /// `--metrics`, "none": nowhere), else the region file's entry, behind
+    /// the admin token.
+    /// Also points swift-metrics at this process's registry: call it before
+    /// the role makes its metrics.
+    func metricsListener(_ address: String?, regionFile: String?, logger: Logger) throws -> MetricsListener? {
+        ProcessMetrics.bootstrap()
+        guard let address = address ?? regionFile, address != "none" else { return nil }
+        let endpoint = try Endpoint(address)
+        return MetricsListener(endpoint: endpoint, admin: try adminCredential(listeningOn: [endpoint.host], logger: logger))
     }
 
     func logger(_ label: String) -> Logger {

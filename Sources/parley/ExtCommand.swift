@@ -47,6 +47,9 @@ struct ExtCommand: AsyncParsableCommand {
     @Option(help: "A broadcast whose instance stopped renewing its lease this long is taken over (milliseconds).")
     var broadcastLeaseMs = 15_000
 
+    @Option(help: "Where this process serves GET /metrics (host:port); default: the region file's metrics entry. \"none\": not served.")
+    var metrics: String?
+
     func run() async throws {
         let (region, _) = try deployment.load()
         let host = ProcessInfo.processInfo.hostName
@@ -71,7 +74,9 @@ struct ExtCommand: AsyncParsableCommand {
         configuration.maxAttempts = maxAttempts
         configuration.pushBackoff = Backoff(base: .milliseconds(retryBaseMs), cap: .seconds(300), jitter: 0.5)
         configuration.platform = try platformConfiguration(region)
-        try await ExtServer.run(configuration, logger: deployment.logger("parley.ext"))
+        let logger = deployment.logger("parley.ext")
+        configuration.metrics = try deployment.metricsListener(metrics, regionFile: try region.metrics?.ext(instance: index), logger: logger)
+        try await ExtServer.run(configuration, logger: logger)
     }
 
     private func platformConfiguration(_ region: RegionFile) throws -> PlatformConfiguration? {

@@ -57,6 +57,9 @@ struct GateCommand: AsyncParsableCommand {
     @Option(help: "Connections one client address may hold open on this gate; more get too_many_connections (17) (0: no cap).")
     var maxConnectionsPerAddress = 1_000
 
+    @Option(help: "Where this process serves GET /metrics (host:port); default: the region file's metrics entry. \"none\": not served.")
+    var metrics: String?
+
     var limits: GateLimits {
         get throws {
             guard deviceRequestsPerSecond >= 0, userRequestsPerSecond >= 0, signInsPerAddressPerSecond >= 0, maxConnectionsPerAddress >= 0,
@@ -105,6 +108,10 @@ struct GateCommand: AsyncParsableCommand {
         configuration.drainWindow = routeSettings.drainWindow
         // The gate answers with what failed before route's probe gives up on it.
         configuration.healthTimeout = .milliseconds(routeSettings.probeTimeoutMs * 3 / 4)
-        try await GateServer.run(configuration, logger: deployment.logger("parley.gate"))
+        let logger = deployment.logger("parley.gate")
+        configuration.metrics = try deployment.metricsListener(
+            metrics, regionFile: region.metrics?.gates.flatMap { $0.indices.contains(index) ? $0[index] : nil }, logger: logger
+        )
+        try await GateServer.run(configuration, logger: logger)
     }
 }

@@ -32,6 +32,9 @@ struct LogicCommand: AsyncParsableCommand {
     @Option(help: "How long a device's first change or read after it moved here waits for this region to hold what it wrote or saw elsewhere (milliseconds).")
     var sessionWaitMs = 2_000
 
+    @Option(help: "Where this process serves GET /metrics (host:port); default: the region file's metrics entry. \"none\": not served.")
+    var metrics: String?
+
     func run() async throws {
         let (region, cluster) = try deployment.load()
         let peers = try deployment.peers()
@@ -68,6 +71,12 @@ struct LogicCommand: AsyncParsableCommand {
         guard configuration.geoQuorum >= 1, configuration.geoQuorum <= peers.count || configuration.defaultDurability == .local else {
             throw ValidationError("region \(region.name): geoQuorum must be 1...\(peers.count) (its number of peers)")
         }
-        try await LogicServer.run(configuration, logger: deployment.logger("parley.logic"))
+        let logger = deployment.logger("parley.logic")
+        let position = region.logic.firstIndex(of: listen)
+        configuration.metrics = try deployment.metricsListener(
+            metrics, regionFile: position.flatMap { position in region.metrics?.logic.flatMap { $0.indices.contains(position) ? $0[position] : nil } },
+            logger: logger
+        )
+        try await LogicServer.run(configuration, logger: logger)
     }
 }
