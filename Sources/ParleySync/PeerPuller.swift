@@ -48,7 +48,7 @@ struct PeerPuller: Service {
                         // or every restart would make the other pullers restart in turn.
                         if !Task.isCancelled { links.set(peer, up: false) }
                     }
-                    try await sync.pull(request, options: .failFast(timeout: nil)) { response in
+                    try await sync.pull(request, options: .batchedLink) { response in
                         monitor.connected(peer, true)
                         links.set(peer, up: true)
                         for try await batch in response.messages.cancelOnGracefulShutdown() {

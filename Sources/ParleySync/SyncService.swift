@@ -50,11 +50,13 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
                 for origin in available.origins where available[origin] > sent[origin] {
                     let events = try await store.events(origin: origin, after: sent[origin], limit: batchSize)
                     guard let last = events.last else { continue }
-                    try await response.write(.with {
-                        $0.events = events
-                        $0.applied = available.entries
-                        $0.sentAtMs = WallClock.milliseconds()
-                    })
+                    for part in Self.split(events) {
+                        try await response.write(.with {
+                            $0.events = Array(part)
+                            $0.applied = available.entries
+                            $0.sentAtMs = WallClock.milliseconds()
+                        })
+                    }
                     sent[origin] = last.seq
                     wrote = true
                 }
@@ -66,6 +68,27 @@ struct SyncService: Parley_Sync.SimpleServiceProtocol {
                 }
             }
         }
+    }
+
+    /// The most one stream message carries: well under what a peer accepts
+    /// (`LinkBatch.maxMessageBytes`), whatever the events hold (16 KiB
+    /// bodies, audiences of a thousand members).
+    static let maxBatchBytes = 4 << 20
+
+    /// `events` cut into runs of at most `maxBatchBytes` encoded, in order.
+    static func split(_ events: [Parley_Event]) -> [ArraySlice<Parley_Event>] {
+        var parts: [ArraySlice<Parley_Event>] = []
+        var start = 0, bytes = 0
+        for (index, event) in events.enumerated() {
+            let size = ((try? event.serializedBytes() as [UInt8])?.count ?? 0) + 8
+            if bytes + size > maxBatchBytes, index > start {
+                parts.append(events[start..<index])
+                (start, bytes) = (index, 0)
+            }
+            bytes += size
+        }
+        if start < events.count { parts.append(events[start...]) }
+        return parts
     }
 
     func awaitStored(request: Parley_AwaitStoredRequest, context: ServerContext) async throws -> Parley_AwaitStoredResponse {
