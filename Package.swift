@@ -286,7 +286,7 @@ let package = Package(
         // Ephemeral real servers (Postgres, Redis) and whole regions for tests.
         .target(
             name: "ParleyTestSupport",
-            dependencies: ["ParleyCore", "ParleyDeployment", "ParleyFault"]
+            dependencies: ["ParleyCore", "ParleyDeployment", "ParleyFault", "ParleyProbe"]
         ),
         .executableTarget(
             name: "parley",

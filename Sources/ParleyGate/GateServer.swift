@@ -51,6 +51,8 @@ public struct GateConfiguration: Sendable {
     public var drainWindow: Duration = .seconds(10)
     /// The longest a long-poll is held with nothing to send.
     public var longPollHold: Duration = .seconds(15)
+    /// The browser chat client (`web/chat`), served on `/app/`; nil: not served.
+    public var webClient: WebClient?
 
     public init(
         region: String, node: String, tcp: Endpoint, webSocket: Endpoint,
@@ -126,7 +128,7 @@ public enum GateServer {
                             region: configuration.region, node: configuration.node, redis: redis,
                             logic: configuration.logic.map(\.description), pool: pool, timeout: configuration.healthTimeout
                         ),
-                        longPollHold: configuration.longPollHold
+                        longPollHold: configuration.longPollHold, webClient: configuration.webClient
                     )),
                 ] + (configuration.metrics.map { [.init(service: $0.service(name: "parley-gate", logger: logger))] } ?? [])
                   + (configuration.route.map { route in

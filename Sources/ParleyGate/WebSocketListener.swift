@@ -24,6 +24,7 @@ struct WebSocketListener: Service {
     let gate: GateContext
     let health: GateHealth
     let longPollHold: Duration
+    let webClient: WebClient?
 
     func run() async throws {
         let gate = self.gate
@@ -40,6 +41,7 @@ struct WebSocketListener: Service {
             )
         }
         LongPollSessions(gate: gate, maxFrameSize: maxFrameSize, hold: longPollHold).register(on: http)
+        webClient?.register(on: http, logger: gate.logger)
         router.ws("/ws") { request, _ in
             // The chosen subprotocol is named back, as browsers insist.
             .upgrade(Self.wantsJSON(request) ? [.secWebSocketProtocol: Parley_Frame.jsonSubprotocol] : [:])

@@ -35,10 +35,10 @@ public enum RouteServer {
                 location = .init(latitude: lat, longitude: lon)
             }
             let answer = table.answer(for: .init(address: address, location: location, hint: query.get("hint")))
-            return try json(["regions": answer])
+            return try json(["regions": answer], public: true)
         }
         router.get("/status") { _, _ -> Response in
-            try json(table.status)
+            try json(table.status, public: true)
         }
         router.get("/metrics") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: table.prometheus)))
@@ -79,8 +79,12 @@ struct RouteRequestContext: RequestContext, RemoteAddressRequestContext {
     }
 }
 
-private func json(_ value: some Encodable) throws -> Response {
+/// `public`: any web page may read it (the browser client, loaded from a
+/// gate, asks every region's route when its own region fails).
+private func json(_ value: some Encodable, public: Bool = false) throws -> Response {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    var headers: HTTPFields = [.contentType: "application/json"]
+    if `public` { headers[.accessControlAllowOrigin] = "*" }
+    return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
 }

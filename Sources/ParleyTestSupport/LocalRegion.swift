@@ -192,13 +192,19 @@ public final class LocalRegion: @unchecked Sendable {
     public func startGate() async throws {
         let process = try ChildProcess(
             name: "\(name)-gate", executable: Self.binary,
-            arguments: ["gate", "--regions", directory, "--region", name, "--log-level", "info"] + Self.roomyLimits + gateArguments,
+            arguments: ["gate", "--regions", directory, "--region", name, "--log-level", "info", "--web", Self.webClientFolder]
+                + Self.roomyLimits + gateArguments,
             logPath: "\(directory)/\(name)-gate.log"
         )
         gate = process
         try await FreePort.waitUntilAccepting(tcpPort, server: process)
         try await FreePort.waitUntilAccepting(Int(file.gates[0].webSocket.split(separator: ":")[1])!, server: process)
     }
+
+    /// The repository's browser chat client, which every test gate serves on `/app/`.
+    public static let webClientFolder = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("web/chat").path
 
     /// Request limits far above what any test sends, still taken from Redis
     /// on every request; a test of the limits passes its own after these.

@@ -57,6 +57,9 @@ struct GateCommand: AsyncParsableCommand {
     @Option(help: "Connections one client address may hold open on this gate; more get too_many_connections (17) (0: no cap).")
     var maxConnectionsPerAddress = 1_000
 
+    @Option(help: "The browser chat client's folder, served on /app/ (\"none\": not served).")
+    var web = "web/chat"
+
     @Option(help: "Where this process serves GET /metrics (host:port); default: the region file's metrics entry. \"none\": not served.")
     var metrics: String?
 
@@ -108,6 +111,10 @@ struct GateCommand: AsyncParsableCommand {
         configuration.drainWindow = routeSettings.drainWindow
         // The gate answers with what failed before route's probe gives up on it.
         configuration.healthTimeout = .milliseconds(routeSettings.probeTimeoutMs * 3 / 4)
+        if web != "none" {
+            let routes = ([region] + (try deployment.peers())).compactMap(\.route)
+            configuration.webClient = WebClient(folder: web, region: region.name, routes: routes)
+        }
         let logger = deployment.logger("parley.gate")
         configuration.metrics = try deployment.metricsListener(
             metrics, regionFile: region.metrics?.gates.flatMap { $0.indices.contains(index) ? $0[index] : nil }, logger: logger

@@ -1,0 +1,153 @@
+import Foundation
+import ParleyDeployment
+import ParleyTestSupport
+import Testing
+
+/// The browser chat client (web/chat, served by every gate on `/app/`) in
+/// headless Chromium, against three regions over TLS: what a person sees.
+@Suite(.serialized, .timeLimit(.minutes(4))) struct BrowserTests {
+    private static let route = ClusterFile.RouteSettings(probeIntervalMs: 200, probeTimeoutMs: 1_000, downAfter: 3, upAfter: 2)
+
+    /// Screenshots go to the run directory, and to $PARLEY_SCREENSHOTS when
+    /// set (`PARLEY_SCREENSHOTS=docs/screenshots` refreshes the README's).
+    static func screenshot(_ browser: Browser, _ name: String) async throws {
+        try await browser.screenshot(to: "\(TestRun.directory)/screenshots/\(name).png")
+        if let folder = ProcessInfo.processInfo.environment["PARLEY_SCREENSHOTS"] {
+            try await browser.screenshot(to: "\(folder)/\(name).png")
+        }
+    }
+
+    @Test func twoPeopleChatAcrossRegionsAndOneMovesWhenItsRegionDiesWithNothingLostOrShownTwice() async throws {
+        try await LocalCluster.with(["eu", "us", "ap"], route: Self.route, tls: true) { cluster in
+            try await Browser.with(2) { browsers in
+                let (ann, bob) = (ChatPage(browsers[0], user: "ann"), ChatPage(browsers[1], user: "bob"))
+                try await ann.open(cluster["eu"], token: try await cluster["eu"].token(for: "ann"))
+                try await bob.open(cluster["us"], token: try await cluster["us"].token(for: "bob"))
+                try await expectEventually({ try await ann.statusLine }, { $0.contains("connected to region eu") }, "ann connected to eu")
+                try await expectEventually({ try await bob.statusLine }, { $0.contains("connected to region us") }, "bob connected to us")
+                #expect(try await eventually {
+                    try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "2" }
+                }, "each sign-in registered its user everywhere")
+
+                // ann writes first; bob's list shows the conversation with three unread.
+                try await ann.chat(with: "bob")
+                for text in ["before 1", "before 2", "before 3"] { try await ann.send(text) }
+                try await expectEventually({ try await bob.conversations }, { $0.contains { $0.hasPrefix("ann3") } }, "bob's list: three unread from ann")
+                try await bob.openConversation("d:ann:bob")
+                try await expectEventually({ try await bob.messages }, { $0 == ["before 1", "before 2", "before 3"] }, "bob reads them")
+                try await expectEventually({ try await bob.conversations }, { $0.first?.hasPrefix("ann3") == false }, "read: no unread left")
+                // Read state, typing, an edit.
+                try await expectEventually({ try await ann.readMarks }, { $0 == 3 }, "ann sees bob read her three messages")
+                try await bob.type("rep")
+                try await expectEventually({ try await ann.typing }, { $0 == "bob is typing…" }, "ann sees bob typing")
+                try await ann.edit("before 3", to: "before 3, edited")
+                try await expectEventually({ try await bob.messages }, { $0.last == "before 3, edited" }, "bob sees the edit")
+                try await bob.send("reply 1")
+                try await expectEventually({ try await ann.messages }, { $0.last == "reply 1" }, "ann gets bob's reply")
+
+                // eu dies with a send on its way; ann's page moves to another region.
+                try await ann.send("in flight")
+                await cluster["eu"].killAll()
+                try await expectEventually({ try await ann.statusLine }, {
+                    $0.contains("connected to region") && !$0.contains("region eu") && !$0.contains("region —")
+                }, "ann's page reconnected in another region", within: .seconds(60))
+                for text in ["after 1", "after 2"] { try await ann.send(text) }
+                try await bob.send("reply 2")
+
+                let expected = ["before 1", "before 2", "before 3, edited", "reply 1", "in flight", "after 1", "after 2", "reply 2"]
+                for page in [ann, bob] {
+                    try await expectEventually({ try await page.messages }, { Set($0) == Set(expected) }, "\(page.user) sees every message")
+                    let shown = try await page.messages
+                    #expect(shown.count == Set(shown).count, "\(page.user) sees no message twice: \(shown)")
+                    let pending = try await page.pending
+                    #expect(pending.isEmpty, "no send left pending on \(page.user)'s page: \(pending)")
+                }
+                try await Self.screenshot(browsers[0], "chat")
+            }
+        }
+    }
+}
+
+/// Waits (up to `timeout`) for `condition` to hold of what `read` returns;
+/// a failure shows the last value read.
+func expectEventually<T: Sendable>(
+    _ read: () async throws -> T, _ condition: (T) -> Bool, _ what: String, within timeout: Duration = .seconds(30),
+    sourceLocation: SourceLocation = #_sourceLocation
+) async throws {
+    var last: T?
+    let held = try await eventually(timeout) {
+        let value = try await read()
+        last = value
+        return condition(value)
+    }
+    #expect(held, "\(what); last seen: \(last.map { String(describing: $0) } ?? "nothing")", sourceLocation: sourceLocation)
+}
+
+/// The chat page of one browser, through the element ids of web/chat/index.html.
+struct ChatPage {
+    let browser: Browser
+    let user: String
+
+    init(_ browser: Browser, user: String) {
+        self.browser = browser
+        self.user = user
+    }
+
+    func open(_ region: LocalRegion, token: String) async throws {
+        let gate = region.file.gates[0].webSocket
+        try await browser.open("https://\(gate)/app/#token=\(token)&device=web")
+    }
+
+    var status: String { get async throws { try await browser.string("return document.querySelector('#status').textContent") } }
+    var region: String { get async throws { try await browser.string("return document.querySelector('#region').textContent") } }
+    var statusLine: String { get async throws { try await browser.string("return document.querySelector('header').textContent.replace(/\\s+/g, ' ').trim()") } }
+    var typing: String { get async throws { try await browser.string("return document.querySelector('#typing').textContent") } }
+    var messages: [String] {
+        get async throws { try await browser.strings("return [...document.querySelectorAll('#messages .message .body')].map(e => e.textContent)") }
+    }
+    var pending: [String] {
+        get async throws { try await browser.strings("return [...document.querySelectorAll('#pending li')].map(e => e.textContent)") }
+    }
+    var conversations: [String] {
+        get async throws { try await browser.strings("return [...document.querySelectorAll('.conversation')].map(e => e.textContent)") }
+    }
+    var readMarks: Int {
+        get async throws { Int(try await browser.run("return document.querySelectorAll('#messages .message .read').length")) ?? -1 }
+    }
+
+    func fill(_ selector: String, _ text: String) async throws {
+        try await browser.run("""
+            const field = document.querySelector(arguments[0]);
+            field.value = arguments[1];
+            field.dispatchEvent(new Event('input'));
+            """, [selector, text])
+    }
+
+    func submit(_ form: String) async throws {
+        try await browser.run("document.querySelector(arguments[0]).requestSubmit()", [form])
+    }
+
+    func chat(with other: String) async throws {
+        try await fill("#new-chat-user", other)
+        try await submit("#new-chat")
+    }
+
+    func openConversation(_ id: String) async throws {
+        try await browser.run("document.querySelector(`.conversation[data-id='${arguments[0]}']`).click()", [id])
+    }
+
+    func send(_ text: String) async throws {
+        try await fill("#composer", text)
+        try await submit("#compose")
+    }
+
+    func type(_ text: String) async throws { try await fill("#composer", text) }
+
+    func edit(_ body: String, to text: String) async throws {
+        try await browser.run("""
+            const message = [...document.querySelectorAll('#messages .message')].find(m => m.querySelector('.body').textContent === arguments[0]);
+            message.querySelector('button.edit').click();
+            """, [body])
+        try await send(text)
+    }
+}
