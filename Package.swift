@@ -271,6 +271,15 @@ let package = Package(
                 "ParleyCheck", "ParleyTools",
             ]
         ),
+        // `parley dashboard`: the operator's page and the API it polls.
+        .target(
+            name: "ParleyDashboard",
+            dependencies: [
+                "ParleyCore", "ParleyDeployment", "ParleyAuth", "ParleyProbe", "ParleyCheck", "ParleyDrill", "ParleyRoute",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // What the fuzz targets do with one input (Fuzz/, ops/fuzz), here so
         // the unit tests replay the committed corpus through the same code.
         .target(
@@ -292,7 +301,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyCore", "ParleyDeployment", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleySync", "ParleyClient", "ParleyTools",
-                "ParleyDrill", "ParleyCheck", "ParleyRPC", "ParleyProbe", "ParleyStore", "ParleyFault", "ParleyRoute", "ParleyExt", "ParleyMetrics",
+                "ParleyDrill", "ParleyCheck", "ParleyRPC", "ParleyProbe", "ParleyStore", "ParleyFault", "ParleyRoute", "ParleyExt", "ParleyMetrics", "ParleyDashboard",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

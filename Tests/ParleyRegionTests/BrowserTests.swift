@@ -1,5 +1,8 @@
 import Foundation
+import ParleyClient
 import ParleyDeployment
+import ParleyFault
+import ParleyRoute
 import ParleyTestSupport
 import Testing
 
@@ -65,6 +68,74 @@ import Testing
                 try await Self.screenshot(browsers[0], "chat")
             }
         }
+    }
+}
+
+extension BrowserTests {
+    /// The operator's page: a drained region, then the lag of a region cut
+    /// off from its peer rising while the peer writes, and falling after the heal.
+    @Test func theDashboardShowsADrainedRegionAndALagThatRisesDuringAPartitionAndFallsAfterHeal() async throws {
+        try await LocalCluster.with(["eu", "us"], faultyLinks: true, route: Self.route) { cluster in
+            let port = try FreePort.next()
+            let dashboard = try ChildProcess(
+                name: "dashboard", executable: LocalRegion.binary,
+                arguments: [
+                    "dashboard", "--regions", cluster["eu"].directory, "--listen", "127.0.0.1:\(port)",
+                    "--web", LocalRegion.webClientFolder.replacingOccurrences(of: "web/chat", with: "web/dashboard"),
+                    "--run", "none", "--check-every", "1",
+                ],
+                logPath: "\(cluster["eu"].directory)/dashboard.log"
+            )
+            do {
+                try await watchDashboard(on: port, of: cluster, server: dashboard)
+                await dashboard.stop()
+            } catch {
+                await dashboard.stop()
+                throw error
+            }
+        }
+    }
+
+    private func watchDashboard(on port: Int, of cluster: LocalCluster, server dashboard: ChildProcess) async throws {
+        try await FreePort.waitUntilAccepting(port, server: dashboard)
+        let ann = try await cluster["eu"].connect("ann")
+        let bob = try await cluster["us"].connect("bob")
+        #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "2" } })
+
+        try await Browser.with(1) { browsers in
+            let page = browsers[0]
+            try await page.open("http://127.0.0.1:\(port)/#token=\(try cluster["eu"].adminToken)")
+            func cell(_ region: String, _ column: String) async throws -> String {
+                try await page.string("return document.querySelector(`#regions tr[data-region='${arguments[0]}'] .${arguments[1]}`)?.textContent ?? ''", [region, column])
+            }
+            func lag(_ region: String, behind peer: String) async throws -> Int {
+                Int(try await page.string(
+                    "return document.querySelector(`#lag td[data-region='${arguments[0]}'][data-peer='${arguments[1]}']`)?.dataset.events ?? ''", [region, peer]
+                )) ?? -1
+            }
+            try await expectEventually({ [try await cell("eu", "state"), try await cell("us", "state")] }, { $0 == ["up", "up"] }, "both regions up")
+            try await expectEventually({ try await cell("eu", "clients") }, { $0 == "1" }, "ann's connection counted in eu")
+            try await expectEventually({ try await page.string("return document.querySelector('#check-verdict').textContent") }, { $0 == "consistent" }, "the checker's verdict")
+
+            // Drain us from the page: every route leaves it out, the page says so; undrain.
+            try await page.run("document.querySelector(`#regions tr[data-region='us'] button.drain`).click()")
+            try await expectEventually({ try await cell("us", "draining") }, { $0 == "draining" }, "us shown draining")
+            let answer = try await RouteAdmin(address: cluster["eu"].file.route!, adminToken: try cluster["eu"].adminToken).status()
+            #expect(answer.regions["us"]?.draining == true, "route's own status agrees")
+            try await Self.screenshot(page, "dashboard-drained")
+            try await page.run("document.querySelector(`#regions tr[data-region='us'] button.undrain`).click()")
+            try await expectEventually({ try await cell("us", "draining") }, { $0 == "—" }, "us undrained")
+
+            // us cut off from eu while ann writes in eu: us's lag behind eu rises, then falls after the heal.
+            #expect(try await lag("us", behind: "eu") == 0)
+            cluster.setLink("eu", "us", LinkFaults(state: .cut))
+            for round in 0..<20 { _ = try await ann.client.send(to: .user("bob"), body: "while cut \(round)") }
+            try await expectEventually({ try await lag("us", behind: "eu") }, { $0 >= 20 }, "us's lag behind eu rose")
+            try await Self.screenshot(page, "dashboard")
+            cluster.setLink("eu", "us", .healthy)
+            try await expectEventually({ try await lag("us", behind: "eu") }, { $0 == 0 }, "us's lag fell after the heal", within: .seconds(60))
+        }
+        for user in [ann, bob] { await user.stop() }
     }
 }
 
