@@ -31,6 +31,9 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        // OTLP over gRPC only: the HTTP exporter would bring async-http-client.
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPGRPC"]),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
@@ -127,12 +130,23 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Every process's traces: swift-otel's OTLP/gRPC exporter behind swift-distributed-tracing.
+        .target(
+            name: "ParleyTracing",
+            dependencies: [
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // gRPC plumbing shared by the roles: servers, a pool of clients by
         // address, streams reopened with backoff, serving once prepared, and
         // the link to a logic instance (gates and logic's writer forwarding).
         .target(
             name: "ParleyRPC",
             dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "ParleyCore", "ParleyProto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -144,6 +158,7 @@ let package = Package(
         .target(
             name: "ParleyLogic",
             dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "ParleyCore", "ParleyProto", "ParleyWire", "ParleyStore", "ParleyPresence", "ParleyRPC", "ParleyProbe", "ParleyRedis", "ParleyMetrics",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -155,6 +170,7 @@ let package = Package(
         .target(
             name: "ParleyGate",
             dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "ParleyCore", "ParleyProto", "ParleyWire", "ParleyAuth", "ParleyPresence", "ParleyRPC", "ParleyProbe", "ParleyMetrics",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -174,6 +190,7 @@ let package = Package(
         .target(
             name: "ParleySync",
             dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "ParleyCore", "ParleyProto", "ParleyStore", "ParleyRPC", "ParleyProbe", "ParleyAuth",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -301,7 +318,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyCore", "ParleyDeployment", "ParleyAuth", "ParleyGate", "ParleyLogic", "ParleySync", "ParleyClient", "ParleyTools",
-                "ParleyDrill", "ParleyCheck", "ParleyRPC", "ParleyProbe", "ParleyStore", "ParleyFault", "ParleyRoute", "ParleyExt", "ParleyMetrics", "ParleyDashboard",
+                "ParleyDrill", "ParleyCheck", "ParleyRPC", "ParleyProbe", "ParleyStore", "ParleyFault", "ParleyRoute", "ParleyExt", "ParleyMetrics", "ParleyDashboard", "ParleyTracing",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -16,6 +16,8 @@ public struct ExtConfiguration: Sendable {
     public var redisPassword: String?
     /// This instance's certificate for its calls to logic (mutual TLS; nil: plaintext).
     public var tls: TLSIdentity?
+    /// Exports this process's spans (`ProcessTracing`); nil: tracing off.
+    public var telemetry: (any Service)?
     /// Where `GET /metrics` is served; nil: not served.
     public var metrics: MetricsListener?
     /// This instance's name in the consumer group: unique within the region.
@@ -101,7 +103,8 @@ public enum ExtServer {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: store), .init(service: work)],
+                // Telemetry first: the group stops services in reverse order, so it flushes last.
+                services: (configuration.telemetry.map { [.init(service: $0)] } ?? []) + [.init(service: store), .init(service: work)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -7,7 +7,9 @@ import ParleyPresence
 import ParleyProto
 import ParleyRPC
 import ParleyWire
+import ServiceContextModule
 import Synchronization
+import Tracing
 
 /// The life of one client connection, the same over TCP and WebSocket:
 /// authenticate the first frame, register presence, then forward each request
@@ -216,9 +218,10 @@ struct ClientSession: Sendable {
 
     /// The call logic answers for a request of the signed-in device, with
     /// the session the device presented at sign-in.
-    fileprivate func call(for frame: Parley_Frame, deviceSession: [String: UInt64]) -> Parley_ClientCall? {
+    fileprivate func call(for frame: Parley_Frame, deviceSession: [String: UInt64], trace: String) -> Parley_ClientCall? {
         guard let identity = connection.identity else { return nil }
         var call = Parley_ClientCall()
+        call.traceParent = trace
         call.userID = identity.userID
         call.deviceID = identity.deviceID
         call.frame = frame
@@ -231,9 +234,10 @@ struct ClientSession: Sendable {
     /// link is lost, the retry elsewhere first waits for `previous`, so
     /// retried changes still commit in the order they were sent.
     fileprivate func answer(
-        _ frame: Parley_Frame, deviceSession: [String: UInt64], sent: OneShot<Parley_Frame>? = nil, previous: Task<Void, Never>? = nil
+        _ frame: Parley_Frame, deviceSession: [String: UInt64], trace: String, sent: OneShot<Parley_Frame>? = nil,
+        previous: Task<Void, Never>? = nil
     ) async -> Parley_Frame {
-        guard let identity = connection.identity, let call = call(for: frame, deviceSession: deviceSession) else {
+        guard let identity = connection.identity, let call = call(for: frame, deviceSession: deviceSession, trace: trace) else {
             return .error(.authRequired, "not signed in", requestID: frame.requestID)
         }
         if case .heartbeat = frame.body {
@@ -323,9 +327,12 @@ private struct RequestPipeline {
         // device's earlier events, and what follows waits for it.
         let deviceSession = Self.usesSession(frame) ? self.deviceSession : [:]
         if !deviceSession.isEmpty { self.deviceSession = [:] }
+        // A request's trace starts here and follows its call to logic (docs/OPERATIONS.md, "Traces").
+        let span = Self.span(for: frame)
+        let trace = span.map { TraceParent.of($0.context) } ?? ""
         var sent: OneShot<Parley_Frame>?
         var sentOn: Int?
-        if frame.isChange, deviceSession.isEmpty, let call = session.call(for: frame, deviceSession: [:]) {
+        if frame.isChange, deviceSession.isEmpty, let call = session.call(for: frame, deviceSession: [:], trace: trace) {
             let link = session.gate.logic.changeLink(for: call.userID)
             if unanswered.count.load(ordering: .acquiring) == 0 || lastSentOn == link {
                 sent = try? session.gate.logic.send(call, on: link)
@@ -341,15 +348,35 @@ private struct RequestPipeline {
         if revokesItself { session.connection.revokingItself(true) }
         inFlight.append(Task { [sent] in
             if sent == nil { await previous?.value }
-            let answer = await session.answer(frame, deviceSession: deviceSession, sent: sent, previous: previous)
+            // Under the request's span: what is logged on its way carries its trace id.
+            let answer = await ServiceContext.withValue(span?.context ?? .topLevel) {
+                await session.answer(frame, deviceSession: deviceSession, trace: trace, sent: sent, previous: previous)
+            }
             if sent != nil { await previous?.value }
             session.connection.send(answer)
+            if let span {
+                if case .error(let error) = answer.body {
+                    span.attributes["parley.error"] = ClientErrorCode(rawValue: error.code).description
+                    span.setStatus(.init(code: .error))
+                }
+                span.end()
+            }
             if revokesItself {
                 session.connection.revokingItself(false)
                 if case .changeAck = answer.body { session.connection.close(with: GateConnection.signedOut) }
             }
             unanswered.count.subtract(1, ordering: .releasing)
         })
+    }
+
+    /// The gate's span of one request (none for heartbeats).
+    private static func span(for frame: Parley_Frame) -> (any Span)? {
+        guard let body = frame.body else { return nil }
+        if case .heartbeat = body { return nil }
+        let span = InstrumentationSystem.tracer.startAnySpan("gate.request", context: .topLevel, ofKind: .server)
+        guard span.isRecording else { return nil }
+        span.attributes["parley.request"] = Mirror(reflecting: body).children.first?.label ?? "unknown"
+        return span
     }
 
     /// The requests logic holds for the device's session (see RequestHandler).

@@ -26,6 +26,8 @@ public struct GateConfiguration: Sendable {
     /// its mutual TLS calls to logic; nil: plaintext (only when the
     /// deployment asks for it).
     public var tls: TLSIdentity?
+    /// Exports this process's spans (`ProcessTracing`); nil: tracing off.
+    public var telemetry: (any Service)?
     /// Where `GET /metrics` is served; nil: not served.
     public var metrics: MetricsListener?
     public var maxFrameSize = 64 * 1024
@@ -108,38 +110,41 @@ public enum GateServer {
             heartbeatIntervalMilliseconds: configuration.idleTimeoutMilliseconds / 3,
             logger: logger
         )
+        // Telemetry first: the group stops services in reverse order, so it flushes last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = configuration.telemetry.map { [.init(service: $0)] } ?? []
+        services.append(.init(service: pool))
+        services += links.map { .init(service: $0) }
+        services += [
+            .init(service: IdleSweeper(
+                registry: registry, idleTimeoutMilliseconds: configuration.idleTimeoutMilliseconds,
+                authTimeoutMilliseconds: configuration.authTimeoutMilliseconds,
+                reauthGraceMilliseconds: configuration.reauthGraceMilliseconds
+            )),
+            .init(service: TCPListener(
+                listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize,
+                tls: try serverTLS.map { try NIOSSLContext(configuration: $0) }, gate: context
+            )),
+            .init(service: WebSocketListener(
+                listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, tls: serverTLS, gate: context,
+                health: GateHealth(
+                    region: configuration.region, node: configuration.node, redis: redis,
+                    logic: configuration.logic.map(\.description), pool: pool, timeout: configuration.healthTimeout
+                ),
+                longPollHold: configuration.longPollHold, webClient: configuration.webClient
+            )),
+        ]
+        if let metrics = configuration.metrics { services.append(.init(service: metrics.service(name: "parley-gate", logger: logger))) }
+        if let route = configuration.route {
+            services.append(.init(service: RouteWatch(
+                region: configuration.region, route: route, interval: configuration.routeWatchInterval,
+                drainWindow: configuration.drainWindow, registry: registry, logger: logger
+            )))
+        }
+        // Last, so graceful shutdown reaches it first (the group stops services in reverse order).
+        services.append(.init(service: ConnectionDrain(registry: registry)))
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: pool),
-                ] + links.map { .init(service: $0) } + [
-                    .init(service: IdleSweeper(
-                        registry: registry, idleTimeoutMilliseconds: configuration.idleTimeoutMilliseconds,
-                        authTimeoutMilliseconds: configuration.authTimeoutMilliseconds,
-                        reauthGraceMilliseconds: configuration.reauthGraceMilliseconds
-                    )),
-                    .init(service: TCPListener(
-                        listen: configuration.tcp, maxFrameSize: configuration.maxFrameSize,
-                        tls: try serverTLS.map { try NIOSSLContext(configuration: $0) }, gate: context
-                    )),
-                    .init(service: WebSocketListener(
-                        listen: configuration.webSocket, maxFrameSize: configuration.maxFrameSize, tls: serverTLS, gate: context,
-                        health: GateHealth(
-                            region: configuration.region, node: configuration.node, redis: redis,
-                            logic: configuration.logic.map(\.description), pool: pool, timeout: configuration.healthTimeout
-                        ),
-                        longPollHold: configuration.longPollHold, webClient: configuration.webClient
-                    )),
-                ] + (configuration.metrics.map { [.init(service: $0.service(name: "parley-gate", logger: logger))] } ?? [])
-                  + (configuration.route.map { route in
-                    [.init(service: RouteWatch(
-                        region: configuration.region, route: route, interval: configuration.routeWatchInterval,
-                        drainWindow: configuration.drainWindow, registry: registry, logger: logger
-                    ))]
-                } ?? []) + [
-                    // Last, so graceful shutdown reaches it first (the group stops services in reverse order).
-                    .init(service: ConnectionDrain(registry: registry)),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -95,8 +95,16 @@ struct CommitPlanner: Sendable {
         return keys
     }
 
-    mutating func plan(_ commands: [Command]) {
-        for command in commands { outcomes.append(plan(command)) }
+    /// Plans each command; `traceParents[i]`, when given and not empty,
+    /// goes with the events command `i` makes (docs/OPERATIONS.md, "Traces").
+    mutating func plan(_ commands: [Command], traceParents: [String] = []) {
+        for (index, command) in commands.enumerated() {
+            let first = events.count
+            outcomes.append(plan(command))
+            if index < traceParents.count, !traceParents[index].isEmpty {
+                for made in first..<events.count { events[made].traceParent = traceParents[index] }
+            }
+        }
     }
 
     private mutating func plan(_ command: Command) -> CommitOutcome {
@@ -466,10 +474,10 @@ struct CommitPlanner: Sendable {
 extension RegionStore {
     /// Plans `commands` against the stored state and commits them in one
     /// transaction; one outcome per command, in order.
-    public func commit(_ commands: [Command], rules: CommitRules = CommitRules()) async throws -> [CommitOutcome] {
+    public func commit(_ commands: [Command], rules: CommitRules = CommitRules(), traceParents: [String] = []) async throws -> [CommitOutcome] {
         let (planner, written) = try await commit(reading: CommitPlanner.keys(for: commands)) { snapshot, start in
             var planner = CommitPlanner(start: start, snapshot: snapshot, rules: rules)
-            planner.plan(commands)
+            planner.plan(commands, traceParents: traceParents)
             return (planner, planner.events)
         }
         return planner.outcomes(written: written)

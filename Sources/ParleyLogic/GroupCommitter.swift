@@ -1,8 +1,10 @@
 import Logging
 import ParleyCore
 import ParleyProto
+import ParleyRPC
 import ParleyStore
 import ServiceLifecycle
+import Tracing
 
 /// Group commit: concurrent requests are written together, one transaction
 /// per batch, so the origin's counter lock is taken once per batch rather
@@ -13,7 +15,8 @@ import ServiceLifecycle
 /// the next batch takes them all (up to `maxBatch`), so batches grow with load
 /// and an idle region adds no latency.
 final class GroupCommitter: Service, Sendable {
-    private typealias Pending = (command: Command, ticket: OneShot<CommitOutcome>)
+    /// A queued command, with the span of the request that asked for it (nil: not traced).
+    private typealias Pending = (command: Command, ticket: OneShot<CommitOutcome>, span: (any Span)?)
 
     private let store: RegionStore
     private let rules: CommitRules
@@ -39,7 +42,10 @@ final class GroupCommitter: Service, Sendable {
     /// requests). The ticket gives the outcome once its batch committed.
     func enqueue(_ command: Command) -> OneShot<CommitOutcome> {
         let ticket = OneShot<CommitOutcome>()
-        if !queue.push((command, ticket)) {
+        // From here to its batch's commit, under the current request's span.
+        let span = TraceParent.span("logic.commit", under: TraceParent.of())
+        if !queue.push((command, ticket, span)) {
+            span?.end()
             ticket.resolve(.failure(ClientError(.unavailable, "logic is shutting down")))
         }
         return ticket
@@ -64,8 +70,12 @@ final class GroupCommitter: Service, Sendable {
         // logic instance aborts this batch, and the retry then finds it stored.
         for attempt in 1...2 {
             do {
-                let outcomes = try await store.commit(commands, rules: rules)
-                for (entry, outcome) in zip(batch, outcomes) { entry.ticket.resolve(.success(outcome)) }
+                let outcomes = try await store.commit(commands, rules: rules, traceParents: batch.map { entry in entry.span.map { TraceParent.of($0.context) } ?? "" })
+                for (entry, outcome) in zip(batch, outcomes) {
+                    entry.span?.attributes["parley.batch"] = batch.count
+                    entry.span?.end()
+                    entry.ticket.resolve(.success(outcome))
+                }
                 let events = outcomes.compactMap { outcome -> Parley_Event? in
                     if case .committed(let event) = outcome { return event }
                     return nil
@@ -81,7 +91,11 @@ final class GroupCommitter: Service, Sendable {
         metrics.commitFailures.increment()
         logger.error("group commit gave up", metadata: ["size": "\(batch.count)", "error": "\(lastError.map { String(reflecting: $0) } ?? "unknown")"])
         let failure = ClientError(.unavailable, "could not commit; retry", detail: lastError.map { String(reflecting: $0) })
-        for entry in batch { entry.ticket.resolve(.failure(failure)) }
+        for entry in batch {
+            entry.span?.setStatus(.init(code: .error))
+            entry.span?.end()
+            entry.ticket.resolve(.failure(failure))
+        }
     }
 }
 

@@ -2,7 +2,9 @@ import GRPCCore
 import ParleyCore
 import ParleyProto
 import ParleyRPC
+import ServiceContextModule
 import ServiceLifecycle
+import Tracing
 
 /// The `Logic` RPC: one bidirectional link per gate. Calls coming up the link
 /// are answered concurrently, but each change is queued for commit as it
@@ -57,9 +59,12 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
                                 // changes join the group commit in the order it sent them.
                                 let started = ContinuousClock.now
                                 metrics.request(call.frame)
-                                let answering = handler.start(call)
+                                // Joins the gate's trace; a change queued for commit carries the span on.
+                                let span = TraceParent.span("logic.request", under: call.traceParent, kind: .server)
+                                let answering = ServiceContext.withValue(span?.context ?? .topLevel) { handler.start(call) }
                                 calls.addTask {
-                                    let answer = await answering()
+                                    let answer = await ServiceContext.withValue(span?.context ?? .topLevel) { await answering() }
+                                    span?.end()
                                     metrics.answered(after: (ContinuousClock.now - started).nanoseconds)
                                     output.push(.with { $0.result = .with { $0.callID = call.callID; $0.frame = answer } })
                                 }

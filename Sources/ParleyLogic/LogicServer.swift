@@ -18,6 +18,8 @@ public struct LogicConfiguration: Sendable {
     /// This instance's certificate: its RPC server and its calls are mutual
     /// TLS (nil: plaintext, only when the deployment asks for it).
     public var tls: TLSIdentity?
+    /// Exports this process's spans (`ProcessTracing`); nil: tracing off.
+    public var telemetry: (any Service)?
     /// Where `GET /metrics` is served; nil: not served.
     public var metrics: MetricsListener?
     public var presenceTTLMilliseconds: UInt64 = 45_000
@@ -86,20 +88,23 @@ public enum LogicServer {
             try await store.prepare()
             logger.info("logic ready", metadata: ["region": "\(configuration.region)", "listen": "\(configuration.listen)"])
         }
+        // Telemetry first: the group stops services in reverse order, so it flushes last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = configuration.telemetry.map { [.init(service: $0)] } ?? []
+        services += [
+            .init(service: store),
+            .init(service: pool),
+            .init(service: dispatcher),
+            .init(service: followUps),
+            .init(service: forwarder),
+            .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, typing: typing, logger: logger)),
+            .init(service: committer),
+        ]
+        services += writer.links.map { .init(service: $0) }
+        if let metrics = configuration.metrics { services.append(.init(service: metrics.service(name: "parley-logic", logger: logger))) }
+        services.append(.init(service: server))
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: store),
-                    .init(service: pool),
-                    .init(service: dispatcher),
-                    .init(service: followUps),
-                    .init(service: forwarder),
-                    .init(service: ReplicatedPushes(store: store, dispatcher: dispatcher, typing: typing, logger: logger)),
-                    .init(service: committer),
-                ] + writer.links.map { .init(service: $0) }
-                  + (configuration.metrics.map { [.init(service: $0.service(name: "parley-logic", logger: logger))] } ?? []) + [
-                    .init(service: server),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

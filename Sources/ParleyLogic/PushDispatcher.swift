@@ -2,7 +2,9 @@ import Logging
 import ParleyCore
 import ParleyPresence
 import ParleyProto
+import ParleyRPC
 import ServiceLifecycle
+import Tracing
 
 /// After commit, pushes each event to every online device of its audience,
 /// down the link of the gate node that presence names for the device.
@@ -62,6 +64,9 @@ final class PushDispatcher: Service, Sendable {
     }
 
     private func dispatch(_ events: [Parley_Event]) async {
+        // Each traced event's pushes, in the trace of the request that made it (here or in its origin region).
+        let spans = events.compactMap { TraceParent.span("logic.push", under: $0.traceParent, kind: .producer) }
+        defer { for span in spans { span.end() } }
         let users = Set(events.flatMap { $0.audience.map(\.userID) })
         let devices: [String: [DeviceLocation]]
         do {

@@ -1079,6 +1079,11 @@ public nonisolated struct Parley_Event: Sendable {
 
   public var audience: [Parley_AudienceEntry] = []
 
+  /// Server-side only, never sent to devices: the span of the request that
+  /// made the event (W3C traceparent; empty when not traced), so that its
+  /// apply and pushes in every region join that trace.
+  public var traceParent: String = String()
+
   public var kind: Parley_Event.OneOf_Kind? = nil
 
   public var userRegistered: Parley_UserRegistered {
@@ -2337,40 +2342,58 @@ public nonisolated struct Parley_ConversationsRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Parley_ConversationSummary: Sendable {
+public nonisolated struct Parley_ConversationSummary: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var conversationID: String = String()
+  public var conversationID: String {
+    get {_storage._conversationID}
+    set {_uniqueStorage()._conversationID = newValue}
+  }
 
   /// A group's name; a direct conversation's other user.
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
   /// The newest message, as it stands now (edited, recalled).
   public var lastMessage: Parley_Event {
-    get {_lastMessage ?? Parley_Event()}
-    set {_lastMessage = newValue}
+    get {_storage._lastMessage ?? Parley_Event()}
+    set {_uniqueStorage()._lastMessage = newValue}
   }
   /// Returns true if `lastMessage` has been explicitly set.
-  public var hasLastMessage: Bool {self._lastMessage != nil}
+  public var hasLastMessage: Bool {_storage._lastMessage != nil}
   /// Clears the value of `lastMessage`. Subsequent reads from it will return its default value.
-  public mutating func clearLastMessage() {self._lastMessage = nil}
+  public mutating func clearLastMessage() {_uniqueStorage()._lastMessage = nil}
 
   /// The hlc of the newest message.
-  public var lastActivity: UInt64 = 0
+  public var lastActivity: UInt64 {
+    get {_storage._lastActivity}
+    set {_uniqueStorage()._lastActivity = newValue}
+  }
 
-  public var unread: UInt64 = 0
+  public var unread: UInt64 {
+    get {_storage._unread}
+    set {_uniqueStorage()._unread = newValue}
+  }
 
-  public var pinned: Bool = false
+  public var pinned: Bool {
+    get {_storage._pinned}
+    set {_uniqueStorage()._pinned = newValue}
+  }
 
-  public var muted: Bool = false
+  public var muted: Bool {
+    get {_storage._muted}
+    set {_uniqueStorage()._muted = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _lastMessage: Parley_Event? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Parley_ConversationList: Sendable {
@@ -3824,7 +3847,7 @@ nonisolated extension Parley_Push: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}seq\0\u{1}hlc\0\u{1}deps\0\u{1}audience\0\u{4}\u{5}user_registered\0\u{3}message_posted\0\u{3}read_moved\0\u{3}group_created\0\u{3}message_edited\0\u{3}message_recalled\0\u{3}member_added\0\u{3}member_removed\0\u{3}profile_set\0\u{3}push_registered\0\u{3}conversation_muted\0\u{3}friendship_changed\0\u{3}user_blocked\0\u{3}remark_set\0\u{3}group_updated\0\u{3}member_updated\0\u{3}conversation_pinned\0\u{3}message_deleted\0\u{3}tokens_revoked\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}seq\0\u{1}hlc\0\u{1}deps\0\u{1}audience\0\u{3}trace_parent\0\u{4}\u{4}user_registered\0\u{3}message_posted\0\u{3}read_moved\0\u{3}group_created\0\u{3}message_edited\0\u{3}message_recalled\0\u{3}member_added\0\u{3}member_removed\0\u{3}profile_set\0\u{3}push_registered\0\u{3}conversation_muted\0\u{3}friendship_changed\0\u{3}user_blocked\0\u{3}remark_set\0\u{3}group_updated\0\u{3}member_updated\0\u{3}conversation_pinned\0\u{3}message_deleted\0\u{3}tokens_revoked\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3837,6 +3860,7 @@ nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.hlc) }()
       case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.deps) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.audience) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.traceParent) }()
       case 10: try {
         var v: Parley_UserRegistered?
         var hadOneofValue = false
@@ -4109,6 +4133,9 @@ nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if !self.audience.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.audience, fieldNumber: 5)
     }
+    if !self.traceParent.isEmpty {
+      try visitor.visitSingularStringField(value: self.traceParent, fieldNumber: 6)
+    }
     switch self.kind {
     case .userRegistered?: try {
       guard case .userRegistered(let v)? = self.kind else { preconditionFailure() }
@@ -4197,6 +4224,7 @@ nonisolated extension Parley_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if lhs.hlc != rhs.hlc {return false}
     if lhs.deps != rhs.deps {return false}
     if lhs.audience != rhs.audience {return false}
+    if lhs.traceParent != rhs.traceParent {return false}
     if lhs.kind != rhs.kind {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -6636,61 +6664,109 @@ nonisolated extension Parley_ConversationSummary: SwiftProtobuf.Message, SwiftPr
   public static let protoMessageName: String = _protobuf_package + ".ConversationSummary"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}conversation_id\0\u{1}name\0\u{3}last_message\0\u{3}last_activity\0\u{1}unread\0\u{1}pinned\0\u{1}muted\0")
 
+  fileprivate class _StorageClass {
+    var _conversationID: String = String()
+    var _name: String = String()
+    var _lastMessage: Parley_Event? = nil
+    var _lastActivity: UInt64 = 0
+    var _unread: UInt64 = 0
+    var _pinned: Bool = false
+    var _muted: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _conversationID = source._conversationID
+      _name = source._name
+      _lastMessage = source._lastMessage
+      _lastActivity = source._lastActivity
+      _unread = source._unread
+      _pinned = source._pinned
+      _muted = source._muted
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.conversationID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._lastMessage) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.lastActivity) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.unread) }()
-      case 6: try { try decoder.decodeSingularBoolField(value: &self.pinned) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self.muted) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._conversationID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._lastMessage) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._lastActivity) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._unread) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._pinned) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._muted) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.conversationID.isEmpty {
-      try visitor.visitSingularStringField(value: self.conversationID, fieldNumber: 1)
-    }
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
-    }
-    try { if let v = self._lastMessage {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    } }()
-    if self.lastActivity != 0 {
-      try visitor.visitSingularUInt64Field(value: self.lastActivity, fieldNumber: 4)
-    }
-    if self.unread != 0 {
-      try visitor.visitSingularUInt64Field(value: self.unread, fieldNumber: 5)
-    }
-    if self.pinned != false {
-      try visitor.visitSingularBoolField(value: self.pinned, fieldNumber: 6)
-    }
-    if self.muted != false {
-      try visitor.visitSingularBoolField(value: self.muted, fieldNumber: 7)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._conversationID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._conversationID, fieldNumber: 1)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 2)
+      }
+      try { if let v = _storage._lastMessage {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if _storage._lastActivity != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._lastActivity, fieldNumber: 4)
+      }
+      if _storage._unread != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._unread, fieldNumber: 5)
+      }
+      if _storage._pinned != false {
+        try visitor.visitSingularBoolField(value: _storage._pinned, fieldNumber: 6)
+      }
+      if _storage._muted != false {
+        try visitor.visitSingularBoolField(value: _storage._muted, fieldNumber: 7)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Parley_ConversationSummary, rhs: Parley_ConversationSummary) -> Bool {
-    if lhs.conversationID != rhs.conversationID {return false}
-    if lhs.name != rhs.name {return false}
-    if lhs._lastMessage != rhs._lastMessage {return false}
-    if lhs.lastActivity != rhs.lastActivity {return false}
-    if lhs.unread != rhs.unread {return false}
-    if lhs.pinned != rhs.pinned {return false}
-    if lhs.muted != rhs.muted {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._conversationID != rhs_storage._conversationID {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._lastMessage != rhs_storage._lastMessage {return false}
+        if _storage._lastActivity != rhs_storage._lastActivity {return false}
+        if _storage._unread != rhs_storage._unread {return false}
+        if _storage._pinned != rhs_storage._pinned {return false}
+        if _storage._muted != rhs_storage._muted {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -170,6 +170,13 @@ public nonisolated struct Parley_ClientCall: @unchecked Sendable {
     set {_uniqueStorage()._tokenIssuedAtMs = newValue}
   }
 
+  /// The gate's span for this request (W3C traceparent; empty when not
+  /// traced): logic's spans join its trace (docs/OPERATIONS.md, "Traces").
+  public var traceParent: String {
+    get {_storage._traceParent}
+    set {_uniqueStorage()._traceParent = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -488,7 +495,7 @@ nonisolated extension Parley_GateHello: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientCall"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}user_id\0\u{3}device_id\0\u{1}frame\0\u{1}session\0\u{3}token_issued_at_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}user_id\0\u{3}device_id\0\u{1}frame\0\u{1}session\0\u{3}token_issued_at_ms\0\u{3}trace_parent\0")
 
   fileprivate class _StorageClass {
     var _callID: UInt64 = 0
@@ -497,6 +504,7 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
     var _frame: Parley_Frame? = nil
     var _session: Dictionary<String,UInt64> = [:]
     var _tokenIssuedAtMs: UInt64 = 0
+    var _traceParent: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -513,6 +521,7 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
       _frame = source._frame
       _session = source._session
       _tokenIssuedAtMs = source._tokenIssuedAtMs
+      _traceParent = source._traceParent
     }
   }
 
@@ -537,6 +546,7 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
         case 4: try { try decoder.decodeSingularMessageField(value: &_storage._frame) }()
         case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &_storage._session) }()
         case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._tokenIssuedAtMs) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._traceParent) }()
         default: break
         }
       }
@@ -567,6 +577,9 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
       if _storage._tokenIssuedAtMs != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._tokenIssuedAtMs, fieldNumber: 6)
       }
+      if !_storage._traceParent.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._traceParent, fieldNumber: 7)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -582,6 +595,7 @@ nonisolated extension Parley_ClientCall: SwiftProtobuf.Message, SwiftProtobuf._M
         if _storage._frame != rhs_storage._frame {return false}
         if _storage._session != rhs_storage._session {return false}
         if _storage._tokenIssuedAtMs != rhs_storage._tokenIssuedAtMs {return false}
+        if _storage._traceParent != rhs_storage._traceParent {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -228,6 +228,7 @@ extension Parley_Event {
         var copy = self
         copy.audience = []
         copy.deps = [:]
+        copy.traceParent = ""
         return copy
     }
 }

@@ -1,7 +1,9 @@
 import Logging
 import ParleyCore
 import ParleyProto
+import ParleyRPC
 import ParleyStore
+import Tracing
 
 /// Applies what the peers send, in causal order, once each: events from all
 /// peers go through one `CausalBuffer`, and whatever it releases is applied
@@ -64,8 +66,11 @@ actor ReplicationApplier {
         var failures = 0
         while !pending.isEmpty {
             let batch = Array(pending.prefix(maxTransaction))
+            // Each traced event's apply here joins the trace of the request that made it elsewhere.
+            let spans = batch.compactMap { TraceParent.span("sync.apply", under: $0.traceParent, kind: .consumer) }
             do {
                 try await applyWatched(batch)
+                for span in spans { span.end() }
                 pending.removeFirst(batch.count)
                 monitor.applied(batch.count)
                 failures = 0
@@ -75,6 +80,10 @@ actor ReplicationApplier {
                     for waiter in waiters { waiter.resume() }
                 }
             } catch {
+                for span in spans {
+                    span.setStatus(.init(code: .error))
+                    span.end()
+                }
                 failures += 1
                 if failures == 1 { logger.warning("cannot apply replicated events; retrying", metadata: ["error": "\(error)"]) }
                 try? await Task.sleep(for: Backoff.internalLink.delay(afterFailures: failures))

@@ -15,6 +15,8 @@ public struct SyncConfiguration: Sendable {
     /// This process's certificate: serving and pulling are mutual TLS (nil:
     /// plaintext, only when the deployment asks for it).
     public var tls: TLSIdentity?
+    /// Exports this process's spans (`ProcessTracing`); nil: tracing off.
+    public var telemetry: (any Service)?
     /// Every other region of the cluster, including any not pulled from directly.
     public var origins: Set<String> = []
     /// Commits wake the log watcher at once (LISTEN/NOTIFY); this poll only
@@ -78,7 +80,9 @@ public enum SyncServer {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: store), .init(service: pool), .init(service: watcher)]
+                // Telemetry first: the group stops services in reverse order, so it flushes last.
+                services: (configuration.telemetry.map { [.init(service: $0)] } ?? [])
+                    + [.init(service: store), .init(service: pool), .init(service: watcher)]
                     + (configuration.status.map { listen in
                         let health = RegionHealthCheck(
                             region: configuration.region, store: store, monitor: monitor, watcher: watcher, timeout: configuration.healthTimeout

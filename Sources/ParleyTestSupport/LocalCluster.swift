@@ -30,7 +30,7 @@ public final class LocalCluster: Sendable {
     /// (on its region file's `route` address).
     public static func with<T: Sendable>(
         _ names: [String] = ["eu", "us", "ap"], logicArguments: [String: [String]] = [:], syncArguments: [String: [String]] = [:],
-        faultyLinks: Bool = false, route: ClusterFile.RouteSettings? = nil, tls: Bool = false,
+        faultyLinks: Bool = false, route: ClusterFile.RouteSettings? = nil, tls: Bool = false, environment: [String: String] = [:],
         _ body: (LocalCluster) async throws -> T
     ) async throws -> T {
         let directory = try TestRun.scratch("cluster")
@@ -62,7 +62,10 @@ public final class LocalCluster: Sendable {
                 }
             }
             try LocalRegion.makeCertificates(directory: directory, security: security)
-            for region in started { try await region.launch(withSync: true) }
+            for region in started {
+                region.environment = environment
+                try await region.launch(withSync: true)
+            }
         } catch {
             await stop(started, links)
             throw error

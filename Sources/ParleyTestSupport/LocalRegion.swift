@@ -36,6 +36,8 @@ public final class LocalRegion: @unchecked Sendable {
     // Set before launch by a cluster that routes peer links through proxies.
     var logicArguments: [String]
     var syncArguments: [String]
+    /// Added to the environment of the region's gate, logic, sync and ext processes (e.g. OTEL_EXPORTER_OTLP_ENDPOINT).
+    public var environment: [String: String] = [:]
 
     public static let binary: String = {
         if let path = ProcessInfo.processInfo.environment["PARLEY_BIN"] { return path }
@@ -182,7 +184,7 @@ public final class LocalRegion: @unchecked Sendable {
         let process = try ChildProcess(
             name: "\(name)-logic\(index)", executable: Self.binary,
             arguments: ["logic", "--regions", directory, "--region", name, "--listen", listen, "--log-level", "info"] + logicArguments,
-            logPath: "\(directory)/\(name)-logic\(index).log"
+            logPath: "\(directory)/\(name)-logic\(index).log", environment: processEnvironment
         )
         if logic.count > index { logic[index] = process } else { logic.append(process) }
         try await FreePort.waitUntilAccepting(Int(listen.split(separator: ":")[1])!, server: process)
@@ -194,12 +196,14 @@ public final class LocalRegion: @unchecked Sendable {
             name: "\(name)-gate", executable: Self.binary,
             arguments: ["gate", "--regions", directory, "--region", name, "--log-level", "info", "--web", Self.webClientFolder]
                 + Self.roomyLimits + gateArguments,
-            logPath: "\(directory)/\(name)-gate.log"
+            logPath: "\(directory)/\(name)-gate.log", environment: processEnvironment
         )
         gate = process
         try await FreePort.waitUntilAccepting(tcpPort, server: process)
         try await FreePort.waitUntilAccepting(Int(file.gates[0].webSocket.split(separator: ":")[1])!, server: process)
     }
+
+    private var processEnvironment: [String: String] { ProcessInfo.processInfo.environment.merging(environment) { $1 } }
 
     /// The repository's browser chat client, which every test gate serves on `/app/`.
     public static let webClientFolder = URL(fileURLWithPath: #filePath)
@@ -218,7 +222,7 @@ public final class LocalRegion: @unchecked Sendable {
         let process = try ChildProcess(
             name: "\(name)-sync", executable: Self.binary,
             arguments: ["sync", "--regions", directory, "--region", name, "--log-level", "info"] + syncArguments,
-            logPath: "\(directory)/\(name)-sync.log"
+            logPath: "\(directory)/\(name)-sync.log", environment: processEnvironment
         )
         sync = process
         try await FreePort.waitUntilAccepting(Int(file.sync.split(separator: ":")[1])!, server: process)
@@ -230,7 +234,7 @@ public final class LocalRegion: @unchecked Sendable {
         let process = try ChildProcess(
             name: "\(name)-route", executable: Self.binary,
             arguments: ["route", "--regions", directory, "--region", name, "--log-level", "info"],
-            logPath: "\(directory)/\(name)-route.log"
+            logPath: "\(directory)/\(name)-route.log", environment: processEnvironment
         )
         route = process
         try await FreePort.waitUntilAccepting(Int(listen.split(separator: ":")[1])!, server: process)
@@ -249,7 +253,7 @@ public final class LocalRegion: @unchecked Sendable {
         let process = try ChildProcess(
             name: "\(name)-ext\(index)", executable: Self.binary,
             arguments: ["ext", "--regions", directory, "--region", name, "--name", "ext\(index)", "--index", "\(index)", "--log-level", "info"] + platform + metrics + arguments,
-            logPath: logPath, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            logPath: logPath, environment: processEnvironment.merging(environment) { $1 }
         )
         if ext.count > index { ext[index] = process } else { ext.append(process) }
         try await waitForLog(process, "ext ready", times: readyBefore + 1)

@@ -5,6 +5,8 @@ import ParleyAuth
 import ParleyCore
 import ParleyDeployment
 import ParleyMetrics
+import ParleyTracing
+import ServiceLifecycle
 import ParleyProbe
 import ParleyStore
 
@@ -111,6 +113,15 @@ struct DeploymentOptions: ParsableArguments {
         guard let address = address ?? regionFile, address != "none" else { return nil }
         let endpoint = try Endpoint(address)
         return MetricsListener(endpoint: endpoint, admin: try adminCredential(listeningOn: [endpoint.host], logger: logger))
+    }
+
+    /// Logs with the current span's trace and span ids, and traces exported
+    /// over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set: the service to run
+    /// beside the role (nil: tracing off). Call it before making any logger.
+    func telemetry(_ service: String, region: String) throws -> (any Service)? {
+        LoggingSystem.bootstrap({ label, provider in StreamLogHandler.standardError(label: label, metadataProvider: provider) },
+                                metadataProvider: ProcessTracing.loggingMetadata)
+        return try ProcessTracing.bootstrap(service: service, region: region)
     }
 
     func logger(_ label: String) -> Logger {

@@ -74,6 +74,7 @@ struct ExtCommand: AsyncParsableCommand {
         configuration.maxAttempts = maxAttempts
         configuration.pushBackoff = Backoff(base: .milliseconds(retryBaseMs), cap: .seconds(300), jitter: 0.5)
         configuration.platform = try platformConfiguration(region)
+        configuration.telemetry = try deployment.telemetry("parley-ext", region: region.name)
         let logger = deployment.logger("parley.ext")
         configuration.metrics = try deployment.metricsListener(metrics, regionFile: try region.metrics?.ext(instance: index), logger: logger)
         try await ExtServer.run(configuration, logger: logger)

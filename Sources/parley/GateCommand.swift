@@ -115,6 +115,7 @@ struct GateCommand: AsyncParsableCommand {
             let routes = ([region] + (try deployment.peers())).compactMap(\.route)
             configuration.webClient = WebClient(folder: web, region: region.name, routes: routes)
         }
+        configuration.telemetry = try deployment.telemetry("parley-gate", region: region.name)
         let logger = deployment.logger("parley.gate")
         configuration.metrics = try deployment.metricsListener(
             metrics, regionFile: region.metrics?.gates.flatMap { $0.indices.contains(index) ? $0[index] : nil }, logger: logger

@@ -71,6 +71,7 @@ struct LogicCommand: AsyncParsableCommand {
         guard configuration.geoQuorum >= 1, configuration.geoQuorum <= peers.count || configuration.defaultDurability == .local else {
             throw ValidationError("region \(region.name): geoQuorum must be 1...\(peers.count) (its number of peers)")
         }
+        configuration.telemetry = try deployment.telemetry("parley-logic", region: region.name)
         let logger = deployment.logger("parley.logic")
         let position = region.logic.firstIndex(of: listen)
         configuration.metrics = try deployment.metricsListener(

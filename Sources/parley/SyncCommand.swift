@@ -25,6 +25,7 @@ struct SyncCommand: AsyncParsableCommand {
         configuration.clock = deployment.clock
         configuration.tls = try deployment.tlsIdentity(ProcessName(region: region.name, role: .sync))
         configuration.origins = Set(try deployment.peers().map(\.name))
+        configuration.telemetry = try deployment.telemetry("parley-sync", region: region.name)
         let logger = deployment.logger("parley.sync")
         configuration.status = try region.syncStatus.map { address in
             let endpoint = try Endpoint(address)
