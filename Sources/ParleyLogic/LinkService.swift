@@ -1,4 +1,5 @@
 import GRPCCore
+import Logging
 import ParleyCore
 import ParleyProto
 import ParleyRPC
@@ -25,6 +26,7 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
     let links: GateLinks
     let health: LogicHealth
     let metrics: LogicMetrics
+    let logger: Logger
 
     func health(request: Parley_HealthRequest, context: ServerContext) async throws -> Parley_HealthReport {
         await health.report()
@@ -63,7 +65,18 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
                                 let span = TraceParent.span("logic.request", under: call.traceParent, kind: .server)
                                 let answering = ServiceContext.withValue(span?.context ?? .topLevel) { handler.start(call) }
                                 calls.addTask {
-                                    let answer = await ServiceContext.withValue(span?.context ?? .topLevel) { await answering() }
+                                    let answer = await ServiceContext.withValue(span?.context ?? .topLevel) {
+                                        let answer = await answering()
+                                        // At debug level, one line per request, with the trace it belongs to.
+                                        if logger.logLevel <= .debug {
+                                            logger.debug("answered", metadata: [
+                                                "request": "\(call.frame.body.flatMap { Mirror(reflecting: $0).children.first?.label } ?? "none")",
+                                                "answer": "\(answer.body.flatMap { Mirror(reflecting: $0).children.first?.label } ?? "none")",
+                                                "ms": "\((ContinuousClock.now - started).milliseconds)",
+                                            ])
+                                        }
+                                        return answer
+                                    }
                                     span?.end()
                                     metrics.answered(after: (ContinuousClock.now - started).nanoseconds)
                                     output.push(.with { $0.result = .with { $0.callID = call.callID; $0.frame = answer } })

@@ -79,7 +79,8 @@ public enum LogicServer {
             defaultDurability: configuration.defaultDurability, limits: configuration.limits, typing: typing, logger: logger
         )
         let service = LinkService(
-            handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout), metrics: metrics
+            handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout), metrics: metrics,
+            logger: logger
         )
         // Requests are served only once the schema is migrated.
         let server = AfterPreparing(services: [RPCServerService(

@@ -18,6 +18,9 @@ public enum ProcessTracing {
         var configuration = OTel.Configuration.default
         configuration.serviceName = service
         configuration.resourceAttributes = ["parley.region": region]
+        // Its own notes go through the process's logging (text or JSON), warnings and worse only.
+        configuration.diagnosticLogger = .custom(Logger(label: "swift-otel"))
+        configuration.diagnosticLogLevel = .warning
         // Metrics are Prometheus's and logs go to the process's output: traces only.
         configuration.metrics.enabled = false
         configuration.logs.enabled = false

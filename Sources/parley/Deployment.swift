@@ -21,6 +21,9 @@ struct DeploymentOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
+    @Option(help: "Log lines as text or json (one object per line); default: PARLEY_LOG_FORMAT, else text.")
+    var logFormat = ProcessInfo.processInfo.environment["PARLEY_LOG_FORMAT"] ?? "text"
+
     @Option(help: ArgumentHelp("Reach a peer region's sync at this address instead of its region file's (repeatable).",
                                discussion: "REGION=HOST:PORT, e.g. through `parley proxy` to delay or cut that link.",
                                valueName: "region=host:port"))
@@ -119,8 +122,12 @@ struct DeploymentOptions: ParsableArguments {
     /// over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set: the service to run
     /// beside the role (nil: tracing off). Call it before making any logger.
     func telemetry(_ service: String, region: String) throws -> (any Service)? {
-        LoggingSystem.bootstrap({ label, provider in StreamLogHandler.standardError(label: label, metadataProvider: provider) },
-                                metadataProvider: ProcessTracing.loggingMetadata)
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format is text or json, not \(logFormat)") }
+        let json = logFormat == "json"
+        LoggingSystem.bootstrap({ label, provider -> any LogHandler in
+            if json { return JSONLogHandler(label: label, metadataProvider: provider) }
+            return StreamLogHandler.standardError(label: label, metadataProvider: provider)
+        }, metadataProvider: ProcessTracing.loggingMetadata)
         return try ProcessTracing.bootstrap(service: service, region: region)
     }
 

@@ -36,7 +36,10 @@ import Testing
         )
         do {
             try await FreePort.waitUntilAccepting(port, server: receiver)
-            try await LocalCluster.with(["eu", "us"], environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(port)"]) { cluster in
+            try await LocalCluster.with(
+                ["eu", "us"], logicArguments: ["eu": ["--log-level", "debug"]],
+                environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(port)", "PARLEY_LOG_FORMAT": "json"]
+            ) { cluster in
                 let ann = try await cluster["eu"].connect("ann")
                 let bob = try await cluster["us"].connect("bob")
                 #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "2" } })
@@ -64,6 +67,16 @@ import Testing
                     #expect(farPush.parent_span_id == commit.span_id)
                     #expect(gate.service == "parley-gate" && apply.service == "parley-sync" && farPush.service == "parley-logic")
                 }
+                // Logs are JSON lines, and logic's line for the send names its trace.
+                if let gate = one("gate.request", "eu") {
+                    let logs = (0..<2).map { (try? String(contentsOfFile: "\(cluster["eu"].directory)/eu-logic\($0).log", encoding: .utf8)) ?? "" }.joined()
+                    let lines = logs.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String] }
+                    #expect(!lines.isEmpty && lines.count == logs.split(separator: "\n").count, "every log line is a JSON object of strings")
+                    let answered = lines.first { $0["message"] == "answered" && $0["request"] == "send" && $0["trace_id"] == gate.trace_id }
+                    #expect(answered != nil, "logic logged the send with its trace id \(gate.trace_id)")
+                    #expect(answered?["span_id"] == one("logic.request", "eu")?.span_id)
+                }
+
                 // The traceparent stays on the servers: live pushes and sync pages carry none.
                 try await bob.client.sync()
                 let received = await bob.inbox.received
