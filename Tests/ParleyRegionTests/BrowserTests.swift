@@ -2,6 +2,7 @@ import Foundation
 import ParleyClient
 import ParleyDeployment
 import ParleyFault
+import ParleyProbe
 import ParleyRoute
 import ParleyTestSupport
 import Testing
@@ -72,6 +73,60 @@ import Testing
 }
 
 extension BrowserTests {
+    /// History paging, a group made from the page, and a recall seen by the other member.
+    @Test func historyPagesAGroupIsMadeFromThePageAndARecallReachesTheOtherMember() async throws {
+        try await LocalCluster.with(["eu", "us"], route: Self.route, tls: true) { cluster in
+            let carol = try await cluster["eu"].connect("carol")
+            try await Browser.with(2) { browsers in
+                let (ann, bob) = (ChatPage(browsers[0], user: "ann"), ChatPage(browsers[1], user: "bob"))
+                try await ann.open(cluster["eu"], token: try await cluster["eu"].token(for: "ann"))
+                try await bob.open(cluster["us"], token: try await cluster["us"].token(for: "bob"))
+                try await expectEventually({ try await ann.statusLine }, { $0.contains("connected to region eu") }, "ann connected")
+                try await expectEventually({ try await bob.statusLine }, { $0.contains("connected to region us") }, "bob connected")
+                #expect(try await eventually {
+                    try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "3" }
+                }, "every sign-in registered everywhere")
+
+                // 40 messages from carol: the page shows the newest 30, then the rest on asking.
+                for index in 1...40 { _ = try await carol.client.send(to: .user("ann"), body: "old \(index)") }
+                try await expectEventually({ try await ann.conversations }, { $0.contains { $0.hasPrefix("carol40") } }, "forty unread from carol")
+                try await ann.openConversation("d:ann:carol")
+                try await expectEventually({ try await ann.messages.count }, { $0 == 40 }, "the live pushes and the newest page")
+                // A fresh page knows only what history gives it: reload, open, page back.
+                try await ann.browser.run("location.reload()")
+                try await expectEventually({ try await ann.messages }, { $0.isEmpty }, "a new page")
+                try await expectEventually({ try await ann.statusLine }, { $0.contains("connected to region eu") }, "ann connected again")
+                try await expectEventually({ try await ann.conversations }, { $0.contains { $0.hasPrefix("carol") } }, "the list from the server")
+                try await ann.openConversation("d:ann:carol")
+                try await expectEventually({ try await ann.messages }, { $0.count == 30 && $0.last == "old 40" }, "the newest page of 30")
+                try await ann.browser.run("document.querySelector('#older').click()")
+                try await expectEventually({ try await ann.messages }, { $0 == (1...40).map { "old \($0)" } }, "all forty, in order, once")
+
+                // A group made from ann's page; bob sees it in his list and the message in it.
+                try await ann.fill("#new-group-name", "team")
+                try await ann.fill("#new-group-members", "bob")
+                try await ann.submit("#new-group")
+                try await expectEventually({ try await ann.browser.string("return document.querySelector('#conversation-title').textContent") }, { $0 == "team" }, "ann's page opened the group")
+                try await ann.send("hello team")
+                try await expectEventually({ try await bob.conversations }, { $0.contains { $0.hasPrefix("team") } }, "bob's list shows the group")
+                try await bob.browser.run("[...document.querySelectorAll('.conversation')].find(c => c.querySelector('.name').textContent === 'team').click()")
+                try await expectEventually({ try await bob.messages }, { $0 == ["hello team"] }, "bob reads the group")
+                try await bob.send("oops")
+                try await expectEventually({ try await ann.messages }, { $0 == ["hello team", "oops"] }, "ann gets bob's message")
+                try await bob.browser.run("""
+                    const mine = [...document.querySelectorAll('#messages .message')].find(m => m.querySelector('.body').textContent === 'oops');
+                    mine.querySelector('button.recall').click();
+                    """)
+                try await expectEventually({ try await ann.messages }, { $0 == ["hello team", ""] }, "the recall reaches ann")
+                let notes = try await ann.browser.strings("return [...document.querySelectorAll('#messages .message .note')].map(e => e.textContent)")
+                #expect(notes == ["message recalled"])
+            }
+            await carol.stop()
+        }
+    }
+}
+
+extension BrowserTests {
     /// The operator's page: a drained region, then the lag of a region cut
     /// off from its peer rising while the peer writes, and falling after the heal.
     @Test func theDashboardShowsADrainedRegionAndALagThatRisesDuringAPartitionAndFallsAfterHeal() async throws {
@@ -98,6 +153,12 @@ extension BrowserTests {
 
     private func watchDashboard(on port: Int, of cluster: LocalCluster, server dashboard: ChildProcess) async throws {
         try await FreePort.waitUntilAccepting(port, server: dashboard)
+        // The API answers only the admin token; the page itself is public and holds no data.
+        let denied = try await TCPProbe.http("GET", "127.0.0.1:\(port)", path: "/api/state", timeout: .seconds(5))
+        #expect(denied.status == 401)
+        let drain = try await TCPProbe.http("POST", "127.0.0.1:\(port)", path: "/api/drain/us", headers: [("Authorization", "Bearer wrong-token-wrong-token")], timeout: .seconds(5))
+        #expect(drain.status == 401)
+        #expect(try await TCPProbe.http("GET", "127.0.0.1:\(port)", path: "/", timeout: .seconds(5)).status == 200)
         let ann = try await cluster["eu"].connect("ann")
         let bob = try await cluster["us"].connect("bob")
         #expect(try await eventually { try cluster.regions.allSatisfy { try $0.postgres.psql("SELECT count(*) FROM users") == "2" } })
@@ -146,12 +207,20 @@ func expectEventually<T: Sendable>(
     sourceLocation: SourceLocation = #_sourceLocation
 ) async throws {
     var last: T?
+    var lastError: (any Error)?
+    // A read that fails (a page between two documents) counts as not yet.
     let held = try await eventually(timeout) {
-        let value = try await read()
-        last = value
-        return condition(value)
+        do {
+            let value = try await read()
+            last = value
+            return condition(value)
+        } catch {
+            lastError = error
+            return false
+        }
     }
-    #expect(held, "\(what); last seen: \(last.map { String(describing: $0) } ?? "nothing")", sourceLocation: sourceLocation)
+    #expect(held, "\(what); last seen: \(last.map { String(describing: $0) } ?? "nothing"); last error: \(lastError.map { "\($0)" } ?? "none")",
+            sourceLocation: sourceLocation)
 }
 
 /// The chat page of one browser, through the element ids of web/chat/index.html.

@@ -55,7 +55,8 @@ function signIn(config, token, deviceId) {
   });
   state.connection = connection;
   connection.addEventListener("status", (e) => showStatus(e.detail));
-  connection.addEventListener("event", (e) => apply(e.detail));
+  // A fresh page's first catch-up is not replayed: the server's list and history show it.
+  connection.addEventListener("event", (e) => { if (!e.detail.catchingUp) apply(e.detail.event); });
   connection.addEventListener("typing", (e) => typingNotice(e.detail));
   $("#sign-in-panel").hidden = true;
   $("#chat").hidden = false;

@@ -266,12 +266,15 @@ export class ParleyConnection extends EventTarget {
     }
   }
 
-  deliver(push) {
+  /// `catchingUp`: part of a first sync from an empty cursor, which only
+  /// brings the cursor to the present (the page shows the server's
+  /// conversation list and history instead of replaying everything).
+  deliver(push, catchingUp = false) {
     const { origin, userSeq } = push.position;
     this.cursor.set(origin, Number(userSeq));
     const event = push.event;
     this.saw(event.origin, event.seq);
-    this.dispatchEvent(new CustomEvent("event", { detail: event }));
+    this.dispatchEvent(new CustomEvent("event", { detail: { event, catchingUp } }));
   }
 
   /// The session: the newest event of each origin this device wrote or saw.
@@ -283,6 +286,7 @@ export class ParleyConnection extends EventTarget {
   /// Pages of what happened after the cursor, until there is no more; one at a time.
   sync() {
     if (this.syncing) return this.syncing;
+    const catchingUp = this.cursor.size === 0;
     this.syncing = (async () => {
       try {
         for (;;) {
@@ -291,7 +295,7 @@ export class ParleyConnection extends EventTarget {
           const batch = answer.syncBatch;
           for (const push of batch.events ?? []) {
             const last = this.cursor.get(push.position.origin) ?? 0;
-            if (Number(push.position.userSeq) > last) this.deliver(push);
+            if (Number(push.position.userSeq) > last) this.deliver(push, catchingUp);
           }
           for (const position of batch.cursor ?? []) {
             const seq = Number(position.userSeq);
