@@ -72,7 +72,7 @@ async function refreshConversationsWhenConnected() {
     try {
       const answer = await connection.call({ conversations: { limit: 200 } });
       for (const summary of answer.conversationList.conversations ?? []) {
-        const conversation = conversation_(summary.conversationId);
+        const conversation = conversationOf(summary.conversationId);
         conversation.name = summary.name || conversation.name;
         conversation.unread = Number(summary.unread ?? 0);
         conversation.pinned = !!summary.pinned;
@@ -107,7 +107,7 @@ function showStatus({ state: s, region, url, error }) {
 
 // ---- state from events ---------------------------------------------------
 
-function conversation_(id) {
+function conversationOf(id) {
   if (!state.conversations.has(id)) {
     state.conversations.set(id, { id, name: defaultName(id), unread: 0, pinned: false, lastActivity: 0n, last: null });
   }
@@ -153,7 +153,7 @@ function apply(event) {
   const me = state.me ?? state.connection.userId;
   if (event.messagePosted) {
     const posted = event.messagePosted;
-    const conversation = conversation_(posted.conversationId);
+    const conversation = conversationOf(posted.conversationId);
     const isNew = remember(event);
     if (isNew && !posted.hidden) {
       conversation.last = posted;
@@ -184,7 +184,7 @@ function apply(event) {
     const read = event.readMoved;
     if (read.reader === me) {
       state.myRead.set(read.conversationId, read.messageId);
-      conversation_(read.conversationId).unread = 0;
+      conversationOf(read.conversationId).unread = 0;
       drawConversations();
     } else {
       state.readBy.set(read.conversationId, read.messageId);
@@ -192,10 +192,10 @@ function apply(event) {
     }
   } else if (event.groupCreated) {
     const group = event.groupCreated;
-    conversation_(`g:${group.groupId}`).name = group.name;
+    conversationOf(`g:${group.groupId}`).name = group.name;
     drawConversations();
   } else if (event.groupUpdated && event.groupUpdated.field === "GROUP_NAME") {
-    conversation_(`g:${event.groupUpdated.groupId}`).name = event.groupUpdated.value;
+    conversationOf(`g:${event.groupUpdated.groupId}`).name = event.groupUpdated.value;
     drawConversations();
   }
 }
@@ -235,7 +235,7 @@ async function markRead(id) {
   const newest = [...messagesOf(id).values()].sort(order).pop();
   if (!newest || state.myRead.get(id) === newest.id) return;
   state.myRead.set(id, newest.id);
-  conversation_(id).unread = 0;
+  conversationOf(id).unread = 0;
   drawConversations();
   try {
     await state.connection.call({ markRead: { conversationId: id, messageId: newest.id } });
@@ -279,8 +279,8 @@ function showError(error) {
 function openConversation(id) {
   state.open = id;
   state.editing = null;
-  conversation_(id);
-  $("#conversation-title").textContent = conversation_(id).name;
+  conversationOf(id);
+  $("#conversation-title").textContent = conversationOf(id).name;
   $("#composer").disabled = false;
   drawConversations();
   drawMessages();
@@ -396,7 +396,7 @@ $("#new-group").addEventListener("submit", async (event) => {
     const answer = await state.connection.call({ createGroup: { name, members, clientGroupId: `web${randomID()}` } });
     $("#new-group-name").value = "";
     $("#new-group-members").value = "";
-    conversation_(`g:${answer.groupCreated.groupId}`).name = name;
+    conversationOf(`g:${answer.groupCreated.groupId}`).name = name;
     openConversation(`g:${answer.groupCreated.groupId}`);
   } catch (error) {
     showError(error);
