@@ -197,10 +197,16 @@ private final class FloodConnection: Sendable {
         return connection
     }
 
-    /// Sends `auth` (request 1) and returns its answer.
+    /// Sends `auth` (request 1) and returns its answer. A push may come
+    /// first (a user's registration, at its first sign-in: docs/PROTOCOL.md,
+    /// "Conversation"), so frames are read until the one answering request 1.
     func signIn(token: String, device: String) async throws -> Parley_Frame {
         try await channel.writeAndFlush(ByteBuffer(bytes: RawConnection.signIn(token: token, device: device)))
-        return try await next()
+        while true {
+            let frame = try await next()
+            if case .push = frame.body, frame.requestID == 0 { continue }
+            return frame
+        }
     }
 
     /// Writes `batches` of `count` sends (request ids from `firstID`), one
