@@ -375,7 +375,7 @@ private struct RequestPipeline {
         if case .heartbeat = body { return nil }
         let span = InstrumentationSystem.tracer.startAnySpan("gate.request", context: .topLevel, ofKind: .server)
         guard span.isRecording else { return nil }
-        span.attributes["parley.request"] = Mirror(reflecting: body).children.first?.label ?? "unknown"
+        span.attributes["parley.request"] = frame.kindName
         return span
     }
 

@@ -2,6 +2,7 @@ import GRPCCore
 import Logging
 import ParleyCore
 import ParleyProto
+import ParleyWire
 import ParleyRPC
 import ServiceContextModule
 import ServiceLifecycle
@@ -70,8 +71,8 @@ struct LinkService: Parley_Logic.SimpleServiceProtocol {
                                         // At debug level, one line per request, with the trace it belongs to.
                                         if logger.logLevel <= .debug {
                                             logger.debug("answered", metadata: [
-                                                "request": "\(call.frame.body.flatMap { Mirror(reflecting: $0).children.first?.label } ?? "none")",
-                                                "answer": "\(answer.body.flatMap { Mirror(reflecting: $0).children.first?.label } ?? "none")",
+                                                "request": "\(call.frame.kindName)",
+                                                "answer": "\(answer.kindName)",
                                                 "ms": "\((ContinuousClock.now - started).milliseconds)",
                                             ])
                                         }

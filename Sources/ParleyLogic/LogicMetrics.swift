@@ -1,6 +1,7 @@
 import CoreMetrics
 import ParleyMetrics
 import ParleyProto
+import ParleyWire
 
 /// What a logic instance counts (docs/OPERATIONS.md, "Metrics"), through swift-metrics.
 struct LogicMetrics: Sendable {
@@ -21,7 +22,7 @@ struct LogicMetrics: Sendable {
 
     /// A call arrived: counted by its frame's kind (`send`, `history`, …).
     func request(_ frame: Parley_Frame) {
-        requests.increment(frame.body.flatMap { Mirror(reflecting: $0).children.first?.label } ?? "none")
+        requests.increment(frame.kindName)
     }
 
     func answered(after nanoseconds: Int64) { requestLatency.recordNanoseconds(nanoseconds) }
