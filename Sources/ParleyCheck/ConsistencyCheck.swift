@@ -48,6 +48,9 @@ public struct ConsistencyReport: Codable, Sendable {
             case integrity
             /// Regions applied the same events to a conversation but hold different state.
             case state
+            /// A region's own log went backwards: a peer holds more of its
+            /// origin than it does (it is, or is about to be, fenced).
+            case backwards
         }
 
         public var kind: Kind
@@ -95,6 +98,7 @@ public enum ConsistencyCheck {
             case nil: report.unreachable[region.name] = "no answer"
             }
         }
+        report.differences += backwardsLogs(statuses.compactMapValues { try? $0.get() })
         guard report.unreachable.isEmpty else {
             report.verdict = .unreachable
             return report
@@ -116,6 +120,24 @@ public enum ConsistencyCheck {
         }
         report.verdict = report.differences.isEmpty ? .consistent : .divergent
         return report
+    }
+
+    /// Regions holding less of their own origin than a peer does: their log
+    /// went backwards, and the events in between exist only elsewhere.
+    static func backwardsLogs(_ statuses: [String: ReplicationStatus]) -> [ConsistencyReport.Difference] {
+        var differences: [ConsistencyReport.Difference] = []
+        for (region, status) in statuses.sorted(by: { $0.key < $1.key }) {
+            let own = status.applied[region] ?? 0
+            let ahead = statuses.filter { $0.key != region && ($0.value.applied[region] ?? 0) > own }
+                .max { ($0.value.applied[region] ?? 0) < ($1.value.applied[region] ?? 0) }
+            guard status.fence != nil || ahead != nil else { continue }
+            var versions = [region: "holds \(region)-\(own)\(status.fence == nil ? ", not fenced yet" : ", fenced")"]
+            for (peer, peerStatus) in statuses where peer != region { versions[peer] = "holds \(region)-\(peerStatus.applied[region] ?? 0)" }
+            let summary = status.fence?.advice
+                ?? "\(region)'s log went backwards: \(ahead!.key) holds \(region)-\(ahead!.value.applied[region] ?? 0), \(region) only \(region)-\(own); its sync fences it at the peer's next batch"
+            differences.append(.init(kind: .backwards, summary: summary, origin: region, seq: Int64(own + 1), conversation: nil, versions: versions))
+        }
+        return differences
     }
 
     /// Regions storing events their vector does not account for, or missing some.

@@ -29,6 +29,10 @@ public struct Backoff: Sendable, Equatable {
     /// first failure, doubling to 2 s; peers are few, so no jitter.
     public static let internalLink = Backoff(base: .milliseconds(50), cap: .seconds(2))
 
+    /// A commit waiting for the region's PostgreSQL to fail over to its
+    /// standby: 100 ms doubling to 1 s, so the new primary's first second is not missed.
+    public static let storeFailover = Backoff(base: .milliseconds(50), cap: .seconds(1))
+
     /// Devices: 50 ms doubling to 5 s, each wait between half and all of that.
     public static let client = Backoff(base: .milliseconds(50), cap: .seconds(5), jitter: 0.5)
 }

@@ -27,6 +27,26 @@ public struct RegionFile: Codable, Sendable {
         /// regions folder) of the authority that signed its certificate;
         /// every connection is then TLS and checks it. PostgreSQL only.
         public var certificateAuthority: String?
+        /// PostgreSQL only: where `ops/up` runs the region's Patroni pair
+        /// behind HAProxy, which listens on `host:port` (docs/DEPLOYMENT.md).
+        /// The roles never read it: they reach the primary through `host:port`.
+        public var ha: HighAvailability?
+
+        public struct HighAvailability: Codable, Sendable {
+            /// Each PostgreSQL node (`host:port`), then each one's Patroni REST API.
+            public var nodes: [String]
+            public var patroni: [String]
+            /// The etcd members' client and peer addresses.
+            public var etcd: [String]
+            public var etcdPeers: [String]
+
+            public init(nodes: [String], patroni: [String], etcd: [String], etcdPeers: [String]) {
+                self.nodes = nodes
+                self.patroni = patroni
+                self.etcd = etcd
+                self.etcdPeers = etcdPeers
+            }
+        }
 
         public init(host: String, port: Int, passwordFile: String? = nil, certificateAuthority: String? = nil) {
             self.host = host

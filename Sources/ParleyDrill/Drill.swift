@@ -17,8 +17,16 @@ public protocol DrillCluster: Sendable {
     var regionsDirectory: String { get }
     /// SIGKILL to every process of the region at once, Postgres and Redis included.
     func kill(region: String) async throws
-    /// SIGKILL to the region's PostgreSQL (postmaster and backends) alone.
+    /// SIGKILL to the region's PostgreSQL (postmaster and backends) alone;
+    /// under Patroni, to the primary's Patroni and PostgreSQL (its machine died).
     func killPostgres(region: String) async throws
+    /// Whether the region's PostgreSQL is a Patroni pair (primary and
+    /// synchronous standby) that fails over inside the region.
+    func isHighlyAvailable(region: String) -> Bool
+    /// A planned Patroni switchover to the synchronous standby.
+    func switchover(region: String) async throws
+    /// SIGKILL to one member of the region's etcd cluster.
+    func killEtcdMember(region: String) async throws
     /// Cuts the region off from clients, probes and the other regions: every
     /// packet to its gates, route and sync dropped (`Drill.partitionPorts`),
     /// every link between it and the others blackholed.
@@ -38,9 +46,18 @@ public struct Drill: Sendable {
     public enum Scenario: String, Sendable, Codable, CaseIterable {
         /// Every process of the region SIGKILLed, then restarted on its data.
         case killRegion = "kill-region"
-        /// The region's PostgreSQL SIGKILLed: its gates still run, its health
-        /// fails, route declares it down and its gates send clients elsewhere.
+        /// The region's PostgreSQL SIGKILLed. A single server: its gates still
+        /// run, its health fails, route declares it down and its gates send
+        /// clients elsewhere. Under Patroni: the primary's machine dies, the
+        /// synchronous standby is promoted, the region stays up and its
+        /// clients stay connected through the pause.
         case killPostgres = "kill-postgres"
+        /// A planned Patroni switchover: the standby becomes primary; nobody
+        /// is disconnected (Patroni regions only).
+        case switchover
+        /// One of the region's three etcd members SIGKILLed: the other two keep
+        /// the quorum, nothing moves (Patroni regions only).
+        case killEtcdMember = "kill-etcd-member"
         /// `parley route drain`: clients move away over the drain window; undrained at heal.
         case drain
         /// The region cut off from its clients, route's probes and the other
@@ -51,13 +68,27 @@ public struct Drill: Sendable {
         case slowLink = "slow-link"
 
         /// What route must come to say of the region (nil: that it stays up).
-        var routeState: String? {
+        func routeState(highlyAvailable: Bool) -> String? {
             switch self {
-            case .killRegion, .killPostgres, .partition: "down"
+            case .killRegion, .partition: "down"
+            case .killPostgres: highlyAvailable ? nil : "down"
             case .drain: "draining"
-            case .slowLink: nil
+            case .slowLink, .switchover, .killEtcdMember: nil
             }
         }
+
+        /// Whether the fault must leave every client on its connection: a
+        /// fault the region rides out inside itself.
+        func keepsConnections(highlyAvailable: Bool) -> Bool {
+            switch self {
+            case .switchover, .killEtcdMember: true
+            case .killPostgres: highlyAvailable
+            case .killRegion, .partition, .drain, .slowLink: false
+            }
+        }
+
+        /// Faults only a Patroni region has.
+        var needsHighAvailability: Bool { self == .switchover || self == .killEtcdMember }
     }
 
     /// The ports a partition drops: the region's gates, route and sync.
@@ -104,6 +135,12 @@ public struct Drill: Sendable {
         guard topology.regions.contains(where: { $0.name == options.region }) else {
             throw DrillError("no region \(options.region) in \(cluster.regionsDirectory)")
         }
+        let highlyAvailable = cluster.isHighlyAvailable(region: options.region)
+        if options.scenario.needsHighAvailability, !highlyAvailable {
+            throw DrillError("\(options.scenario.rawValue) needs region \(options.region)'s PostgreSQL under Patroni (PARLEY_HA, docs/DEPLOYMENT.md)")
+        }
+        let expectedState = options.scenario.routeState(highlyAvailable: highlyAvailable)
+        let keepsConnections = options.scenario.keepsConnections(highlyAvailable: highlyAvailable)
         let survivors = topology.regions.filter { $0.name != options.region }
         guard let observer = survivors.first(where: { $0.route != nil }) else {
             throw DrillError("a drill needs `parley route` in a region other than \(options.region) (route in the region files)")
@@ -145,14 +182,31 @@ public struct Drill: Sendable {
         try await inject(topology)
 
         var detection: Duration?
-        if let state = options.scenario.routeState {
+        var stayedUp: Bool?
+        var connectionsLost: Int?
+        if let state = expectedState {
             detection = await Self.poll(limit: options.limit) { await Self.routeSays(observer, options.region, is: state) }.map { $0 - faultAt }
             log("route: \(options.region) \(detection.map { "\(state) after \(seconds($0)) s" } ?? "never \(state)")")
         } else {
-            try await Task.sleep(for: options.outage)
-            // Slow is not down: every client is still where it was.
+            // Slow is not down, nor a failover inside the region: route must
+            // say "up" all along, and every client stays where it was.
+            var up = true
+            let outageEnds = ContinuousClock.now + options.outage
+            while ContinuousClock.now < outageEnds {
+                if !(await Self.routeSays(observer, options.region, is: "up")) { up = false }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            stayedUp = up
+            if keepsConnections {
+                var lost: [String] = []
+                for user in affected {
+                    lost += await user.client.recoveries.filter { $0.at > faultAt }.map { "\(user.name) after \(seconds($0.at - faultAt)) s: \($0.reason)" }
+                }
+                connectionsLost = lost.count
+                if !lost.isEmpty { log("connections lost: \(lost.joined(separator: "; "))") }
+            }
             affected = []
-            log("route: \(options.region) \(await Self.routeSays(observer, options.region, is: "up") ? "still up" : "NOT up")")
+            log("route: \(options.region) \(up ? "up all along" : "NOT up all along")\(connectionsLost.map { "; \($0) client connections lost" } ?? "")")
         }
         var recoveries: [Duration] = []
         var reasons: Set<String> = []
@@ -170,7 +224,7 @@ public struct Drill: Sendable {
         // durability acknowledged ones among them are at risk until the heal.
         // A drained or slowed region is not failed: nothing of it is at risk.
         var heldElsewhere = UInt64.max
-        let failed = options.scenario.routeState == "down"
+        let failed = expectedState == "down"
         if failed { heldElsewhere = try await held(elsewhere: survivors, adminToken: topology.adminToken) }
         if let recovered { try await Task.sleep(until: max(recovered, faultAt + options.outage)) }
         // Asked again at the end of the outage: a `geo` send acknowledged
@@ -210,8 +264,8 @@ public struct Drill: Sendable {
         return DrillReport(
             scenario: options.scenario.rawValue, region: options.region,
             durability: options.durability == .local ? "local" : options.durability == .geo ? "geo" : "region default",
-            clients: users.count,
-            detectionSeconds: detection.map(seconds), healSeconds: seconds(healAt - restartAt),
+            clients: users.count, highlyAvailable: highlyAvailable, expectedRouteState: expectedState,
+            detectionSeconds: detection.map(seconds), stayedUp: stayedUp, connectionsLost: connectionsLost, healSeconds: seconds(healAt - restartAt),
             clientsAffected: affected.count, clientsRecovered: recovered == nil ? recoveries.count : affected.count, reconnectsBeforeFault: movedBefore,
             recovery: DrillReport.Percentiles(recoveries.map(seconds)),
             acked: tally.acked, sendErrors: tally.errors, ackedLost: tally.lost, atRisk: tally.atRisk,
@@ -249,12 +303,14 @@ public struct Drill: Sendable {
         case .drain: try await Self.setDraining(options.region, true, topology)
         case .partition: try await cluster.partition(region: options.region)
         case .slowLink: try await cluster.slowLinks(region: options.region, delay: .milliseconds(250))
+        case .switchover: try await cluster.switchover(region: options.region)
+        case .killEtcdMember: try await cluster.killEtcdMember(region: options.region)
         }
     }
 
     private func heal(_ topology: Topology) async throws {
         switch options.scenario {
-        case .killRegion, .killPostgres, .partition, .slowLink: try await cluster.heal(region: options.region)
+        case .killRegion, .killPostgres, .partition, .slowLink, .switchover, .killEtcdMember: try await cluster.heal(region: options.region)
         case .drain:
             try await Self.setDraining(options.region, false, topology)
             // Healed once every route instance has it back.

@@ -25,8 +25,17 @@ public struct DrillReport: Codable, Sendable {
     public var region: String
     public var durability: String
     public var clients: Int
+    /// Whether the region's PostgreSQL was a Patroni pair.
+    public var highlyAvailable: Bool
+    /// What route had to come to say of the region; nil: that it stays up.
+    public var expectedRouteState: String?
     /// Fault → route declares the region down (or draining), in seconds.
     public var detectionSeconds: Double?
+    /// When the region had to stay up: whether route said "up" all through the outage.
+    public var stayedUp: Bool?
+    /// When the fault had to leave every client connected (a failover inside
+    /// the region): connections its clients lost after the fault. Must be 0.
+    public var connectionsLost: Int?
     /// How long healing took (restarting the region, recovering its Postgres).
     public var healSeconds: Double
     /// Clients connected to the region at the fault, and how many were back elsewhere.
@@ -60,9 +69,11 @@ public struct DrillReport: Codable, Sendable {
     public var failures: [String] {
         var failures: [String] = []
         if clientsRecovered < clientsAffected { failures.append("\(clientsAffected - clientsRecovered) clients never recovered") }
-        if detectionSeconds == nil, let state = Drill.Scenario(rawValue: scenario)?.routeState {
+        if detectionSeconds == nil, let state = expectedRouteState {
             failures.append("route never declared \(region) \(state)")
         }
+        if stayedUp == false { failures.append("route did not say \(region) up all through the fault") }
+        if let lost = connectionsLost, lost > 0 { failures.append("\(lost) client connections lost") }
         if ackedLost > 0 { failures.append("\(ackedLost) acknowledged messages lost") }
         if durability == "geo", atRisk > 0 { failures.append("\(atRisk) events acknowledged with geo durability were held by \(region) alone") }
         if atRiskReappeared < atRisk { failures.append("\(atRisk - atRiskReappeared) at-risk events never reappeared") }
@@ -86,8 +97,8 @@ public struct DrillReport: Codable, Sendable {
     public var text: String {
         func s(_ value: Double?) -> String { value.map { String(format: "%.3f s", $0) } ?? "-" }
         return """
-            drill \(scenario) \(region), \(durability) durability, \(clients) clients
-            detection        \(s(detectionSeconds)) (\(Drill.Scenario(rawValue: scenario)?.routeState.map { "route declared \(region) \($0)" } ?? "\(region) stays up"))
+            drill \(scenario) \(region), \(durability) durability, \(clients) clients\(highlyAvailable ? ", PostgreSQL under Patroni" : "")
+            detection        \(detectionLine)
             recovery         \(clientsRecovered)/\(clientsAffected) clients back elsewhere: p50 \(s(recovery.p50))  p99 \(s(recovery.p99))  max \(s(recovery.max)) (\(reconnectsBeforeFault) reconnects before the fault)
             acked            \(acked) messages (\(sendErrors) sends failed, not acknowledged)
             acked lost       \(ackedLost)
@@ -98,6 +109,14 @@ public struct DrillReport: Codable, Sendable {
             targets          \(targetsMissed.isEmpty ? "met (recovery p99 ≤ 3 s, convergence ≤ 10 s)" : "missed: " + targetsMissed.joined(separator: "; "))
             result           \(passed ? "PASSED" : "FAILED: " + failures.joined(separator: "; "))
             """
+    }
+
+    private var detectionLine: String {
+        if let state = expectedRouteState {
+            return "\(detectionSeconds.map { String(format: "%.3f s", $0) } ?? "-") (route declared \(region) \(state))"
+        }
+        let connections = connectionsLost.map { ", \($0) client connections lost" } ?? ""
+        return "\(region) stays up: \(stayedUp == true ? "route said up all along" : "route did NOT say up all along")\(connections)"
     }
 
     public var json: String {

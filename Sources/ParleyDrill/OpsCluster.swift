@@ -11,11 +11,14 @@ import Synchronization
 /// process of a region is named by the pid files in `run/<region>/` (and its
 /// postmaster by `pgdata/postmaster.pid`); `ops/up <region>` starts it again.
 /// Partitions and slow links need the links between regions through the
-/// link proxy (`PARLEY_LINK_PROXY=1 ops/up`, admin on `proxyAdmin`).
+/// link proxy (`PARLEY_LINK_PROXY=1 ops/up`, admin on `proxyAdmin`). A
+/// region whose PostgreSQL runs under Patroni (`run/<region>/ha`, the
+/// default of ops/up) is driven through `ops/ha-region`.
 public final class OpsCluster: DrillCluster {
     public let regionsDirectory: String
     let runDirectory: String
     let upScript: String
+    let highAvailabilityScript: String
     /// The `parley` executable the restarted region runs.
     let parleyBinary: String
     let proxyAdmin = "127.0.0.1:7590"
@@ -23,10 +26,14 @@ public final class OpsCluster: DrillCluster {
     private let linksChanged = Mutex(false)
     private let killed = Mutex(false)
 
-    public init(regionsDirectory: String = "regions", runDirectory: String = "run", upScript: String = "ops/up", parleyBinary: String) {
+    public init(
+        regionsDirectory: String = "regions", runDirectory: String = "run", upScript: String = "ops/up",
+        highAvailabilityScript: String = "ops/ha-region", parleyBinary: String
+    ) {
         self.regionsDirectory = regionsDirectory
         self.runDirectory = runDirectory
         self.upScript = upScript
+        self.highAvailabilityScript = highAvailabilityScript
         self.parleyBinary = parleyBinary
     }
 
@@ -39,11 +46,36 @@ public final class OpsCluster: DrillCluster {
             throw DrillError("nothing of region \(region) runs (pid files in \(folder)/): start it with ops/up")
         }
         killed.withLock { $0 = true }
+        if isHighlyAvailable(region: region) { try highAvailability(region, ["kill", "all"]) }
         let survivors = await ProcessTable.killTrees(pids)
         guard survivors.isEmpty else { throw DrillError("processes of \(region) survived SIGKILL: \(survivors)") }
     }
 
+    public func isHighlyAvailable(region: String) -> Bool {
+        FileManager.default.fileExists(atPath: "\(runDirectory)/\(region)/ha/ha.json")
+    }
+
+    public func switchover(region: String) async throws {
+        try highAvailability(region, ["switchover"])
+    }
+
+    public func killEtcdMember(region: String) async throws {
+        killed.withLock { $0 = true }
+        try highAvailability(region, ["kill", "etcd", "0"])
+    }
+
+    /// `ops/ha-region <arguments> --dir run/<region>/ha`.
+    private func highAvailability(_ region: String, _ arguments: [String]) throws {
+        let (status, output) = try Subprocess.run(highAvailabilityScript, arguments + ["--dir", "\(runDirectory)/\(region)/ha"])
+        guard status == 0 else { throw DrillError("\(highAvailabilityScript) \(arguments.joined(separator: " ")) for \(region) failed: \(output)") }
+    }
+
     public func killPostgres(region: String) async throws {
+        if isHighlyAvailable(region: region) {
+            killed.withLock { $0 = true }
+            try highAvailability(region, ["kill", "leader"])
+            return
+        }
         let folder = "\(runDirectory)/\(region)"
         guard let postmaster = Self.firstLineNumber(of: "\(folder)/pgdata/postmaster.pid"), ProcessTable.isAlive(postmaster) else {
             throw DrillError("region \(region)'s PostgreSQL is not running (\(folder)/pgdata/postmaster.pid)")

@@ -310,6 +310,14 @@ private struct RequestPipeline {
 
     /// Sends the request on its way; waits only while `window` requests are in flight.
     mutating func submit(_ frame: Parley_Frame) async {
+        if case .heartbeat = frame.body {
+            // Echoed at once, ahead of answers still pending: a slow request
+            // (a commit waiting out the store's failover) must not make a live
+            // connection look dead to its device (docs/PROTOCOL.md, "Sessions").
+            let session = self.session
+            Task { session.connection.send(await session.answer(frame, deviceSession: [:], trace: "")) }
+            return
+        }
         if inFlight.count >= Self.window { await inFlight.removeFirst().value }
         let previous = inFlight.last
         if let refusal = await session.admit(frame) {

@@ -38,7 +38,8 @@ struct GateHealth: Sendable {
                     let outcome = await check {
                         let client = Parley_Logic.Client(wrapping: try pool.client(for: address))
                         let report = try await client.health(Parley_HealthRequest(), options: .failFast(timeout: timeout))
-                        let failed = report.checks.filter { $0.value != "ok" }.sorted { $0.key < $1.key }
+                        // "ok, failing over: ..." passes: PostgreSQL's standby is taking over (LogicHealth).
+                        let failed = report.checks.filter { !$0.value.hasPrefix("ok") }.sorted { $0.key < $1.key }
                         guard failed.isEmpty else { throw PeerError(.unreachable, peer: "logic", failed.map { "\($0.key): \($0.value)" }.joined(separator: "; ")) }
                     }
                     return (address, outcome)

@@ -24,12 +24,16 @@ final class GroupCommitter: Service, Sendable {
     private let queue: BatchQueue<Pending>
     private let onCommit: @Sendable ([Parley_Event]) -> Void
     private let metrics: LogicMetrics
+    /// How long a batch keeps retrying while PostgreSQL is unreachable (a
+    /// failover under Patroni); zero: it fails after its second attempt.
+    private let failoverGrace: Duration
 
     init(
-        store: RegionStore, rules: CommitRules, maxBatch: Int, metrics: LogicMetrics, logger: Logger,
+        store: RegionStore, rules: CommitRules, maxBatch: Int, failoverGrace: Duration = .zero, metrics: LogicMetrics, logger: Logger,
         onCommit: @escaping @Sendable ([Parley_Event]) -> Void
     ) {
         self.store = store
+        self.failoverGrace = failoverGrace
         self.metrics = metrics
         self.rules = rules
         self.logger = logger
@@ -66,9 +70,14 @@ final class GroupCommitter: Service, Sendable {
         let started = ContinuousClock.now
         defer { metrics.commitLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds) }
         var lastError: (any Error)?
+        var attempt = 0
         // One retry: a concurrent commit of the same client_msg_id by another
         // logic instance aborts this batch, and the retry then finds it stored.
-        for attempt in 1...2 {
+        // More while the store fails over (`failoverGrace`): a batch whose
+        // COMMIT was cut off may have committed, and its retry then answers
+        // each post with its first event (client_msg_id), never twice.
+        while true {
+            attempt += 1
             do {
                 let outcomes = try await store.commit(commands, rules: rules, traceParents: batch.map { entry in entry.span.map { TraceParent.of($0.context) } ?? "" })
                 for (entry, outcome) in zip(batch, outcomes) {
@@ -85,6 +94,9 @@ final class GroupCommitter: Service, Sendable {
             } catch {
                 lastError = error
                 logger.warning("group commit failed", metadata: ["attempt": "\(attempt)", "size": "\(batch.count)", "error": "\(String(reflecting: error))"])
+                let ridingOut = StoreError.isConnectionFailure(error) && ContinuousClock.now - started < failoverGrace
+                guard attempt < 2 || ridingOut else { break }
+                if ridingOut { try? await Task.sleep(for: Backoff.storeFailover.delay(afterFailures: attempt)) }
             }
         }
         // The database's words stay in the log: a device learns only that it may retry.

@@ -40,6 +40,11 @@ public struct LogicConfiguration: Sendable {
     public var handoffTimeout: Duration = .seconds(8)
     /// How long the `Health` RPC waits for PostgreSQL and Redis.
     public var healthTimeout: Duration = .milliseconds(300)
+    /// How long PostgreSQL may be unreachable before this instance reports
+    /// it failed and gives up on commits: the time a Patroni pair takes to
+    /// promote its standby (docs/DEPLOYMENT.md). Zero for a single server,
+    /// whose loss is the region's and sends its clients elsewhere at once.
+    public var storeFailoverGrace: Duration = .zero
 
     public init(region: String, listen: Endpoint, postgres: PostgresLocation, redis: Endpoint) {
         self.region = region
@@ -60,7 +65,7 @@ public enum LogicServer {
         let metrics = LogicMetrics()
         let dispatcher = PushDispatcher(presence: presence, gates: gates, metrics: metrics, logger: logger)
         let followUps = FollowUpAnnouncer(redis: redis, logger: logger)
-        let committer = GroupCommitter(store: store, rules: CommitRules(maxGroupMembers: configuration.limits.maxGroupMembers, recallWindowMs: configuration.limits.recallWindowMs), maxBatch: configuration.maxBatch, metrics: metrics, logger: logger) { events in
+        let committer = GroupCommitter(store: store, rules: CommitRules(maxGroupMembers: configuration.limits.maxGroupMembers, recallWindowMs: configuration.limits.recallWindowMs), maxBatch: configuration.maxBatch, failoverGrace: configuration.storeFailoverGrace, metrics: metrics, logger: logger) { events in
             dispatcher.enqueue(events)
             followUps.announce(events)
         }
@@ -79,7 +84,7 @@ public enum LogicServer {
             defaultDurability: configuration.defaultDurability, limits: configuration.limits, typing: typing, logger: logger
         )
         let service = LinkService(
-            handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout), metrics: metrics,
+            handler: handler, links: gates, health: LogicHealth(store: store, redis: redis, timeout: configuration.healthTimeout, failoverGrace: configuration.storeFailoverGrace), metrics: metrics,
             logger: logger
         )
         // Requests are served only once the schema is migrated.

@@ -263,12 +263,13 @@ private struct DerivedRows: PostgresPreparedStatement {
     /// rows, origin heads) only move to a winning stamp, so replays change
     /// nothing: the guards are `ConvergentState.absorb`'s, one per table.
     /// The heads move first: an optimistic commit's head must still be at
-    /// `$65` once its row is locked, or nothing is written (`ok`).
+    /// `$65` and unfenced once its row is locked, or nothing is written
+    /// (`ok`), and the commit goes the locked way, which refuses a fence.
     static let sql = """
         WITH
           hd AS (UPDATE origins o SET applied_seq = h.seq, last_hlc = GREATEST(o.last_hlc, h.hlc)
                  FROM unnest($39::text[], $40::bigint[], $41::bigint[]) AS h(origin, seq, hlc)
-                 WHERE o.origin = h.origin AND o.applied_seq < h.seq AND ($65::bigint < 0 OR o.applied_seq = $65::bigint)
+                 WHERE o.origin = h.origin AND o.applied_seq < h.seq AND ($65::bigint < 0 OR (o.applied_seq = $65::bigint AND o.fenced IS NULL))
                  RETURNING 1),
           ok AS (SELECT $65::bigint < 0 OR EXISTS (SELECT 1 FROM hd) AS ok),
           ev AS (INSERT INTO events (origin, seq, hlc, kind, payload, conversation_id)

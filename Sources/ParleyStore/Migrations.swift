@@ -262,6 +262,12 @@ public enum Migrations {
             ORDER BY conversation_id, hlc DESC, origin DESC, seq DESC
             """,
         ] + Digests.stateTriggers(for: Digests.hiddenMessages)),
+        // A region whose own log went backwards takes no changes: the fence
+        // (an OriginFence as JSON) on its own origin's row, read by every
+        // commit under the row's lock (docs/REPLICATION.md, "The log never goes backwards").
+        (11, [
+            "ALTER TABLE origins ADD COLUMN fenced text",
+        ]),
     ]
 
     /// Applies every migration not yet applied. Safe to call concurrently.

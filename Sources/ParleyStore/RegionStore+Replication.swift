@@ -101,11 +101,16 @@ extension RegionStore {
     ///
     /// Returns the applied vector of the batch's origins after it. Causal
     /// dependencies on other origins are the caller's to check (`CausalBuffer`).
+    ///
+    /// `reimporting`: the batch may hold this region's own events, which
+    /// its database lost and a peer kept (`parley recover`, only while fenced).
     @discardableResult
-    public func applyReplicated(_ events: [Parley_Event]) async throws -> VersionVector {
+    public func applyReplicated(_ events: [Parley_Event], reimporting: Bool = false) async throws -> VersionVector {
         let origins = Array(Set(events.map(\.origin))).sorted()
         guard !origins.isEmpty else { return try await appliedVector() }
-        guard !origins.contains(origin) else { throw StoreError(.refusedBatch, "a replicated batch holds events of this region's own origin \(origin)") }
+        guard reimporting || !origins.contains(origin) else {
+            throw StoreError(.refusedBatch, "a replicated batch holds events of this region's own origin \(origin)")
+        }
         let logger = self.logger
         let (vector, maxHLC) = try await database.withTransaction { tx -> (VersionVector, UInt64) in
             try await tx.query(

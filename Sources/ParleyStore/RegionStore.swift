@@ -56,8 +56,14 @@ public final class RegionStore: Service, Sendable {
     }
 
     /// Answers once PostgreSQL has run a query: the health checks' probe.
-    public func ping() async throws {
-        for try await _ in try await database.query("SELECT 1", logger: logger) {}
+    /// One round trip: the server answers, and this origin's fence if its
+    /// log went backwards (nil: it takes changes).
+    @discardableResult
+    public func ping() async throws -> OriginFence? {
+        var fence: OriginFence?
+        let rows = try await database.query("SELECT fenced FROM origins WHERE origin = \(origin)", logger: logger)
+        for try await fenced in rows.decode(String?.self) { fence = fenced.flatMap { try? OriginFence.decode($0) } }
+        return fence
     }
 
     /// Commits new events planned against stored rows (logic's group commit):
@@ -174,7 +180,11 @@ public final class RegionStore: Service, Sendable {
         // any origin (a reply after its question), whatever this host's wall
         // clock says: the floor is the newest hlc of every origin's head.
         var floor = HLC(rawValue: 0)
-        for try await (name, seq, hlc) in rows {
+        for try await (name, seq, hlc, fenced) in rows {
+            if name == origin, let fenced {
+                let advice = (try? OriginFence.decode(fenced))?.advice ?? fenced
+                throw StoreError(.fenced, advice)
+            }
             if name == origin { head = UInt64(seq) } else if seq > 0 { deps[name] = UInt64(seq) }
             floor = max(floor, HLC(rawValue: UInt64(hlc)))
         }
@@ -259,6 +269,8 @@ public struct StoreError: Error, CustomStringConvertible, CustomDebugStringConve
         case refusedBatch
         /// Stored rows or a plan break an invariant of the log.
         case brokenInvariant
+        /// This region's own log went backwards: it takes no changes (`OriginFence`).
+        case fenced
     }
 
     public let kind: Kind
@@ -272,6 +284,28 @@ public struct StoreError: Error, CustomStringConvertible, CustomDebugStringConve
     public var debugDescription: String { "StoreError.\(kind): \(description)" }
 
     public var clientError: ClientError {
-        ClientError(.unavailable, "the region's store is unavailable; retry", detail: debugDescription)
+        if kind == .fenced {
+            return ClientError(.unavailable, "this region takes no changes until its operator recovers it; retry, another region will serve you", detail: debugDescription)
+        }
+        return ClientError(.unavailable, "the region's store is unavailable; retry", detail: debugDescription)
+    }
+
+    /// Whether `error` means the server went away or cannot take writes now,
+    /// as during a failover to the standby, rather than that the work itself
+    /// failed: retrying the same work on a new connection can succeed.
+    public static func isConnectionFailure(_ error: any Error) -> Bool {
+        if let error = error as? StoreError { return error.kind == .connectionClosed }
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown:
+            return true
+        case .server:
+            // 08: connection exception; 57P01-03: shut down or not yet
+            // accepting; 25006: a demoted server refusing a write.
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || ["57P01", "57P02", "57P03", "25006"].contains(state)
+        default:
+            return false
+        }
     }
 }

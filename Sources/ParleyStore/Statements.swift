@@ -7,11 +7,11 @@ import PostgresNIO
 /// Locks this origin's head row until commit and reads every origin's head.
 struct LockOriginStatement: PostgresPreparedStatement {
     static let sql = """
-        WITH mine AS (SELECT origin, applied_seq, last_hlc FROM origins WHERE origin = $1 FOR UPDATE)
-        SELECT origin, applied_seq, last_hlc FROM mine
-        UNION ALL SELECT origin, applied_seq, last_hlc FROM origins WHERE origin <> $1
+        WITH mine AS (SELECT origin, applied_seq, last_hlc, fenced FROM origins WHERE origin = $1 FOR UPDATE)
+        SELECT origin, applied_seq, last_hlc, fenced FROM mine
+        UNION ALL SELECT origin, applied_seq, last_hlc, NULL FROM origins WHERE origin <> $1
         """
-    typealias Row = (String, Int64, Int64)
+    typealias Row = (String, Int64, Int64, String?)
 
     var origin: String
 

@@ -21,6 +21,7 @@ struct PeerPuller: Service {
     let applier: ReplicationApplier
     let monitor: ReplicationMonitor
     let links: DirectLinks
+    let originGuard: OriginGuard
     let logger: Logger
     var stallTimeout: Duration = .seconds(10)
 
@@ -53,7 +54,9 @@ struct PeerPuller: Service {
                         links.set(peer, up: true)
                         for try await batch in response.messages.cancelOnGracefulShutdown() {
                             waitingSince.set(nil)
-                            monitor.received(from: peer, peerApplied: VersionVector(batch.applied))
+                            let peerApplied = VersionVector(batch.applied)
+                            monitor.received(from: peer, peerApplied: peerApplied)
+                            try await originGuard.check(peer: peer, holds: peerApplied[region])
                             try await applier.receive(batch.events)
                             waitingSince.set(.now)
                         }

@@ -17,7 +17,7 @@ struct RegionHealthCheck: Sendable {
 
     func run() async -> RegionHealthReport {
         let postgres = await checkOutcome { [store, timeout] in
-            try await withDeadline(timeout, "postgres") { try await store.ping() }
+            _ = try await withDeadline(timeout, "postgres") { try await store.ping() }
         }
         let status = monitor.status(local: watcher.current)
         return RegionHealthReport(

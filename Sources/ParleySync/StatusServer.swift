@@ -25,8 +25,12 @@ struct StatusServer: Service {
         let router = Router()
         let adminOnly = router.group().add(middleware: AdminOnly(listener.admin))
         let readOnly = listener.openStatus ? router.group() : adminOnly
+        let store = self.store
         readOnly.get("/status") { _, _ -> Response in
-            let body = try JSONEncoder().encode(monitor.status(local: watcher.current))
+            var status = monitor.status(local: watcher.current)
+            // From the store: a fence set before this process started counts too.
+            status.fence = try await store.currentFence()
+            let body = try JSONEncoder().encode(status)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
         let health = self.health

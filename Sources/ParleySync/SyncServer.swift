@@ -64,10 +64,11 @@ public enum SyncServer {
         let applier = ReplicationApplier(store: store, origin: configuration.region, monitor: monitor, logger: logger)
         let pool = RPCClientPool(tls: configuration.tls)
         let links = DirectLinks(origins: configuration.origins.union(configuration.peers.keys))
+        let originGuard = OriginGuard(region: configuration.region, store: store, logger: logger)
         let pullers: [any Service] = configuration.peers.sorted { $0.key < $1.key }.map { peer, address in
             PeerPuller(
                 region: configuration.region, peer: peer, address: address, pool: pool, applier: applier,
-                monitor: monitor, links: links, logger: logger
+                monitor: monitor, links: links, originGuard: originGuard, logger: logger
             )
         }
         let server = RPCServerService(

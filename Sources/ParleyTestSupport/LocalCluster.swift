@@ -27,11 +27,12 @@ public final class LocalCluster: Sendable {
 
     /// Starts the regions, runs `body`, and stops everything even if `body`
     /// throws. With `route` settings each region also runs `parley route`
-    /// (on its region file's `route` address).
+    /// (on its region file's `route` address); the regions named in
+    /// `highAvailability` have their PostgreSQL as a Patroni pair behind HAProxy.
     public static func with<T: Sendable>(
         _ names: [String] = ["eu", "us", "ap"], logicArguments: [String: [String]] = [:], syncArguments: [String: [String]] = [:],
         faultyLinks: Bool = false, route: ClusterFile.RouteSettings? = nil, tls: Bool = false, environment: [String: String] = [:],
-        _ body: (LocalCluster) async throws -> T
+        highAvailability: Set<String> = [], _ body: (LocalCluster) async throws -> T
     ) async throws -> T {
         let directory = try TestRun.scratch("cluster")
         let secret = "test-secret-\(UUID().uuidString)"
@@ -44,7 +45,8 @@ public final class LocalCluster: Sendable {
             for name in names {
                 started.append(try await LocalRegion.prepare(
                     name: name, directory: directory, tokenSecret: secret, security: security,
-                    logicArguments: logicArguments[name] ?? [], syncArguments: syncArguments[name] ?? [], withRoute: route != nil
+                    logicArguments: logicArguments[name] ?? [], syncArguments: syncArguments[name] ?? [], withRoute: route != nil,
+                    highAvailability: highAvailability.contains(name)
                 ))
             }
             if faultyLinks {

@@ -19,7 +19,8 @@ public final class LocalRegion: @unchecked Sendable {
     // @unchecked: the mutable process handles are only replaced by the test
     // that owns the region, one step at a time (restart/kill in test code).
     public let name: String
-    public let postgres: PostgresServer
+    /// One server, or a primary and a synchronous standby under Patroni (`highAvailability`).
+    public let postgres: any RegionDatabase
     public let redis: RedisServer
     public let directory: String
     public let file: RegionFile
@@ -99,12 +100,17 @@ public final class LocalRegion: @unchecked Sendable {
     /// `directory` (shared by a cluster's regions); `launch` starts its processes.
     static func prepare(
         name: String, directory: String, tokenSecret: String, security: LinkSecurity, gateArguments: [String] = [], logicArguments: [String] = [],
-        syncArguments: [String] = [], withRoute: Bool = false
+        syncArguments: [String] = [], withRoute: Bool = false, highAvailability: Bool = false
     ) async throws -> LocalRegion {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw TestSupportError("parley binary not found at \(binary): run `swift build` first (ops/test does)")
         }
-        let postgres = try await PostgresServer.start(name: "\(name)-postgres")
+        let postgres: any RegionDatabase = highAvailability
+            ? try await HighlyAvailablePostgres.start(name: "\(name)-postgres")
+            : try await PostgresServer.start(name: "\(name)-postgres")
+        // Under Patroni a primary's death is a pause, not an outage: logic
+        // rides it out rather than failing the region (docs/DEPLOYMENT.md).
+        let logicArguments = highAvailability ? ["--store-failover-grace", "15"] + logicArguments : logicArguments
         let redis: RedisServer
         do { redis = try await RedisServer.start(name: "\(name)-redis") } catch {
             await postgres.stop()
@@ -130,7 +136,7 @@ public final class LocalRegion: @unchecked Sendable {
     }
 
     private init(
-        name: String, directory: String, tokenSecret: String, security: LinkSecurity, postgres: PostgresServer, redis: RedisServer,
+        name: String, directory: String, tokenSecret: String, security: LinkSecurity, postgres: any RegionDatabase, redis: RedisServer,
         gateArguments: [String], logicArguments: [String], syncArguments: [String], withRoute: Bool = false
     ) throws {
         self.name = name

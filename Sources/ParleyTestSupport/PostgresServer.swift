@@ -134,25 +134,6 @@ public final class PostgresServer: Sendable {
         try? FileManager.default.removeItem(atPath: dataDirectory)
     }
 
-    /// Runs SQL through psql (in the `parley` database unless told) and
-    /// returns its unaligned output.
-    public func psql(_ sql: String, database: String = PostgresServer.database) throws -> String {
-        try Self.run(Self.binDirectory() + "/psql", [
-            "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
-        ], password: password)
-    }
-
-    /// Runs `sql` in its own psql session in the background (a transaction
-    /// that holds a lock for a while, say); stop the returned process to end it.
-    public func psqlInBackground(_ sql: String) throws -> ChildProcess {
-        try ChildProcess(
-            name: "psql", executable: try Self.binDirectory() + "/psql",
-            arguments: ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", Self.database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            logPath: logPath + ".psql-\(UInt32.random(in: 0...UInt32.max))",
-            environment: ProcessInfo.processInfo.environment.merging(["PGPASSWORD": password]) { $1 }
-        )
-    }
-
     private func waitForStartup(bin: String) async throws {
         let deadline = ContinuousClock.now + .seconds(30)
         try await FreePort.waitUntilAccepting(port, server: process)

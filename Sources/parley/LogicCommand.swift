@@ -32,6 +32,9 @@ struct LogicCommand: AsyncParsableCommand {
     @Option(help: "How long a device's first change or read after it moved here waits for this region to hold what it wrote or saw elsewhere (milliseconds).")
     var sessionWaitMs = 2_000
 
+    @Option(help: "How long PostgreSQL may be unreachable before health fails and commits give up (seconds): set it above the failover time of a Patroni pair (ops/up does when PARLEY_HA is on); 0 for a single server.")
+    var storeFailoverGrace = 0.0
+
     @Option(help: "Where this process serves GET /metrics (host:port); default: the region file's metrics entry. \"none\": not served.")
     var metrics: String?
 
@@ -71,6 +74,7 @@ struct LogicCommand: AsyncParsableCommand {
         guard configuration.geoQuorum >= 1, configuration.geoQuorum <= peers.count || configuration.defaultDurability == .local else {
             throw ValidationError("region \(region.name): geoQuorum must be 1...\(peers.count) (its number of peers)")
         }
+        configuration.storeFailoverGrace = .milliseconds(Int64(storeFailoverGrace * 1000))
         configuration.telemetry = try deployment.telemetry("parley-logic", region: region.name)
         let logger = deployment.logger("parley.logic")
         let position = region.logic.firstIndex(of: listen)

@@ -10,7 +10,7 @@ struct Parley: AsyncParsableCommand {
         subcommands: [
             LogicCommand.self, GateCommand.self, SyncCommand.self, TokenCommand.self,
             ChatCommand.self, DemoCommand.self, BenchCommand.self, SocialBenchCommand.self, FillCommand.self, ProxyCommand.self, CheckCommand.self, RouteCommand.self, DrillCommand.self,
-            ExtCommand.self, PushSinkCommand.self, CertsCommand.self, DashboardCommand.self,
+            ExtCommand.self, PushSinkCommand.self, CertsCommand.self, DashboardCommand.self, RecoverCommand.self,
         ]
     )
 }

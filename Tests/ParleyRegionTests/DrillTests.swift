@@ -115,7 +115,25 @@ private final class ClusterFaults: DrillCluster {
 
     func killPostgres(region: String) async throws {
         fault.withLock { $0 = .postgresKilled }
-        await cluster[region].postgres.kill9()
+        if let pair = cluster[region].postgres as? HighlyAvailablePostgres {
+            try pair.killLeader()
+        } else {
+            await cluster[region].postgres.kill9()
+        }
+    }
+
+    func isHighlyAvailable(region: String) -> Bool { cluster[region].postgres is HighlyAvailablePostgres }
+
+    func switchover(region: String) async throws { try pair(region).switchover() }
+
+    func killEtcdMember(region: String) async throws {
+        fault.withLock { $0 = .postgresKilled }
+        try pair(region).killEtcdMember(0)
+    }
+
+    private func pair(_ region: String) throws -> HighlyAvailablePostgres {
+        guard let pair = cluster[region].postgres as? HighlyAvailablePostgres else { throw TestSupportError("\(region) is not under Patroni") }
+        return pair
     }
 
     func partition(region: String) async throws {
@@ -136,6 +154,7 @@ private final class ClusterFaults: DrillCluster {
         case .killed?:
             try await cluster[region].restartAll()
         case .postgresKilled?:
+            // A Patroni pair starts what was killed; the node rejoins as standby.
             try await cluster[region].postgres.restart()
         case .partitioned(let block)?:
             try block.lift()

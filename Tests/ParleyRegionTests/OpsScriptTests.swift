@@ -31,8 +31,9 @@ import Testing
     }
 
     /// A clone in a folder only root may enter (root's home, `mktemp -d`):
-    /// `ops/up` still starts the region, its PostgreSQL keeping its files
-    /// where the postgres user can reach them, and `ops/down` stops it.
+    /// `ops/up` still starts the region, its PostgreSQL (a Patroni pair, the
+    /// default) keeping its files where the postgres user can reach them, and
+    /// `ops/down` stops all of it.
     @Test func opsUpRunsARegionFromACloneThePostgresUserCannotEnter() async throws {
         let root = try TestRun.scratch("private-clone")
         try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: root)
@@ -42,9 +43,13 @@ import Testing
             try FileManager.default.copyItem(atPath: "\(Self.repository)/\(folder)", toPath: "\(clone)/\(folder)")
         }
         // One region, on free ports.
-        let ports = try (0..<9).map { _ in try FreePort.next() }
+        let ports = try (0..<19).map { _ in try FreePort.next() }
+        let addresses = ports.map { "127.0.0.1:\($0)" }
         var eu = try RegionFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: "\(clone)/regions/eu.json"))))
         eu.postgres.port = ports[0]
+        eu.postgres.ha = .init(
+            nodes: Array(addresses[9...10]), patroni: Array(addresses[11...12]), etcd: Array(addresses[13...15]), etcdPeers: Array(addresses[16...18])
+        )
         eu.redis.port = ports[1]
         eu.logic = ["127.0.0.1:\(ports[2])", "127.0.0.1:\(ports[3])"]
         eu.gates = [.init(node: "127.0.0.1:\(ports[4])", tcp: "127.0.0.1:\(ports[5])", webSocket: "127.0.0.1:\(ports[6])")]
@@ -66,8 +71,11 @@ import Testing
         #expect(up.status == 0, "\(up.output)")
         #expect(up.output.contains("run/ links to"), "\(up.output)")
         #expect(FreePort.isAccepting(ports[5]), "eu's gate accepts clients")
+        #expect(up.output.contains("Patroni pair behind HAProxy"), "\(up.output)")
+        #expect(FreePort.isAccepting(ports[9]) && FreePort.isAccepting(ports[10]), "both PostgreSQL nodes run")
         let stopped = try await down()
         #expect(stopped.status == 0 && stopped.output.contains("region eu down"), "\(stopped.output)")
-        #expect(!FreePort.isAccepting(ports[0]), "ops/down stopped eu's PostgreSQL")
+        #expect(!FreePort.isAccepting(ports[0]), "ops/down stopped eu's HAProxy")
+        for port in ports[9...18] { #expect(!FreePort.isAccepting(port), "ops/down stopped the pair and etcd (port \(port))") }
     }
 }

@@ -74,7 +74,7 @@ import Testing
             let store = RegionStore(postgres: location, origin: "eu", clock: HybridLogicalClock(), logger: Logger(label: "test"))
             let runner = Task { await store.run() }
             defer { runner.cancel() }
-            return (try? await withDeadline(.seconds(15), "ping") { try await store.ping() }) != nil
+            return (try? await withDeadline(.seconds(15), "prepare") { try await store.prepare() }) != nil
         }
         #expect(await reaches(trusting: "\(folder)/ca.pem"), "with the server's authority")
         #expect(await !reaches(trusting: nil), "in plaintext")
@@ -130,7 +130,7 @@ import Testing
             }
             let probing = Task {
                 while !Task.isCancelled {
-                    try? await withDeadline(.milliseconds(300), "probe") { try await store.ping() }
+                    _ = try? await withDeadline(.milliseconds(300), "probe") { try await store.ping() }
                     try? await Task.sleep(for: .milliseconds(100))
                 }
             }

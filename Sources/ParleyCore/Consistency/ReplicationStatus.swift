@@ -7,9 +7,15 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
     public var eventsApplied: UInt64
     /// Events applied per second over the last ten seconds.
     public var applyRatePerSecond: Double
+    /// Set when the region's own log went backwards: it takes no changes.
+    public var fence: OriginFence?
 
-    public init(region: String, applied: [String: UInt64], peers: [String: PeerReplicationStatus], eventsApplied: UInt64, applyRatePerSecond: Double) {
+    public init(
+        region: String, applied: [String: UInt64], peers: [String: PeerReplicationStatus], eventsApplied: UInt64, applyRatePerSecond: Double,
+        fence: OriginFence? = nil
+    ) {
         self.region = region
+        self.fence = fence
         self.applied = applied
         self.peers = peers
         self.eventsApplied = eventsApplied
