@@ -20,7 +20,7 @@ import Testing
         // synchronous standby alone, which is what a failover must keep.
         options.durability = .local
         options.loadBefore = .seconds(2)
-        // Past Patroni's promotion (leader key TTL 7 s): the heal restarts the
+        // Past Patroni's promotion (leader key TTL 6 s): the heal restarts the
         // dead node only once the standby has taken over.
         options.outage = .seconds(12)
         options.loadAfter = .seconds(2)
@@ -46,6 +46,7 @@ import Testing
             #expect(report.acked >= 20, "the load really ran: \(report.text)")
             #expect(report.ackedLost == 0 && report.duplicatesShown == 0, "\(report.text)")
             let promotion = try #require(faults.promotion.withLock { $0 }, "the standby was never promoted")
+            print("ha: the standby took writes \(promotion) after the primary's kill")
             #expect(promotion < .seconds(10), "promoted \(promotion) after the kill")
             let after = try pair.leader()
             #expect(after != nil && after != before, "the standby leads now: \(before) → \(after ?? "none")")
