@@ -46,8 +46,10 @@ public final class OpsCluster: DrillCluster {
             throw DrillError("nothing of region \(region) runs (pid files in \(folder)/): start it with ops/up")
         }
         killed.withLock { $0 = true }
-        if isHighlyAvailable(region: region) { try highAvailability(region, ["kill", "all"]) }
         let survivors = await ProcessTable.killTrees(pids)
+        // The Patroni pair, HAProxy and etcd right after (the script takes a
+        // moment to start: the region's own processes go first, at once).
+        if isHighlyAvailable(region: region) { try highAvailability(region, ["kill", "all"]) }
         guard survivors.isEmpty else { throw DrillError("processes of \(region) survived SIGKILL: \(survivors)") }
     }
 

@@ -19,7 +19,13 @@ struct LogicHealth: Sendable {
     let redis: RedisClient
     let timeout: Duration
     let failoverGrace: Duration
-    private let lastPostgresSuccess = Latest<ContinuousClock.Instant>()
+    private let postgresState = Latest<PostgresState>()
+
+    /// When PostgreSQL last answered, and whether it failed since.
+    private struct PostgresState {
+        var lastSuccess: ContinuousClock.Instant
+        var failing = false
+    }
 
     init(store: RegionStore, redis: RedisClient, timeout: Duration, failoverGrace: Duration) {
         self.store = store
@@ -30,8 +36,13 @@ struct LogicHealth: Sendable {
 
     func report() async -> Parley_HealthReport {
         let fence = Latest<OriginFence>()
-        async let postgres = checkOutcome { [store, timeout] in
-            fence.set(try await withDeadline(timeout, "postgres") { try await store.ping() })
+        // While it fails over, a ping waits for nothing: each one would hold
+        // the answer for the whole deadline, and on a busy host the gate's
+        // answer to route would come too late and read as a slow region.
+        let failingOver = postgresState.value.map { $0.failing && ContinuousClock.now - $0.lastSuccess < failoverGrace } ?? false
+        let deadline = failingOver ? min(timeout, .milliseconds(50)) : timeout
+        async let postgres = checkOutcome { [store] in
+            fence.set(try await withDeadline(deadline, "postgres") { try await store.ping() })
         }
         async let redis = checkOutcome { [redis, timeout] in
             let answer = try await withDeadline(timeout, "redis") { try await redis.send("PING") }
@@ -46,12 +57,13 @@ struct LogicHealth: Sendable {
 
     private func graced(_ outcome: String) -> String {
         let now = ContinuousClock.now
-        return lastPostgresSuccess.update { last in
+        return postgresState.update { state in
             if outcome == "ok" {
-                last = now
+                state = PostgresState(lastSuccess: now)
                 return outcome
             }
-            guard let since = last, now - since < failoverGrace else { return outcome }
+            state?.failing = true
+            guard let since = state?.lastSuccess, now - since < failoverGrace else { return outcome }
             return "ok, failing over: \(outcome)"
         }
     }

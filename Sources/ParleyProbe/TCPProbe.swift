@@ -88,14 +88,68 @@ private final class ConnectedFlag: Sendable {
 public func withDeadline<T: Sendable>(
     _ timeout: Duration, _ what: String, _ work: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await work() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw PeerError(.timedOut, peer: what, "no answer within \(timeout)")
+    // Not a task group: a group waits for its children, so work that does
+    // not stop when cancelled (a PostgreSQL connection lease while the
+    // region's primary is being replaced) would hold the answer past the
+    // deadline. The work is cancelled at the deadline and left to finish alone.
+    let race = DeadlineRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            race.begin(continuation)
+            let worker = Task {
+                do { race.finish(.success(try await work())) } catch { race.finish(.failure(error)) }
+            }
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                race.finish(.failure(PeerError(.timedOut, peer: what, "no answer within \(timeout)")))
+            }
+            race.hold(worker, timer)
         }
-        defer { group.cancelAll() }
-        return try await group.next()!
+    } onCancel: {
+        race.finish(.failure(CancellationError()))
+    }
+}
+
+/// The first of the work's outcome, the deadline and cancellation resumes
+/// the caller; then both tasks are cancelled.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var early: Result<T, any Error>?
+        var tasks: [Task<Void, Never>] = []
+        var done = false
+    }
+    private let state = Mutex(State())
+
+    func begin(_ continuation: CheckedContinuation<T, any Error>) {
+        let early = state.withLock { state -> Result<T, any Error>? in
+            guard let early = state.early else {
+                state.continuation = continuation
+                return nil
+            }
+            return early
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func hold(_ tasks: Task<Void, Never>...) {
+        let cancelNow = state.withLock { state -> Bool in
+            state.tasks += tasks
+            return state.done
+        }
+        if cancelNow { for task in tasks { task.cancel() } }
+    }
+
+    func finish(_ outcome: Result<T, any Error>) {
+        let (continuation, tasks) = state.withLock { state -> (CheckedContinuation<T, any Error>?, [Task<Void, Never>]) in
+            guard !state.done else { return (nil, []) }
+            state.done = true
+            if state.continuation == nil { state.early = outcome }
+            defer { state.continuation = nil }
+            return (state.continuation, state.tasks)
+        }
+        continuation?.resume(with: outcome)
+        for task in tasks { task.cancel() }
     }
 }
 

@@ -5,7 +5,7 @@ import ParleyTestSupport
 import Testing
 
 /// The operator's scripts, run as an operator would, from a clone.
-@Suite(.serialized, .timeLimit(.minutes(3))) struct OpsScriptTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct OpsScriptTests {
     private static let repository = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
@@ -73,6 +73,15 @@ import Testing
         #expect(FreePort.isAccepting(ports[5]), "eu's gate accepts clients")
         #expect(up.output.contains("Patroni pair behind HAProxy"), "\(up.output)")
         #expect(FreePort.isAccepting(ports[9]) && FreePort.isAccepting(ports[10]), "both PostgreSQL nodes run")
+        // Stopped and started again on its data: the pair comes back whichever
+        // node was primary last (a switchover first makes it the second).
+        let switched = try await shell("ops/ha-region switchover --dir run/eu/ha", in: clone)
+        #expect(switched.status == 0, "\(switched.output)")
+        let stoppedOnce = try await shell("bash ops/down eu", in: clone)
+        #expect(stoppedOnce.status == 0, "\(stoppedOnce.output)")
+        let again = try await shell("bash ops/up eu", in: clone)
+        #expect(again.status == 0 && again.output.contains("region eu up"), "\(again.output)")
+        #expect(FreePort.isAccepting(ports[5]), "eu's gate accepts clients again")
         let stopped = try await down()
         #expect(stopped.status == 0 && stopped.output.contains("region eu down"), "\(stopped.output)")
         #expect(!FreePort.isAccepting(ports[0]), "ops/down stopped eu's HAProxy")
